@@ -1,0 +1,59 @@
+//! Strict base64url (RFC 7515 section 2): URL-safe alphabet, no padding, no whitespace, and
+//! canonical: the unused low bits of the last character must be zero, so every byte string has
+//! exactly one encoding (otherwise one signature would cover several "different" tokens).
+
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
+use base64::{alphabet, Engine};
+
+const STRICT: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::URL_SAFE,
+    GeneralPurposeConfig::new()
+        .with_encode_padding(false)
+        .with_decode_padding_mode(DecodePaddingMode::RequireNone)
+        .with_decode_allow_trailing_bits(false),
+);
+
+/// Decode, with a reason that names the kind of fault but not the input.
+pub fn decode(s: &str) -> Result<Vec<u8>, String> {
+    STRICT.decode(s).map_err(|e| match e {
+        base64::DecodeError::InvalidByte(at, b) if b == b'=' => format!("has padding at offset {at}"),
+        base64::DecodeError::InvalidByte(at, b) if b.is_ascii_whitespace() => format!("has whitespace at offset {at}"),
+        base64::DecodeError::InvalidByte(at, b) if b == b'+' || b == b'/' => {
+            format!("uses the standard base64 alphabet ('+' or '/') at offset {at}, not base64url")
+        }
+        base64::DecodeError::InvalidByte(at, _) => format!("is not base64url (invalid character at offset {at})"),
+        base64::DecodeError::InvalidLength(n) => format!("is not base64url (impossible length {n})"),
+        base64::DecodeError::InvalidLastSymbol(_, _) => "is not canonical base64url (non-zero trailing bits)".into(),
+        base64::DecodeError::InvalidPadding => "has padding".into(),
+    })
+}
+
+pub fn encode(bytes: &[u8]) -> String {
+    STRICT.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        for n in 0..40 {
+            let v: Vec<u8> = (0..n).map(|i| (i * 37 + 11) as u8).collect();
+            assert_eq!(decode(&encode(&v)).unwrap(), v);
+        }
+    }
+
+    #[test]
+    fn strictness() {
+        assert!(decode("eyJhIjoxfQ").is_ok());
+        assert!(decode("eyJhIjoxfQ==").unwrap_err().contains("padding"));
+        assert!(decode("eyJh IjoxfQ").unwrap_err().contains("whitespace"));
+        assert!(decode("eyJhIjoxfQ\n").unwrap_err().contains("whitespace"));
+        assert!(decode("a+b/").unwrap_err().contains("standard base64"));
+        assert!(decode("eyJhIjoxfR").unwrap_err().contains("trailing bits"), "Q -> R sets a trailing bit");
+        assert!(decode("a").unwrap_err().contains("length"));
+        assert!(decode("é").is_err());
+    }
+}

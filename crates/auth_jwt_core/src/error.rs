@@ -1,0 +1,167 @@
+//! Typed verification errors.
+//!
+//! [`ErrorKind`] is the small, fixed vocabulary users see as the error message (and search for);
+//! [`Error`] adds a detail that says which part or claim failed and why. Details are built only
+//! from public facts (lengths, claim names, numbers, the `kid`, escaped and truncated): never from
+//! the token text, a signature or key material.
+
+use std::fmt;
+
+/// What went wrong, coarsely. The extension maps each kind to SQLSTATE 28000 and a fixed message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// Not a well-formed compact JWS/JWT (size, segments, base64url, JSON, header fields).
+    Malformed,
+    /// `alg` is not EdDSA/Ed25519.
+    UnsupportedAlgorithm,
+    /// No usable key for the token's `kid`.
+    KeyNotFound,
+    /// The Ed25519 signature does not verify under the selected key.
+    InvalidSignature,
+    /// `exp` is in the past (beyond the leeway).
+    Expired,
+    /// `nbf` or `iat` is in the future (beyond the leeway).
+    NotYetValid,
+    /// A claim is missing, of the wrong type, or has the wrong value.
+    InvalidClaims,
+}
+
+impl ErrorKind {
+    /// The fixed message for this kind, as raised by the extension.
+    pub fn message(self) -> &'static str {
+        match self {
+            ErrorKind::Malformed => "malformed token",
+            ErrorKind::UnsupportedAlgorithm => "unsupported algorithm",
+            ErrorKind::KeyNotFound => "unable to find matching signing key",
+            ErrorKind::InvalidSignature => "invalid token signature",
+            ErrorKind::Expired => "token has expired",
+            ErrorKind::NotYetValid => "token is not yet valid",
+            ErrorKind::InvalidClaims => "invalid token claims",
+        }
+    }
+
+    /// A short stable name, used for counters and diagnostics.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::Malformed => "malformed",
+            ErrorKind::UnsupportedAlgorithm => "unsupported_algorithm",
+            ErrorKind::KeyNotFound => "key_not_found",
+            ErrorKind::InvalidSignature => "invalid_signature",
+            ErrorKind::Expired => "expired",
+            ErrorKind::NotYetValid => "not_yet_valid",
+            ErrorKind::InvalidClaims => "invalid_claims",
+        }
+    }
+
+    pub const ALL: [ErrorKind; 7] = [
+        ErrorKind::Malformed,
+        ErrorKind::UnsupportedAlgorithm,
+        ErrorKind::KeyNotFound,
+        ErrorKind::InvalidSignature,
+        ErrorKind::Expired,
+        ErrorKind::NotYetValid,
+        ErrorKind::InvalidClaims,
+    ];
+}
+
+/// The part of a compact JWS a [`ErrorKind::Malformed`] error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Token,
+    Header,
+    Payload,
+    Signature,
+}
+
+impl fmt::Display for Part {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Part::Token => "token",
+            Part::Header => "header",
+            Part::Payload => "payload",
+            Part::Signature => "signature",
+        })
+    }
+}
+
+/// A verification failure: a kind plus a safe, specific detail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    kind: ErrorKind,
+    detail: String,
+}
+
+impl Error {
+    pub fn new(kind: ErrorKind, detail: impl Into<String>) -> Self {
+        Error { kind, detail: detail.into() }
+    }
+
+    pub fn malformed(part: Part, why: impl fmt::Display) -> Self {
+        Error::new(ErrorKind::Malformed, format!("{part}: {why}"))
+    }
+
+    pub fn claim(claim: &str, why: impl fmt::Display) -> Self {
+        Error::new(ErrorKind::InvalidClaims, format!("claim \"{}\" {why}", printable(claim, 64)))
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    pub fn message(&self) -> &'static str {
+        self.kind.message()
+    }
+
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind.message(), self.detail)
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An attacker-chosen string made safe for a message: control and non-ASCII characters escaped,
+/// truncated to `max` characters (a 1 MB `kid` must not become a 1 MB log line).
+pub fn printable(s: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (n, c) in s.chars().enumerate() {
+        if n == max {
+            out.push_str("...");
+            break;
+        }
+        if c.is_ascii_graphic() || c == ' ' {
+            out.push(c);
+        } else {
+            out.extend(c.escape_default());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printable_escapes_and_truncates() {
+        assert_eq!(printable("abc", 10), "abc");
+        assert_eq!(printable("a\0b\n", 10), "a\\u{0}b\\n");
+        assert_eq!(printable(&"x".repeat(100), 4), "xxxx...");
+        assert_eq!(printable("é", 4), "\\u{e9}");
+    }
+
+    #[test]
+    fn kinds_have_distinct_names_and_messages() {
+        let names: std::collections::HashSet<_> = ErrorKind::ALL.iter().map(|k| k.name()).collect();
+        let msgs: std::collections::HashSet<_> = ErrorKind::ALL.iter().map(|k| k.message()).collect();
+        assert_eq!(names.len(), ErrorKind::ALL.len());
+        assert_eq!(msgs.len(), ErrorKind::ALL.len());
+    }
+}

@@ -1,0 +1,184 @@
+//! Strict JSON for JOSE headers and JWT payloads.
+//!
+//! `serde_json::Value` silently keeps the last of duplicate members, so `{"alg":"EdDSA","alg":"none"}`
+//! would mean different things to different parsers. This visitor builds the same `Value` but
+//! rejects duplicate member names at any depth, and rejects U+0000 anywhere in a string, which
+//! PostgreSQL's `jsonb` cannot store (the claims are handed to `jsonb_in` as signed).
+//! Nesting depth is bounded by serde_json's recursion limit (128), so deep input is an error,
+//! never a stack overflow. Invalid UTF-8 and lone surrogate escapes are serde_json errors.
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
+use std::fmt;
+
+/// Parse `bytes` as one JSON object, strictly. The error is a short human reason.
+pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, String> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = StrictValue.deserialize(&mut de).map_err(describe)?;
+    de.end().map_err(describe)?;
+    match value {
+        Value::Object(map) => Ok(map),
+        other => Err(format!("is JSON {}, not an object", type_name(&other))),
+    }
+}
+
+/// JSON type names as users know them.
+pub fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+fn describe(e: serde_json::Error) -> String {
+    // serde_json's messages name a position, never the input text; custom ones are ours.
+    format!("is not valid JSON ({e})")
+}
+
+struct StrictValue;
+
+impl<'de> DeserializeSeed<'de> for StrictValue {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+fn check_nul<E: de::Error>(s: &str) -> Result<(), E> {
+    if s.contains('\0') {
+        Err(E::custom("a string contains U+0000, which PostgreSQL cannot store"))
+    } else {
+        Ok(())
+    }
+}
+
+impl<'de> Visitor<'de> for StrictValue {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        Number::from_f64(v).map(Value::Number).ok_or_else(|| E::custom("a number is not finite"))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+        check_nul(v)?;
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
+        check_nul(&v)?;
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(v) = seq.next_element_seed(StrictValue)? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            check_nul(&key)?;
+            if out.contains_key(&key) {
+                return Err(de::Error::custom(format_args!(
+                    "duplicate member \"{}\"",
+                    crate::error::printable(&key, 64)
+                )));
+            }
+            let v = map.next_value_seed(StrictValue)?;
+            out.insert(key, v);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_plain_objects() {
+        let m = parse_object(br#"{"a":1,"b":[true,null,"x",{"c":-2.5}]}"#).unwrap();
+        assert_eq!(m.len(), 2);
+        assert_eq!(m["b"][3]["c"], serde_json::json!(-2.5));
+    }
+
+    #[test]
+    fn rejects_duplicates_at_any_depth() {
+        let e = parse_object(br#"{"alg":"EdDSA","alg":"none"}"#).unwrap_err();
+        assert!(e.contains("duplicate member \"alg\""), "{e}");
+        let e = parse_object(br#"{"a":{"b":1,"b":2}}"#).unwrap_err();
+        assert!(e.contains("duplicate member \"b\""), "{e}");
+        // Escapes that decode to the same name are the same member.
+        assert!(parse_object(br#"{"alg":1,"\u0061lg":2}"#).is_err());
+    }
+
+    #[test]
+    fn rejects_non_objects_and_junk() {
+        assert!(parse_object(b"[1]").unwrap_err().contains("not an object"));
+        assert!(parse_object(b"\"x\"").is_err());
+        assert!(parse_object(b"{} x").is_err());
+        assert!(parse_object(b"{\"a\":1,}").is_err());
+        assert!(parse_object(b"").is_err());
+        assert!(parse_object(b"\xef\xbb\xbf{}").is_err(), "BOM");
+    }
+
+    #[test]
+    fn rejects_nul_invalid_utf8_and_lone_surrogates() {
+        assert!(parse_object(br#"{"a":"x\u0000"}"#).unwrap_err().contains("U+0000"));
+        assert!(parse_object(br#"{"\u0000":1}"#).unwrap_err().contains("U+0000"));
+        assert!(parse_object(b"{\"a\":\"\xff\"}").is_err());
+        assert!(parse_object(br#"{"a":"\ud800"}"#).is_err());
+        assert!(parse_object(br#"{"a":"\udc00x"}"#).is_err());
+        assert!(parse_object(br#"{"a":"\ud83d\ude00"}"#).is_ok(), "a proper pair is fine");
+    }
+
+    #[test]
+    fn bounds_nesting_depth() {
+        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(parse_object(deep.as_bytes()).unwrap_err().contains("recursion limit"));
+        let ok = format!("{{\"a\":{}1{}}}", "[".repeat(100), "]".repeat(100));
+        assert!(parse_object(ok.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn numbers() {
+        let m = parse_object(br#"{"a":18446744073709551615,"b":-1,"c":1e3}"#).unwrap();
+        assert!(m["a"].is_u64());
+        assert!(m["b"].is_i64());
+        assert!(m["c"].is_f64());
+        assert!(parse_object(br#"{"a":1e400}"#).is_err(), "out of range");
+        assert!(parse_object(br#"{"a":NaN}"#).is_err());
+    }
+}

@@ -1,0 +1,117 @@
+//! auth_jwt_core: verify Better Auth JWTs (compact JWS, EdDSA/Ed25519) with no database and no
+//! global clock. The PostgreSQL extension is a thin layer over [`verify`].
+//!
+//! Order of checks, as in `jsonwebtoken`: size, structure and header (algorithm first), then the
+//! key, then the signature, and only then the payload and its claims. Nothing in the payload is
+//! parsed before the signature over it has verified.
+
+pub mod b64;
+pub mod claims;
+pub mod error;
+pub mod json;
+pub mod keys;
+pub mod token;
+
+pub use claims::{Expect, Times, Validation};
+pub use error::{Error, ErrorKind, Part};
+pub use keys::{Key, KeyRow, KeySet, KeyStatus};
+pub use token::{Compact, Header};
+
+use ed25519_dalek::{Signature, VerifyingKey};
+use serde_json::{Map, Value};
+
+/// A token that passed every check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verified {
+    pub kid: Option<String>,
+    /// The payload exactly as signed (valid UTF-8 JSON object, no duplicate members, no U+0000).
+    pub payload: String,
+    pub claims: Map<String, Value>,
+    pub times: Times,
+    /// Unix second after which this result must not be reused: `exp` + leeway, or earlier if the
+    /// key's grace period ends first.
+    pub valid_until: i64,
+}
+
+/// Verify `token` against `keys` at `now` (Unix seconds).
+pub fn verify(token: &str, keys: &KeySet, v: &Validation, now: i64) -> Result<Verified, Error> {
+    verify_compact(&token::parse(token, v.max_token_size)?, keys, v, now)
+}
+
+/// The rest of [`verify`] for a token already split by [`token::parse`] (the extension looks at
+/// the `kid` in between to decide whether its key cache must be reloaded).
+pub fn verify_compact(c: &Compact<'_>, keys: &KeySet, v: &Validation, now: i64) -> Result<Verified, Error> {
+    let (key, key_until) = keys.select(c.header.kid.as_deref(), now, v.key_grace_period)?;
+    verify_signature(c, key)?;
+    let payload = decode_payload(c)?;
+    let claims = json::parse_object(payload.as_bytes()).map_err(|e| Error::malformed(Part::Payload, e))?;
+    let times = claims::validate(&claims, v, now)?;
+    let token_until = times.exp.saturating_add(v.leeway);
+    let valid_until = key_until.map_or(token_until, |k| k.min(token_until));
+    Ok(Verified { kid: c.header.kid.clone(), payload, claims, times, valid_until })
+}
+
+/// Ed25519 with `verify_strict`: rejects non-canonical S (S >= L), small-order R and A, and
+/// uses the cofactorless equation, so one (message, key) has one valid signature encoding.
+pub fn verify_signature(c: &Compact<'_>, key: &VerifyingKey) -> Result<(), Error> {
+    key.verify_strict(c.signing_input, &Signature::from_bytes(&c.signature))
+        .map_err(|_| Error::new(ErrorKind::InvalidSignature, "the Ed25519 signature does not verify under the selected key"))
+}
+
+fn decode_payload(c: &Compact<'_>) -> Result<String, Error> {
+    let bytes = b64::decode(c.payload_b64).map_err(|e| Error::malformed(Part::Payload, e))?;
+    String::from_utf8(bytes).map_err(|e| Error::malformed(Part::Payload, format!("is not UTF-8 (at byte {})", e.utf8_error().valid_up_to())))
+}
+
+/// Why a token's user-id claim cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UuidClaimError {
+    Missing,
+    NotAString(&'static str),
+    NotCanonical,
+}
+
+/// The named claim as a UUID, accepting only the canonical hyphenated 8-4-4-4-12 form
+/// (either case), as PostgreSQL prints a `uuid` and Better Auth copies it into the token.
+pub fn uuid_claim(claims: &Map<String, Value>, name: &str) -> Result<uuid::Uuid, UuidClaimError> {
+    let s = match claims.get(name) {
+        None | Some(Value::Null) => return Err(UuidClaimError::Missing),
+        Some(Value::String(s)) => s,
+        Some(other) => return Err(UuidClaimError::NotAString(json::type_name(other))),
+    };
+    let b = s.as_bytes();
+    let hyphens_ok = b.len() == 36 && [8, 13, 18, 23].iter().all(|&i| b[i] == b'-');
+    let hex_ok = b.iter().enumerate().all(|(i, c)| matches!(i, 8 | 13 | 18 | 23) || c.is_ascii_hexdigit());
+    if !(hyphens_ok && hex_ok) {
+        return Err(UuidClaimError::NotCanonical);
+    }
+    uuid::Uuid::try_parse(s).map_err(|_| UuidClaimError::NotCanonical)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn uuid_claim_is_strict() {
+        let m = |v: Value| json!({ "uuid": v }).as_object().cloned().unwrap();
+        let id = "112e81d8-d62d-49d6-8a62-7e59b4050b0d";
+        assert_eq!(uuid_claim(&m(json!(id)), "uuid").unwrap().to_string(), id);
+        assert!(uuid_claim(&m(json!(id.to_uppercase())), "uuid").is_ok());
+        assert_eq!(uuid_claim(&m(json!(null)), "uuid"), Err(UuidClaimError::Missing));
+        assert_eq!(uuid_claim(&m(json!(id)), "other"), Err(UuidClaimError::Missing));
+        assert_eq!(uuid_claim(&m(json!(5)), "uuid"), Err(UuidClaimError::NotAString("number")));
+        for bad in [
+            "112e81d8d62d49d68a627e59b4050b0d",
+            "{112e81d8-d62d-49d6-8a62-7e59b4050b0d}",
+            "urn:uuid:112e81d8-d62d-49d6-8a62-7e59b4050b0d",
+            " 112e81d8-d62d-49d6-8a62-7e59b4050b0d",
+            "112e81d8-d62d-49d6-8a62-7e59b4050b0g",
+            "112e81d8-d62d-49d6-8a627-e59b4050b0d",
+            "",
+        ] {
+            assert_eq!(uuid_claim(&m(json!(bad)), "uuid"), Err(UuidClaimError::NotCanonical), "{bad}");
+        }
+    }
+}

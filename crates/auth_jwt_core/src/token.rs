@@ -1,0 +1,223 @@
+//! Compact JWS structure and the protected header.
+//!
+//! Only what is needed to pick a key and check the signature is decoded here; the payload stays
+//! encoded until the signature has verified (see [`crate::verify`]).
+
+use crate::b64;
+use crate::error::{printable, Error, ErrorKind, Part};
+use crate::json;
+use crate::keys::is_ed25519_alg;
+use serde_json::Value;
+
+/// Header parameters that carry or point at a key. A verifier that honoured them would let the
+/// token choose its own key; Better Auth never sends them, so their presence is refused outright.
+const KEY_BEARING: [&str; 6] = ["jwk", "jku", "x5u", "x5c", "x5t", "x5t#S256"];
+
+/// The checked protected header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub alg: String,
+    pub kid: Option<String>,
+}
+
+/// A compact JWS split and with its header and signature decoded, not yet verified.
+#[derive(Debug, Clone)]
+pub struct Compact<'a> {
+    pub header: Header,
+    /// `BASE64URL(header) '.' BASE64URL(payload)`, the bytes the signature covers.
+    pub signing_input: &'a [u8],
+    pub payload_b64: &'a str,
+    pub signature: [u8; 64],
+}
+
+/// Split and decode `token`. `max_size` is checked first, before any other work.
+pub fn parse(token: &str, max_size: usize) -> Result<Compact<'_>, Error> {
+    if token.len() > max_size {
+        return Err(Error::malformed(
+            Part::Token,
+            format!("is {} bytes, over the limit of {max_size} (auth_jwt.max_token_size)", token.len()),
+        ));
+    }
+    if token.is_empty() {
+        return Err(Error::malformed(Part::Token, "is empty"));
+    }
+    let mut it = token.split('.');
+    let (h, p, s) = match (it.next(), it.next(), it.next(), it.next()) {
+        (Some(h), Some(p), Some(s), None) => (h, p, s),
+        _ => {
+            let n = token.split('.').count();
+            let hint = if token.trim_start().starts_with('{') {
+                " (JWS JSON serialization is not accepted, only compact)"
+            } else if n == 5 {
+                " (looks like an encrypted JWE, which is not accepted)"
+            } else {
+                ""
+            };
+            return Err(Error::malformed(Part::Token, format!("has {n} segments, not 3{hint}")));
+        }
+    };
+    if h.is_empty() || p.is_empty() || s.is_empty() {
+        let part = if h.is_empty() { Part::Header } else if p.is_empty() { Part::Payload } else { Part::Signature };
+        return Err(Error::malformed(part, "is empty"));
+    }
+    let header = parse_header(h)?;
+    let sig = b64::decode(s).map_err(|e| Error::malformed(Part::Signature, e))?;
+    let signature: [u8; 64] = sig
+        .try_into()
+        .map_err(|v: Vec<u8>| Error::malformed(Part::Signature, format!("is {} bytes, not 64", v.len())))?;
+    Ok(Compact {
+        header,
+        signing_input: token[..h.len() + 1 + p.len()].as_bytes(),
+        payload_b64: p,
+        signature,
+    })
+}
+
+fn parse_header(h: &str) -> Result<Header, Error> {
+    let bytes = b64::decode(h).map_err(|e| Error::malformed(Part::Header, e))?;
+    let map = json::parse_object(&bytes).map_err(|e| Error::malformed(Part::Header, e))?;
+
+    // Algorithm first (jsonwebtoken's order): nothing else matters for a token we cannot verify.
+    let alg = match map.get("alg") {
+        Some(Value::String(a)) => a,
+        Some(v) => return Err(Error::malformed(Part::Header, format!("\"alg\" is a JSON {}", json::type_name(v)))),
+        None => return Err(Error::malformed(Part::Header, "has no \"alg\"")),
+    };
+    if !is_ed25519_alg(alg) {
+        return Err(Error::new(
+            ErrorKind::UnsupportedAlgorithm,
+            format!("alg is \"{}\"; only \"EdDSA\" (Ed25519) is accepted", printable(alg, 32)),
+        ));
+    }
+    if map.contains_key("crit") {
+        return Err(Error::malformed(Part::Header, "has \"crit\"; no critical extensions are supported"));
+    }
+    if map.contains_key("b64") {
+        return Err(Error::malformed(Part::Header, "has \"b64\"; unencoded payloads are not supported"));
+    }
+    if let Some(p) = KEY_BEARING.iter().find(|p| map.contains_key(**p)) {
+        return Err(Error::malformed(Part::Header, format!("carries \"{p}\"; keys come only from the key table")));
+    }
+    match map.get("typ") {
+        None => {}
+        Some(Value::String(t)) if t == "JWT" => {}
+        Some(Value::String(t)) => {
+            return Err(Error::malformed(
+                Part::Header,
+                format!("typ is \"{}\", not \"JWT\" (OAuth access and logout tokens are not accepted)", printable(t, 32)),
+            ))
+        }
+        Some(v) => return Err(Error::malformed(Part::Header, format!("\"typ\" is a JSON {}", json::type_name(v)))),
+    }
+    let kid = match map.get("kid") {
+        None => None,
+        Some(Value::String(k)) => Some(k.clone()),
+        Some(v) => return Err(Error::malformed(Part::Header, format!("\"kid\" is a JSON {}", json::type_name(v)))),
+    };
+    Ok(Header { alg: alg.clone(), kid })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tok(header: &str) -> String {
+        format!("{}.{}.{}", b64::encode(header.as_bytes()), b64::encode(b"{}"), b64::encode(&[0u8; 64]))
+    }
+
+    fn err(header: &str) -> Error {
+        parse(&tok(header), 16384).unwrap_err()
+    }
+
+    #[test]
+    fn parses_better_auth_header() {
+        let t = tok(r#"{"alg":"EdDSA","kid":"sYSuBKRL0FQJT8vj2sY9i6ZiGHLcG8OK"}"#);
+        let c = parse(&t, 16384).unwrap();
+        assert_eq!(c.header.alg, "EdDSA");
+        assert_eq!(c.header.kid.as_deref(), Some("sYSuBKRL0FQJT8vj2sY9i6ZiGHLcG8OK"));
+        assert_eq!(c.signing_input, t.rsplit_once('.').unwrap().0.as_bytes());
+        assert!(parse(&tok(r#"{"alg":"Ed25519","typ":"JWT"}"#), 16384).is_ok());
+    }
+
+    #[test]
+    fn size_limit_is_checked_first() {
+        let t = tok(r#"{"alg":"EdDSA"}"#);
+        assert!(parse(&t, t.len()).is_ok());
+        let e = parse(&t, t.len() - 1).unwrap_err();
+        assert!(e.detail().contains("over the limit"), "{e}");
+        // Even garbage that would fail later fails on size first.
+        let e = parse(&"!".repeat(20_000), 16384).unwrap_err();
+        assert!(e.detail().contains("over the limit"));
+    }
+
+    #[test]
+    fn segments() {
+        assert!(parse("a.b", 100).unwrap_err().detail().contains("2 segments"));
+        assert!(parse("a.b.c.d", 100).unwrap_err().detail().contains("4 segments"));
+        assert!(parse("a.b.c.d.e", 100).unwrap_err().detail().contains("JWE"));
+        assert!(parse(r#"{"payload":"x","signatures":[]}"#, 100).unwrap_err().detail().contains("JSON serialization"));
+        assert!(parse("", 100).unwrap_err().detail().contains("empty"));
+        assert!(parse(".b.c", 100).unwrap_err().detail().starts_with("header"));
+        assert!(parse(&"x.".repeat(50_000), 200_000).unwrap_err().detail().contains("segments"));
+    }
+
+    #[test]
+    fn algorithms() {
+        for alg in ["none", "None", "NONE", "HS256", "RS256", "ES256", "PS256", "eddsa", "EDDSA", "Ed25519ph", "Ed448", "EdDSA ", ""] {
+            let e = err(&format!(r#"{{"alg":"{alg}"}}"#));
+            assert_eq!(e.kind(), ErrorKind::UnsupportedAlgorithm, "{alg}");
+        }
+        assert_eq!(err(r#"{"kid":"x"}"#).kind(), ErrorKind::Malformed);
+        assert_eq!(err(r#"{"alg":["EdDSA"]}"#).kind(), ErrorKind::Malformed);
+        assert_eq!(err(r#"{"alg":null}"#).kind(), ErrorKind::Malformed);
+    }
+
+    #[test]
+    fn duplicate_alg_is_malformed_not_last_wins() {
+        let e = err(r#"{"alg":"EdDSA","alg":"none"}"#);
+        assert_eq!(e.kind(), ErrorKind::Malformed);
+        assert!(e.detail().contains("duplicate"));
+        assert_eq!(err(r#"{"alg":"none","alg":"EdDSA"}"#).kind(), ErrorKind::Malformed);
+    }
+
+    #[test]
+    fn refused_header_parameters() {
+        assert!(err(r#"{"alg":"EdDSA","crit":["exp"]}"#).detail().contains("crit"));
+        assert!(err(r#"{"alg":"EdDSA","crit":[]}"#).detail().contains("crit"));
+        assert!(err(r#"{"alg":"EdDSA","b64":false}"#).detail().contains("b64"));
+        for p in KEY_BEARING {
+            assert!(err(&format!(r#"{{"alg":"EdDSA","{p}":"x"}}"#)).detail().contains(p), "{p}");
+        }
+        for typ in ["at+jwt", "logout+jwt", "jwt", "JOSE", "application/jwt"] {
+            let e = err(&format!(r#"{{"alg":"EdDSA","typ":"{typ}"}}"#));
+            assert!(e.detail().contains("typ"), "{typ}");
+        }
+        assert!(err(r#"{"alg":"EdDSA","typ":1}"#).detail().contains("typ"));
+        assert!(err(r#"{"alg":"EdDSA","kid":7}"#).detail().contains("kid"));
+        assert!(err(r#"{"alg":"EdDSA","kid":null}"#).detail().contains("kid"));
+        assert!(err(r#"{"alg":"EdDSA","kid":"a\u0000b"}"#).detail().contains("U+0000"));
+    }
+
+    #[test]
+    fn header_must_be_a_json_object() {
+        assert_eq!(err("[]").kind(), ErrorKind::Malformed);
+        assert_eq!(err("not json").kind(), ErrorKind::Malformed);
+        assert!(err("\"EdDSA\"").detail().starts_with("header"));
+    }
+
+    #[test]
+    fn signature_must_be_64_canonical_bytes() {
+        let h = b64::encode(br#"{"alg":"EdDSA"}"#);
+        let p = b64::encode(b"{}");
+        let e = parse(&format!("{h}.{p}.{}", b64::encode(&[0u8; 63])), 1000).unwrap_err();
+        assert!(e.detail().contains("63 bytes"));
+        let mut s = b64::encode(&[0u8; 64]);
+        s.push('=');
+        s.push('=');
+        assert!(parse(&format!("{h}.{p}.{s}"), 1000).unwrap_err().detail().contains("padding"));
+        let mut s = b64::encode(&[0u8; 64]);
+        s.pop();
+        s.push('B'); // 64 bytes end in 2 trailing bits: 'B' sets one
+        assert!(parse(&format!("{h}.{p}.{s}"), 1000).unwrap_err().detail().contains("trailing bits"));
+    }
+}
