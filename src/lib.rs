@@ -1,2 +1,40 @@
+//! auth_jwt: verify Better Auth JWTs inside PostgreSQL.
+//!
+//! A thin layer over `auth_jwt_core`: settings, the key store (SPI + cache + invalidation),
+//! the request's token source, the SQL functions, and the mapping of errors to SQLSTATEs.
+
 use pgrx::prelude::*;
+
+mod errors;
+mod functions;
+mod key_watch;
+mod keys;
+mod settings;
+mod stats;
+mod token_cache;
+mod token_source;
+mod verify;
+
 ::pgrx::pg_module_magic!(name, version);
+
+/// Schema `auth_jwt`: created by the extension script, so DROP EXTENSION removes it.
+#[pg_schema]
+mod auth_jwt {}
+extension_sql_file!("../sql/functions.sql", name = "functions", finalize);
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    settings::init();
+    keys::init();
+}
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}

@@ -1,0 +1,85 @@
+//! Test-only token minter (never part of the extension): deterministic Ed25519 keys from a
+//! one-byte seed, Better-Auth-shaped tokens, and hand-made variants for negative tests.
+//!
+//!   mint jwk SEED                      public JWK JSON for the key of SEED
+//!   mint token SEED [name=value ...]   a signed token; names:
+//!       kid=K | nokid=1                header kid (default "k<SEED>")
+//!       header=JSON                    the exact header text (overrides kid)
+//!       payload=TEXT                   the exact payload text (overrides everything below)
+//!       exp=+N|-N|ABS  iat=...  nbf=...   times, relative to now unless absolute
+//!       iss=S aud=S sub=S uuid=S       string claims ("-" removes the claim)
+//!       claims=JSON                    extra members merged into the payload
+//!       pad=N                          a "pad" claim of N characters (large tokens)
+
+use auth_jwt_core::b64;
+use ed25519_dalek::{Signer, SigningKey};
+use serde_json::{json, Map, Value};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+fn key(seed: &str) -> SigningKey {
+    SigningKey::from_bytes(&[seed.parse::<u8>().expect("SEED is 0-255"); 32])
+}
+
+fn time(v: &str, now: i64) -> Value {
+    match v.as_bytes().first() {
+        Some(b'+') | Some(b'-') => json!(now + v.parse::<i64>().expect("relative seconds")),
+        _ => serde_json::from_str(v).unwrap_or_else(|_| json!(v)),
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+    match args.first().map(String::as_str) {
+        Some("jwk") => {
+            let sk = key(&args[1]);
+            println!(r#"{{"crv":"Ed25519","x":"{}","kty":"OKP"}}"#, b64::encode(sk.verifying_key().as_bytes()));
+        }
+        Some("token") => {
+            let seed = &args[1];
+            let sk = key(seed);
+            let mut header = format!(r#"{{"alg":"EdDSA","kid":"k{seed}"}}"#);
+            let mut claims: Map<String, Value> = json!({
+                "iat": now, "exp": now + 600, "iss": "https://app.example.com", "aud": "https://app.example.com",
+                "sub": format!("user{seed}"), "uuid": format!("00000000-0000-4000-8000-{:012}", seed.parse::<u64>().unwrap()),
+            })
+            .as_object()
+            .unwrap()
+            .clone();
+            let mut payload: Option<String> = None;
+            for a in &args[2..] {
+                let (k, v) = a.split_once('=').expect("name=value");
+                match k {
+                    "kid" => header = format!(r#"{{"alg":"EdDSA","kid":{}}}"#, json!(v)),
+                    "nokid" => header = r#"{"alg":"EdDSA"}"#.to_string(),
+                    "header" => header = v.to_string(),
+                    "payload" => payload = Some(v.to_string()),
+                    "exp" | "iat" | "nbf" => {
+                        claims.insert(k.into(), time(v, now));
+                    }
+                    "claims" => {
+                        let extra: Map<String, Value> = serde_json::from_str(v).expect("claims=JSON object");
+                        claims.extend(extra);
+                    }
+                    "pad" => {
+                        claims.insert("pad".into(), json!("x".repeat(v.parse().unwrap())));
+                    }
+                    _ if v == "-" => {
+                        claims.remove(k);
+                    }
+                    _ => {
+                        claims.insert(k.into(), json!(v));
+                    }
+                }
+            }
+            let payload = payload.unwrap_or_else(|| Value::Object(claims).to_string());
+            let input = format!("{}.{}", b64::encode(header.as_bytes()), b64::encode(payload.as_bytes()));
+            let sig = sk.sign(input.as_bytes());
+            println!("{input}.{}", b64::encode(&sig.to_bytes()));
+        }
+        _ => {
+            eprintln!("usage: mint jwk SEED | mint token SEED [name=value ...]");
+            std::process::exit(2);
+        }
+    }
+}

@@ -1,0 +1,72 @@
+# Shared by scripts/demo and scripts/test: prerequisites, build, and a throwaway cluster.
+# Runs as root on Debian 12 (PostgreSQL refuses root, so the server runs as user postgres).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+PGBIN=$("$PG_CONFIG" --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)
+PGRX_VERSION=0.18.1
+export PATH="$HOME/.cargo/bin:$PATH"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+# Install what is missing: Debian packages, cargo-pgrx 0.18.1, and pgrx's PG15 config.
+ensure_prereqs() {
+    local pkgs=(postgresql-15 postgresql-server-dev-15 libclang-dev clang libssl-dev pkg-config sudo pgbouncer python3-venv)
+    local missing=()
+    for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+    if ((${#missing[@]})); then
+        log "apt-get install ${missing[*]}"
+        apt-get update -q >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
+    fi
+    # The Debian package starts services we do not use; our tests run their own.
+    systemctl disable --now pgbouncer >/dev/null 2>&1 || true
+    if ! cargo pgrx --version 2>/dev/null | grep -q " $PGRX_VERSION\$"; then
+        log "cargo install cargo-pgrx $PGRX_VERSION (several minutes, once)"
+        cargo install cargo-pgrx --version "$PGRX_VERSION" --locked
+    fi
+    if [ ! -f "$HOME/.pgrx/config.toml" ] || ! grep -q "pg15" "$HOME/.pgrx/config.toml"; then
+        cargo pgrx init --pg15 "$PG_CONFIG" >/dev/null
+    fi
+}
+
+# Build and install the extension into the system PostgreSQL, plus the test token minter.
+install_extension() {
+    local profile=${1:-}
+    log "building and installing auth_jwt ${profile:+($profile)}"
+    (cd "$ROOT" && cargo pgrx install --pg-config "$PG_CONFIG" ${profile:+--$profile} >/dev/null)
+    (cd "$ROOT" && cargo build -q -p auth_jwt_core --example mint)
+    export MINT="$ROOT/target/debug/examples/mint"
+}
+
+# start_cluster NAME PORT: a fresh cluster in /tmp, trust auth on loopback and a private socket.
+start_cluster() {
+    local name=$1 port=$2
+    export PGDATA_DIR=/tmp/auth_jwt-$name
+    export PGHOST=/tmp/auth_jwt-$name-sock PGPORT=$port PGUSER=postgres
+    stop_cluster "$name"
+    rm -rf "$PGDATA_DIR" "$PGHOST"
+    install -d -o postgres -g postgres "$PGHOST"
+    runuser -u postgres -- "$PGBIN/initdb" -D "$PGDATA_DIR" -A trust -U postgres >/dev/null
+    cat >>"$PGDATA_DIR/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = '$PGHOST'
+fsync = off
+max_connections = 200
+wal_level = replica
+max_wal_senders = 4
+CONF
+    echo "host replication all 127.0.0.1/32 trust" >>"$PGDATA_DIR/pg_hba.conf"
+    runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$PGDATA_DIR/log" -w start >/dev/null
+}
+
+stop_cluster() {
+    local dir=/tmp/auth_jwt-$1
+    if [ -f "$dir/postmaster.pid" ]; then
+        runuser -u postgres -- "$PGBIN/pg_ctl" -D "$dir" -m immediate -w stop >/dev/null 2>&1 || true
+    fi
+}
+
+psql_q() { "$PGBIN/psql" -X -v ON_ERROR_STOP=1 -q "$@"; }

@@ -1,0 +1,74 @@
+//! The one place where failures become PostgreSQL errors: SQLSTATE, message, detail and hint.
+//!
+//! Every rejected token is SQLSTATE 28000 (invalid_authorization_specification) with the core's
+//! fixed message; configuration problems get their own codes, so an operator can tell "this
+//! token is bad" from "this database is not set up". Nothing raised here contains a token, a
+//! signature or key material: details come from the core, which builds them from public facts.
+
+use crate::settings::ConfigError;
+use auth_jwt_core::{Error, ErrorKind};
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::{PgLogLevel, PgSqlErrorCode};
+
+pub fn hint(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::Expired => "The client must refresh its Better Auth session and send a new token.",
+        ErrorKind::NotYetValid => {
+            "Check that the database and Better Auth clocks agree; auth_jwt.leeway sets the tolerance."
+        }
+        ErrorKind::KeyNotFound => {
+            "The key must be a usable Ed25519 row of auth_jwt.jwks_table, and not past its expiresAt plus auth_jwt.key_grace_period; see SELECT * FROM auth_jwt.jwks_keys()."
+        }
+        ErrorKind::InvalidSignature => "The token was not signed by the key its kid names: it is forged or corrupted.",
+        ErrorKind::Malformed => {
+            "Send the compact JWT exactly as Better Auth issued it (header.payload.signature), with no quotes or whitespace."
+        }
+        ErrorKind::UnsupportedAlgorithm => {
+            "auth_jwt verifies EdDSA (Ed25519) tokens, Better Auth's default; other algorithms are refused."
+        }
+        ErrorKind::InvalidClaims => {
+            "Compare the token's claims with auth_jwt.issuer, auth_jwt.audience and the claims the policy needs."
+        }
+    }
+}
+
+fn raise(code: PgSqlErrorCode, message: String, detail: String, hint: String) -> ! {
+    ErrorReport::new(code, message, "auth_jwt").set_detail(detail).set_hint(hint).report(PgLogLevel::ERROR);
+    unreachable!("ERROR does not return")
+}
+
+/// A rejected token.
+pub fn rejected(e: &Error) -> ! {
+    crate::stats::rejected(e.kind());
+    raise(
+        PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
+        e.message().to_owned(),
+        e.detail().to_owned(),
+        hint(e.kind()).to_owned(),
+    )
+}
+
+/// A rejection that is not about the token's content (where it came from, or a missing claim).
+pub fn unauthorized(message: &str, detail: &str, hint: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
+        message.to_owned(),
+        detail.to_owned(),
+        hint.to_owned(),
+    )
+}
+
+/// A required setting is not configured.
+pub fn config(e: &ConfigError) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        format!("{} is not set", e.setting),
+        e.detail.clone(),
+        e.hint.clone(),
+    )
+}
+
+/// The key table cannot be read as configured.
+pub fn key_table(code: PgSqlErrorCode, message: String, detail: String, hint: &str) -> ! {
+    raise(code, message, detail, hint.to_owned())
+}

@@ -1,0 +1,274 @@
+//! The `auth_jwt.*` settings.
+//!
+//! Everything that decides whether a token is trusted is PGC_SUSET: only a superuser (or
+//! postgresql.conf, ALTER SYSTEM, ALTER DATABASE/ROLE ... SET by a superuser) can change it, so
+//! an application role cannot redirect verification with SET, set_config, ALTER ROLE ... SET or
+//! PGOPTIONS. The `auth_jwt` prefix is reserved, so a typo or an invented `auth_jwt.x` is an error
+//! rather than a silently ignored placeholder. The one setting any role may write is
+//! `auth_jwt.token`, which only carries a token to be verified.
+//!
+//! Every trust setting has an assign hook that bumps [`generation`], so caches can tell in O(1)
+//! whether the settings that decided a cached result are still the same.
+
+use auth_jwt_core::{Expect, Validation};
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use pgrx::pg_sys;
+use std::cell::{Cell, RefCell};
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
+
+pub static JWKS_TABLE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"public.jwks"));
+pub static ISSUER: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
+pub static AUDIENCE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
+pub static LEEWAY: GucSetting<i32> = GucSetting::<i32>::new(30);
+pub static KEY_GRACE_PERIOD: GucSetting<i32> = GucSetting::<i32>::new(30 * 24 * 3600);
+pub static MAX_TOKEN_SIZE: GucSetting<i32> = GucSetting::<i32>::new(16 * 1024);
+pub static CACHE_SIZE: GucSetting<i32> = GucSetting::<i32>::new(1000);
+pub static UUID_CLAIM: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"uuid"));
+pub static TOKEN_HEADER: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"authorization"));
+pub static ALLOW_SESSION_TOKEN: GucSetting<bool> = GucSetting::<bool>::new(false);
+/// The request's token; the only setting any role may write (see `token_source`).
+pub static TOKEN: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
+
+thread_local! {
+    static GENERATION: Cell<u64> = const { Cell::new(1) };
+    static TOKEN_GENERATION: Cell<u64> = const { Cell::new(1) };
+    static VALIDATION: RefCell<(u64, Option<Result<Validation, ConfigError>>)> = const { RefCell::new((0, None)) };
+}
+
+/// Changes whenever any trust setting is assigned (SET, RESET, transaction end, function SET).
+pub fn generation() -> u64 {
+    GENERATION.with(|g| g.get())
+}
+
+/// Changes whenever `auth_jwt.token` is assigned.
+pub fn token_generation() -> u64 {
+    TOKEN_GENERATION.with(|g| g.get())
+}
+
+fn bump() {
+    GENERATION.with(|g| g.set(g.get().wrapping_add(1)));
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn assign_string(_new: *const c_char, _extra: *mut c_void) {
+    bump();
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn assign_int(_new: c_int, _extra: *mut c_void) {
+    bump();
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn assign_bool(_new: bool, _extra: *mut c_void) {
+    bump();
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn assign_token(_new: *const c_char, _extra: *mut c_void) {
+    TOKEN_GENERATION.with(|g| g.set(g.get().wrapping_add(1)));
+}
+
+pub fn init() {
+    let s = GucFlags::default();
+    // SAFETY: the hooks only touch thread-local counters and cannot panic.
+    unsafe {
+        GucRegistry::define_string_guc_with_hooks(
+            c"auth_jwt.jwks_table",
+            c"Schema-qualified table or view holding Better Auth's public keys.",
+            c"Columns id, \"publicKey\", and optionally \"expiresAt\", \"alg\", \"crv\". Point it at a view to serve a renamed table or columns.",
+            &JWKS_TABLE,
+            GucContext::Suset,
+            s,
+            None,
+            Some(assign_string),
+            None,
+        );
+        GucRegistry::define_string_guc_with_hooks(
+            c"auth_jwt.issuer",
+            c"Required iss claim: the origin of Better Auth's baseURL, or * to skip the check.",
+            c"Verification fails while this is empty.",
+            &ISSUER,
+            GucContext::Suset,
+            s,
+            None,
+            Some(assign_string),
+            None,
+        );
+        GucRegistry::define_string_guc_with_hooks(
+            c"auth_jwt.audience",
+            c"Value the aud claim must contain: Better Auth's baseURL origin by default, or * to skip the check.",
+            c"Verification fails while this is empty.",
+            &AUDIENCE,
+            GucContext::Suset,
+            s,
+            None,
+            Some(assign_string),
+            None,
+        );
+        GucRegistry::define_int_guc_with_hooks(
+            c"auth_jwt.leeway",
+            c"Clock skew tolerated on exp, nbf and iat.",
+            c"",
+            &LEEWAY,
+            0,
+            3600,
+            GucContext::Suset,
+            GucFlags::UNIT_S,
+            None,
+            Some(assign_int),
+            None,
+        );
+        GucRegistry::define_int_guc_with_hooks(
+            c"auth_jwt.key_grace_period",
+            c"How long a key keeps verifying after its expiresAt (Better Auth's jwks.gracePeriod).",
+            c"",
+            &KEY_GRACE_PERIOD,
+            0,
+            i32::MAX,
+            GucContext::Suset,
+            GucFlags::UNIT_S,
+            None,
+            Some(assign_int),
+            None,
+        );
+        GucRegistry::define_int_guc_with_hooks(
+            c"auth_jwt.max_token_size",
+            c"Longest token accepted; checked before any decoding.",
+            c"",
+            &MAX_TOKEN_SIZE,
+            256,
+            1024 * 1024,
+            GucContext::Suset,
+            GucFlags::UNIT_BYTE,
+            None,
+            Some(assign_int),
+            None,
+        );
+        GucRegistry::define_int_guc_with_hooks(
+            c"auth_jwt.cache_size",
+            c"Verified tokens remembered per backend (0 disables the cache).",
+            c"Each entry holds one token and its claims; memory is bounded by this times the token size.",
+            &CACHE_SIZE,
+            0,
+            1_000_000,
+            GucContext::Suset,
+            s,
+            None,
+            Some(assign_int),
+            None,
+        );
+        GucRegistry::define_string_guc_with_hooks(
+            c"auth_jwt.uuid_claim",
+            c"Claim that jwt_claim_uuid() returns.",
+            c"",
+            &UUID_CLAIM,
+            GucContext::Suset,
+            s,
+            None,
+            Some(assign_string),
+            None,
+        );
+        GucRegistry::define_string_guc_with_hooks(
+            c"auth_jwt.token_header",
+            c"Header in PostgREST's request.headers that carries the bearer token.",
+            c"",
+            &TOKEN_HEADER,
+            GucContext::Suset,
+            s,
+            None,
+            Some(assign_string),
+            None,
+        );
+        GucRegistry::define_bool_guc_with_hooks(
+            c"auth_jwt.allow_session_token",
+            c"Accept auth_jwt.token set for the whole session (direct connections only; unsafe behind a pooler).",
+            c"",
+            &ALLOW_SESSION_TOKEN,
+            GucContext::Suset,
+            s,
+            None,
+            Some(assign_bool),
+            None,
+        );
+        GucRegistry::define_string_guc_with_hooks(
+            c"auth_jwt.token",
+            c"The request's bearer token (a JWT, or \"Bearer <jwt>\"). Set it with SET LOCAL or set_config(..., true).",
+            c"",
+            &TOKEN,
+            GucContext::Userset,
+            GucFlags::NO_SHOW_ALL,
+            None,
+            Some(assign_token),
+            None,
+        );
+        reserve_prefix();
+    }
+}
+
+#[cfg(any(feature = "pg15", feature = "pg16", feature = "pg17", feature = "pg18"))]
+unsafe fn reserve_prefix() {
+    unsafe { pg_sys::MarkGUCPrefixReserved(c"auth_jwt".as_ptr()) }
+}
+
+#[cfg(any(feature = "pg13", feature = "pg14"))]
+unsafe fn reserve_prefix() {
+    unsafe { pg_sys::EmitWarningsOnPlaceholders(c"auth_jwt".as_ptr()) }
+}
+
+/// The current value of a string setting, borrowed from the GUC's own storage: no copy, so this
+/// is cheap enough for the per-row path. Valid until the setting next changes.
+pub fn str_of(setting: &'static GucSetting<Option<CString>>) -> &'static str {
+    // SAFETY: the pointer is the GUC's current value (or NULL), a NUL-terminated string owned by
+    // guc.c; we never hold the result across a statement.
+    unsafe {
+        let p = *setting.as_ptr();
+        if p.is_null() {
+            return "";
+        }
+        CStr::from_ptr(p).to_str().unwrap_or("")
+    }
+}
+
+/// A required setting that is not configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub setting: &'static str,
+    pub detail: String,
+    pub hint: String,
+}
+
+fn expect(name: &'static str, value: &str, claim: &str) -> Result<Expect, ConfigError> {
+    match value {
+        "" => Err(ConfigError {
+            setting: name,
+            detail: format!("auth_jwt checks the {claim} claim of every token against {name}, and it is empty."),
+            hint: format!(
+                "Set it to the origin of Better Auth's baseURL, e.g. ALTER DATABASE mydb SET {name} = 'https://app.example.com'; (or '*' to skip the {claim} check)."
+            ),
+        }),
+        "*" => Ok(Expect::Any),
+        v => Ok(Expect::Exactly(v.to_owned())),
+    }
+}
+
+/// The validation rules the settings describe, rebuilt only when a setting changed.
+pub fn validation() -> Result<Validation, ConfigError> {
+    let generation = generation();
+    VALIDATION.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached.0 != generation || cached.1.is_none() {
+            let v = (|| {
+                Ok(Validation {
+                    issuer: expect("auth_jwt.issuer", str_of(&ISSUER), "iss")?,
+                    audience: expect("auth_jwt.audience", str_of(&AUDIENCE), "aud")?,
+                    leeway: LEEWAY.get() as i64,
+                    key_grace_period: KEY_GRACE_PERIOD.get() as i64,
+                    max_token_size: MAX_TOKEN_SIZE.get() as usize,
+                })
+            })();
+            *cached = (generation, Some(v));
+        }
+        cached.1.clone().expect("set above") // ok: assigned in the branch above
+    })
+}

@@ -1,0 +1,183 @@
+//! Where the request's token comes from, and the pooler rule.
+//!
+//! In order: the setting `auth_jwt.token` (a JWT or `Bearer <jwt>`), then PostgREST's
+//! `request.headers` JSON (header `auth_jwt.token_header`, scheme `Bearer`, case-insensitive).
+//! Nothing else: never `request.jwt.claims` or any other setting a client can write freely.
+//!
+//! Pooler rule: a token authenticates only the transaction that set it. The value must have
+//! been set with SET LOCAL or set_config(..., true) (or a function's SET clause) in the current
+//! transaction: the GUC then has a stack entry that will revert it at transaction end, and its
+//! source is an explicit SET. A value that survives the transaction (plain SET, set_config(...,
+//! false), ALTER ROLE ... SET, PGOPTIONS, a RESET back to such a default) is refused, because
+//! behind PgBouncer in transaction mode the next transaction may belong to another client.
+//! `auth_jwt.allow_session_token` (superuser-only) lifts the rule for direct connections.
+//!
+//! Parallel workers receive GUC values but not the leader's GUC stack; there the value must at
+//! least come from an explicit SET (not from ALTER ROLE, PGOPTIONS or a config file). The leader
+//! applies the full rule whenever it evaluates the function itself.
+
+use crate::errors;
+use crate::settings::{self, str_of};
+use pgrx::pg_sys;
+use std::cell::Cell;
+use std::ffi::CStr;
+
+/// Which setting carried the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Setting,
+    Headers,
+}
+
+thread_local! {
+    static TOKEN_GUC: Cell<*mut pg_sys::config_generic> = const { Cell::new(std::ptr::null_mut()) };
+}
+
+/// The GUC record of a setting, by exact (lower-case) name.
+fn find_guc(name: &CStr) -> *mut pg_sys::config_generic {
+    // SAFETY: guc.c's variable table; we only read it.
+    unsafe {
+        #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
+        let (vars, n) = (pg_sys::get_guc_variables(), pg_sys::GetNumConfigOptions() as usize);
+        #[cfg(any(feature = "pg16", feature = "pg17", feature = "pg18"))]
+        let (vars, n) = {
+            let mut n = 0;
+            let v = pg_sys::get_guc_variables(&mut n);
+            (v, n as usize)
+        };
+        for i in 0..n {
+            let g = *vars.add(i);
+            if !g.is_null() && CStr::from_ptr((*g).name) == name {
+                return g;
+            }
+        }
+        std::ptr::null_mut()
+    }
+}
+
+/// `auth_jwt.token`'s GUC record; it never moves once defined.
+fn token_guc() -> *mut pg_sys::config_generic {
+    TOKEN_GUC.with(|c| {
+        if c.get().is_null() {
+            c.set(find_guc(c"auth_jwt.token"));
+        }
+        c.get()
+    })
+}
+
+fn is_parallel_worker() -> bool {
+    // SAFETY: a plain global of parallel.c.
+    unsafe { pg_sys::ParallelWorkerNumber >= 0 }
+}
+
+/// Was the current value of `guc` set for this transaction only?
+fn transaction_scoped(guc: *const pg_sys::config_generic) -> bool {
+    if settings::ALLOW_SESSION_TOKEN.get() {
+        return true;
+    }
+    if guc.is_null() {
+        return false;
+    }
+    // SAFETY: a live GUC record; fields read only.
+    unsafe {
+        let g = &*guc;
+        if g.source != pg_sys::GucSource::PGC_S_SESSION {
+            return false;
+        }
+        if is_parallel_worker() {
+            return true;
+        }
+        !g.stack.is_null() && (*g.stack).state != pg_sys::GucStackState::GUC_SET
+    }
+}
+
+fn session_scoped_error(setting: &str) -> ! {
+    errors::unauthorized(
+        "token was set for the session, not the transaction",
+        &format!("{setting} survives the end of the transaction (SET, set_config(..., false), ALTER ROLE ... SET or PGOPTIONS); behind a connection pooler the next transaction may belong to another client, so auth_jwt refuses it."),
+        &format!("Set it per transaction: SET LOCAL {setting} = '...'; or SELECT set_config('{setting}', '...', true);"),
+    )
+}
+
+/// Strip an optional `Bearer ` (any case) prefix.
+fn strip_bearer(v: &str) -> &str {
+    let t = v.trim_matches(|c| c == ' ' || c == '\t');
+    match t.get(..7) {
+        Some(p) if p.eq_ignore_ascii_case("bearer ") => t[7..].trim_start_matches(' '),
+        _ => t,
+    }
+}
+
+/// The raw `request.headers` value, borrowed from guc.c (NULL-safe).
+pub fn request_headers() -> Option<&'static str> {
+    // SAFETY: GetConfigOption returns the current value or NULL; we use it before any SET.
+    unsafe {
+        let p = pg_sys::GetConfigOption(c"request.headers".as_ptr(), true, false);
+        if p.is_null() {
+            return None;
+        }
+        CStr::from_ptr(p).to_str().ok().filter(|s| !s.is_empty())
+    }
+}
+
+/// `auth_jwt.token` if set (and checked for scope).
+pub fn from_setting() -> Option<&'static str> {
+    let v = str_of(&settings::TOKEN);
+    if v.is_empty() {
+        return None;
+    }
+    if !transaction_scoped(token_guc()) {
+        session_scoped_error("auth_jwt.token");
+    }
+    let t = strip_bearer(v);
+    Some(t)
+}
+
+/// The bearer token in a `request.headers` JSON value (checked for scope), or None when the
+/// request carries no such header (anonymous).
+pub fn from_headers(headers: &str) -> Option<String> {
+    if !transaction_scoped(find_guc(c"request.headers")) {
+        session_scoped_error("request.headers");
+    }
+    let malformed = |why: &str| -> ! {
+        errors::rejected(&auth_jwt_core::Error::new(auth_jwt_core::ErrorKind::Malformed, format!("request.headers: {why}")))
+    };
+    let map = auth_jwt_core::json::parse_object(headers.as_bytes()).unwrap_or_else(|e| malformed(&e));
+    let name = str_of(&settings::TOKEN_HEADER);
+    // HTTP header names are case-insensitive; PostgREST lower-cases them, but be tolerant.
+    let value = map.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v)?;
+    let value = value.as_str().unwrap_or_else(|| malformed(&format!("the {name} header is not a string")));
+    let t = value.trim_matches(|c| c == ' ' || c == '\t');
+    if t.is_empty() {
+        return None;
+    }
+    match t.get(..7) {
+        Some(p) if p.eq_ignore_ascii_case("bearer ") => Some(t[7..].trim_start_matches(' ').to_owned()),
+        _ => malformed(&format!("the {name} header does not use the Bearer scheme")),
+    }
+}
+
+/// Where the current request's token is, without verifying it.
+pub fn source() -> Option<Source> {
+    if !str_of(&settings::TOKEN).is_empty() {
+        Some(Source::Setting)
+    } else if request_headers().is_some() {
+        Some(Source::Headers)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_bearer;
+
+    #[test]
+    fn bearer_prefix() {
+        assert_eq!(strip_bearer("Bearer abc"), "abc");
+        assert_eq!(strip_bearer("bearer  abc"), "abc");
+        assert_eq!(strip_bearer("BEARER abc "), "abc");
+        assert_eq!(strip_bearer("abc"), "abc");
+        assert_eq!(strip_bearer("Bearerabc"), "Bearerabc");
+    }
+}

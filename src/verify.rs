@@ -1,0 +1,47 @@
+//! Verify one token: settings, fresh keys, the token cache, then the core verifier.
+//!
+//! Warm path (a repeated token): a generation compare, a clock read and one hash lookup, no SPI.
+//! A new token signed by a cached key: parse and verify_strict, no SPI. SPI runs only to load
+//! keys (first use, after a change of the key table, or once for an unknown kid).
+
+use crate::errors;
+use crate::keys;
+use crate::settings;
+use crate::stats;
+use crate::token_cache::{self, Entry};
+use auth_jwt_core::{token, verify_compact};
+use std::rc::Rc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Wall-clock Unix seconds at this moment (not the transaction start: a long transaction must
+/// not keep an expired token alive).
+pub fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The verified entry for `token`, or an ERROR (28000 for a bad token, a configuration error
+/// for a database that is not set up).
+pub fn verify(token: &str) -> Rc<Entry> {
+    let validation = settings::validation().unwrap_or_else(|e| errors::config(&e));
+    let mut keys = keys::current();
+    token_cache::sync(keys::generation(), settings::generation());
+    let now = now();
+    if let Some(hit) = token_cache::get(token, now) {
+        stats::cache_hit();
+        return hit;
+    }
+    let compact = token::parse(token, validation.max_token_size).unwrap_or_else(|e| errors::rejected(&e));
+    if let Some(kid) = compact.header.kid.as_deref() {
+        if !keys.contains_kid(kid) {
+            if let Some(reloaded) = keys::reload_for_unknown_kid(kid) {
+                keys = reloaded;
+                token_cache::sync(keys::generation(), settings::generation());
+            }
+        }
+    }
+    let verified = verify_compact(&compact, &keys, &validation, now).unwrap_or_else(|e| errors::rejected(&e));
+    stats::verified();
+    let entry = Rc::new(Entry::new(verified));
+    token_cache::put(token, entry.clone(), now);
+    entry
+}
