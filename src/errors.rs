@@ -32,8 +32,17 @@ pub fn hint(kind: ErrorKind) -> &'static str {
     }
 }
 
+/// PostgreSQL style for details: a sentence, capitalized, ending with a period.
+fn sentence(s: &str) -> String {
+    let mut out: String = s.chars().take(1).flat_map(char::to_uppercase).chain(s.chars().skip(1)).collect();
+    if !out.ends_with('.') {
+        out.push('.');
+    }
+    out
+}
+
 fn raise(code: PgSqlErrorCode, message: String, detail: String, hint: String) -> ! {
-    ErrorReport::new(code, message, "auth_jwt").set_detail(detail).set_hint(hint).report(PgLogLevel::ERROR);
+    ErrorReport::new(code, message, "auth_jwt").set_detail(sentence(&detail)).set_hint(hint).report(PgLogLevel::ERROR);
     unreachable!("ERROR does not return")
 }
 

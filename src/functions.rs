@@ -124,7 +124,7 @@ fn uuid_datum(e: &Entry) -> pg_sys::Datum {
             let claim = settings::str_of(&settings::UUID_CLAIM);
             let detail = match why {
                 UuidClaimError::Missing => format!("The token has no \"{claim}\" claim."),
-                UuidClaimError::NotAString(t) => format!("The \"{claim}\" claim is a JSON {t}, not a string."),
+                UuidClaimError::NotAString(t) => format!("The \"{claim}\" claim is {t}, not a string."),
                 UuidClaimError::NotCanonical => {
                     format!("The \"{claim}\" claim is not a canonical UUID (8-4-4-4-12 hexadecimal digits).")
                 }

@@ -90,15 +90,20 @@ pub fn local_xid() -> u32 {
     }
 }
 
+/// The cached keys are loaded and still valid: no invalidation pending, the same table, and
+/// (for an unwatched table) already read in this transaction. Cheap: no SPI, no clock.
+pub fn fresh() -> bool {
+    let table = str_of(&settings::JWKS_TABLE);
+    STORE.with(|s| match &*s.borrow() {
+        None => false,
+        Some(st) => !STALE.with(|f| f.get()) && st.table == table && (st.watched || st.loaded_in == local_xid()),
+    })
+}
+
 /// The current keys, reloaded first if the table changed (or may have).
 pub fn current() -> Rc<KeySet> {
-    let table = str_of(&settings::JWKS_TABLE);
-    let need = STORE.with(|s| match &*s.borrow() {
-        None => true,
-        Some(st) => STALE.with(|f| f.get()) || st.table != table || (!st.watched && st.loaded_in != local_xid()),
-    });
-    if need {
-        load(table);
+    if !fresh() {
+        load(str_of(&settings::JWKS_TABLE));
     }
     STORE.with(|s| s.borrow().as_ref().map(|st| st.keys.clone()).unwrap_or_default())
 }
@@ -142,11 +147,18 @@ pub fn resolve(table: &str) -> Relation {
             )
         });
     let parts = parts.unwrap_or_default();
-    if parts.len() != 2 || parts[0].starts_with("pg_temp") {
+    let why = if parts.len() != 2 {
+        Some("an unqualified name would depend on search_path, which the caller controls")
+    } else if parts[0].starts_with("pg_temp") {
+        Some("a temporary table belongs to the session that created it")
+    } else {
+        None
+    };
+    if let Some(why) = why {
         errors::key_table(
             PgSqlErrorCode::ERRCODE_INVALID_NAME,
-            format!("auth_jwt.jwks_table must be schema-qualified: \"{}\"", auth_jwt_core::error::printable(table, 128)),
-            "An unqualified name would depend on search_path, which the caller controls.".into(),
+            format!("auth_jwt.jwks_table must name a table in a regular schema: \"{}\"", auth_jwt_core::error::printable(table, 128)),
+            why.into(),
             "Use schema.table, e.g. ALTER DATABASE mydb SET auth_jwt.jwks_table = 'public.jwks';",
         );
     }
@@ -172,7 +184,7 @@ pub fn resolve(table: &str) -> Relation {
         _ => errors::key_table(
             PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
             format!("auth_jwt key table \"{}\" does not exist", auth_jwt_core::error::printable(table, 128)),
-            "auth_jwt reads Better Auth's public keys from the relation named by auth_jwt.jwks_table.".into(),
+            "Better Auth's public keys are read from the relation named by auth_jwt.jwks_table.".into(),
             "Enable Better Auth's jwt() plugin and run its migrations (they create the jwks table), or point auth_jwt.jwks_table at the table or a view of it.",
         ),
     }
@@ -180,6 +192,7 @@ pub fn resolve(table: &str) -> Relation {
 
 /// Which of the optional Better Auth columns the relation has.
 struct Columns {
+    created_at: bool,
     expires_at: bool,
     alg: bool,
     crv: bool,
@@ -201,13 +214,13 @@ fn columns(rel: &Relation) -> Columns {
             errors::key_table(
                 PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
                 format!("auth_jwt key table {} has no column \"{required}\"", rel.qualified),
-                "auth_jwt reads the columns id and \"publicKey\" (and \"expiresAt\", \"alg\", \"crv\" when present), as Better Auth 1.7 creates them.".into(),
+                "The key table needs the columns id and \"publicKey\" (and uses \"expiresAt\", \"alg\", \"crv\" when present), as Better Auth 1.7 creates them.".into(),
                 "If Better Auth's jwks table or its columns are renamed, point auth_jwt.jwks_table at a view that exposes these names.",
             );
         }
     }
     let has = |n: &str| names.iter().any(|c| c == n);
-    Columns { expires_at: has("expiresAt"), alg: has("alg"), crv: has("crv") }
+    Columns { created_at: has("createdAt"), expires_at: has("expiresAt"), alg: has("alg"), crv: has("crv") }
 }
 
 /// The base relations under the key relation (through views, recursively) and whether each
@@ -286,24 +299,62 @@ pub fn pin_search_path() -> i32 {
     }
 }
 
-fn read_keys(rel: &Relation, cols: &Columns) -> KeySet {
-    let q = format!(
-        "SELECT id::pg_catalog.text, \"publicKey\"::pg_catalog.text, {}, {}, {} FROM {}",
-        if cols.expires_at {
-            "pg_catalog.date_part('epoch', \"expiresAt\"::pg_catalog.timestamptz)::pg_catalog.float8"
+/// One row of the key table, as read.
+pub struct Row {
+    pub id: Option<String>,
+    pub public_key: Option<String>,
+    /// Unix seconds (fractional), when the relation has the column.
+    pub created_at: Option<f64>,
+    pub expires_at: Option<f64>,
+    pub alg: Option<String>,
+    pub crv: Option<String>,
+}
+
+impl Row {
+    pub fn key_row(&self) -> Option<KeyRow<'_>> {
+        Some(KeyRow {
+            id: self.id.as_deref()?,
+            public_key: self.public_key.as_deref().unwrap_or(""),
+            // Floor: a key expiring at 12:00:00.5 is expired at 12:00:00 + grace.
+            expires_at: self.expires_at.map(|e| e.floor() as i64),
+            alg: self.alg.as_deref(),
+            crv: self.crv.as_deref(),
+        })
+    }
+}
+
+/// Read every row of the key relation (never `"privateKey"`).
+pub fn read_rows(rel: &Relation) -> Vec<Row> {
+    let cols = columns(rel);
+    let epoch = |present: bool, col: &str| {
+        if present {
+            format!("pg_catalog.date_part('epoch', \"{col}\"::pg_catalog.timestamptz)::pg_catalog.float8")
         } else {
-            "NULL::pg_catalog.float8"
-        },
+            "NULL::pg_catalog.float8".to_owned()
+        }
+    };
+    let q = format!(
+        "SELECT id::pg_catalog.text, \"publicKey\"::pg_catalog.text, {}, {}, {}, {} FROM {}",
+        epoch(cols.created_at, "createdAt"),
+        epoch(cols.expires_at, "expiresAt"),
         if cols.alg { "alg::pg_catalog.text" } else { "NULL::pg_catalog.text" },
         if cols.crv { "crv::pg_catalog.text" } else { "NULL::pg_catalog.text" },
         rel.qualified
     );
-    type Row = (Option<String>, Option<String>, Option<f64>, Option<String>, Option<String>);
-    let rows: Vec<Row> = as_owner(rel.owner, || {
+    as_owner(rel.owner, || {
         Spi::connect(|c| {
             let t = c.select(q.as_str(), None, &[])?;
-            t.map(|r| Ok((r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
-                .collect::<Result<Vec<Row>, pgrx::spi::Error>>()
+            t.map(|r| {
+                Ok(Row {
+                    id: r.get(1)?,
+                    public_key: r.get(2)?,
+                    created_at: r.get(3)?,
+                    expires_at: r.get(4)?,
+                    alg: r.get(5)?,
+                    crv: r.get(6)?,
+                })
+            })
+            .collect::<Result<Vec<Row>, pgrx::spi::Error>>()
         })
     })
     .unwrap_or_else(|e| {
@@ -313,17 +364,7 @@ fn read_keys(rel: &Relation, cols: &Columns) -> KeySet {
             format!("{e}"),
             "Check that auth_jwt.jwks_table names Better Auth's jwks table or a view of it.",
         )
-    });
-    KeySet::from_rows(rows.iter().filter_map(|(id, pk, exp, alg, crv)| {
-        Some(KeyRow {
-            id: id.as_deref()?,
-            public_key: pk.as_deref().unwrap_or(""),
-            // Floor: a key expiring at 12:00:00.5 is expired at 12:00:00 + grace.
-            expires_at: exp.map(|e| e.floor() as i64),
-            alg: alg.as_deref(),
-            crv: crv.as_deref(),
-        })
-    }))
+    })
 }
 
 fn load(table: &str) {
@@ -332,12 +373,12 @@ fn load(table: &str) {
     STALE.with(|s| s.set(false));
     let nest = pin_search_path();
     let rel = resolve(table);
-    let cols = columns(&rel);
     let (relids, watched) = watch_status(&rel);
+    let rows = read_rows(&rel);
     // SAFETY: pops the nest level pushed above.
     unsafe { pg_sys::AtEOXact_GUC(true, nest) };
     WATCHED_RELIDS.with(|w| *w.borrow_mut() = relids);
-    let keys = read_keys(&rel, &cols);
+    let keys = KeySet::from_rows(rows.iter().filter_map(Row::key_row));
 
     let warn = STORE.with(|s| {
         let mut s = s.borrow_mut();

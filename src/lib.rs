@@ -5,6 +5,7 @@
 
 use pgrx::prelude::*;
 
+mod diagnostics;
 mod errors;
 mod functions;
 mod key_watch;

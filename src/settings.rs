@@ -242,7 +242,7 @@ fn expect(name: &'static str, value: &str, claim: &str) -> Result<Expect, Config
     match value {
         "" => Err(ConfigError {
             setting: name,
-            detail: format!("auth_jwt checks the {claim} claim of every token against {name}, and it is empty."),
+            detail: format!("Every token's {claim} claim is checked against {name}, which is empty."),
             hint: format!(
                 "Set it to the origin of Better Auth's baseURL, e.g. ALTER DATABASE mydb SET {name} = 'https://app.example.com'; (or '*' to skip the {claim} check)."
             ),

@@ -23,25 +23,37 @@ pub fn now() -> i64 {
 /// for a database that is not set up).
 pub fn verify(token: &str) -> Rc<Entry> {
     let validation = settings::validation().unwrap_or_else(|e| errors::config(&e));
-    let mut keys = keys::current();
-    token_cache::sync(keys::generation(), settings::generation());
     let now = now();
-    if let Some(hit) = token_cache::get(token, now) {
-        stats::cache_hit();
+    if keys::fresh() {
+        if let Some(hit) = cached(token, now) {
+            return hit;
+        }
+    }
+    // Structure and header first: a malformed token costs no key load.
+    let compact = token::parse(token, validation.max_token_size).unwrap_or_else(|e| errors::rejected(&e));
+    let mut keys = keys::current();
+    if let Some(hit) = cached(token, now) {
         return hit;
     }
-    let compact = token::parse(token, validation.max_token_size).unwrap_or_else(|e| errors::rejected(&e));
     if let Some(kid) = compact.header.kid.as_deref() {
         if !keys.contains_kid(kid) {
             if let Some(reloaded) = keys::reload_for_unknown_kid(kid) {
                 keys = reloaded;
-                token_cache::sync(keys::generation(), settings::generation());
             }
         }
     }
     let verified = verify_compact(&compact, &keys, &validation, now).unwrap_or_else(|e| errors::rejected(&e));
     stats::verified();
     let entry = Rc::new(Entry::new(verified));
+    token_cache::sync(keys::generation(), settings::generation());
     token_cache::put(token, entry.clone(), now);
     entry
+}
+
+/// A cached result, after dropping the cache if keys or settings changed since it was filled.
+fn cached(token: &str, now: i64) -> Option<Rc<Entry>> {
+    token_cache::sync(keys::generation(), settings::generation());
+    let hit = token_cache::get(token, now)?;
+    stats::cache_hit();
+    Some(hit)
 }

@@ -54,6 +54,9 @@ fn main() {
                     "nokid" => header = r#"{"alg":"EdDSA"}"#.to_string(),
                     "header" => header = v.to_string(),
                     "payload" => payload = Some(v.to_string()),
+                    _ if v == "-" => {
+                        claims.remove(k);
+                    }
                     "exp" | "iat" | "nbf" => {
                         claims.insert(k.into(), time(v, now));
                     }
@@ -63,9 +66,6 @@ fn main() {
                     }
                     "pad" => {
                         claims.insert("pad".into(), json!("x".repeat(v.parse().unwrap())));
-                    }
-                    _ if v == "-" => {
-                        claims.remove(k);
                     }
                     _ => {
                         claims.insert(k.into(), json!(v));

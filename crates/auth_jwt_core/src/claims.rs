@@ -5,8 +5,8 @@
 //! the configured issuer and `aud` (a string or an array of strings) must contain the configured
 //! audience, unless the configuration says [`Expect::Any`].
 
-use crate::error::{Error, ErrorKind};
-use crate::json::type_name;
+use crate::error::{iso8601, Error, ErrorKind};
+use crate::json::a_type;
 use serde_json::{Map, Value};
 
 /// What a string claim must be.
@@ -58,7 +58,7 @@ fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, 
     };
     let n = match v {
         Value::Number(n) => n,
-        other => return Err(Error::claim(name, format!("must be a JSON number (NumericDate), not a {}", type_name(other)))),
+        other => return Err(Error::claim(name, format!("must be a JSON number (NumericDate), not {}", a_type(other)))),
     };
     if let Some(i) = n.as_i64() {
         if i < 0 {
@@ -82,14 +82,20 @@ pub fn validate(claims: &Map<String, Value>, v: &Validation, now: i64) -> Result
     if now_w > exp as i128 + leeway {
         return Err(Error::new(
             ErrorKind::Expired,
-            format!("exp is {exp}, {}s before now ({now}); leeway is {}s", now - exp, v.leeway),
+            format!("the token expired {}s ago (exp {}, now {}, leeway {}s)", now - exp, iso8601(exp), iso8601(now), v.leeway),
         ));
     }
     if let Some(nbf) = nbf {
         if nbf as i128 > now_w + leeway {
             return Err(Error::new(
                 ErrorKind::NotYetValid,
-                format!("nbf is {nbf}, {}s after now ({now}); leeway is {}s", nbf - now, v.leeway),
+                format!(
+                    "the token is not valid for another {}s (nbf {}, now {}, leeway {}s)",
+                    nbf - now,
+                    iso8601(nbf),
+                    iso8601(now),
+                    v.leeway
+                ),
             ));
         }
     }
@@ -97,7 +103,13 @@ pub fn validate(claims: &Map<String, Value>, v: &Validation, now: i64) -> Result
         if iat as i128 > now_w + leeway {
             return Err(Error::new(
                 ErrorKind::NotYetValid,
-                format!("iat is {iat}, {}s after now ({now}): issued in the future; check the clocks", iat - now),
+                format!(
+                    "the token was issued {}s in the future (iat {}, now {}, leeway {}s); check the clocks",
+                    iat - now,
+                    iso8601(iat),
+                    iso8601(now),
+                    v.leeway
+                ),
             ));
         }
     }
@@ -105,7 +117,7 @@ pub fn validate(claims: &Map<String, Value>, v: &Validation, now: i64) -> Result
         match claims.get("iss") {
             Some(Value::String(iss)) if iss == want => {}
             Some(Value::String(_)) => return Err(Error::claim("iss", "does not match auth_jwt.issuer")),
-            Some(other) => return Err(Error::claim("iss", format!("must be a string, not a {}", type_name(other)))),
+            Some(other) => return Err(Error::claim("iss", format!("must be a string, not {}", a_type(other)))),
             None => return Err(Error::claim("iss", "is required (auth_jwt.issuer is set)")),
         }
     }
@@ -115,21 +127,21 @@ pub fn validate(claims: &Map<String, Value>, v: &Validation, now: i64) -> Result
             Some(Value::String(_)) => return Err(Error::claim("aud", "does not contain auth_jwt.audience")),
             Some(Value::Array(auds)) => {
                 if let Some(bad) = auds.iter().find(|a| !a.is_string()) {
-                    return Err(Error::claim("aud", format!("must hold only strings, not a {}", type_name(bad))));
+                    return Err(Error::claim("aud", format!("must hold only strings, not {}", a_type(bad))));
                 }
                 if !auds.iter().any(|a| a.as_str() == Some(want)) {
                     return Err(Error::claim("aud", "does not contain auth_jwt.audience"));
                 }
             }
             Some(other) => {
-                return Err(Error::claim("aud", format!("must be a string or an array of strings, not a {}", type_name(other))))
+                return Err(Error::claim("aud", format!("must be a string or an array of strings, not {}", a_type(other))))
             }
             None => return Err(Error::claim("aud", "is required (auth_jwt.audience is set)")),
         }
     }
     if let Some(sub) = claims.get("sub") {
         if !sub.is_string() {
-            return Err(Error::claim("sub", format!("must be a string, not a {}", type_name(sub))));
+            return Err(Error::claim("sub", format!("must be a string, not {}", a_type(sub))));
         }
     }
     Ok(Times { exp, nbf, iat })
@@ -203,10 +215,10 @@ mod tests {
             ("exp", json!(-1), "negative"),
             ("exp", json!(u64::MAX), "out of range"),
             ("exp", json!(true), "not a boolean"),
-            ("exp", json!([NOW + 900]), "not a array"),
+            ("exp", json!([NOW + 900]), "not an array"),
             ("nbf", json!("0"), "not a string"),
             ("iat", json!(null), ""),
-            ("iat", json!({}), "not a object"),
+            ("iat", json!({}), "not an object"),
         ] {
             let r = check(json!({ name: bad.clone() }));
             if bad.is_null() {

@@ -127,6 +127,22 @@ impl std::error::Error for Error {}
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// A Unix time as ISO 8601 UTC ("2026-11-29T08:00:00Z"), for details people read.
+pub fn iso8601(unix: i64) -> String {
+    let (days, secs) = (unix.div_euclid(86_400), unix.rem_euclid(86_400));
+    // Civil-from-days (H. Hinnant), proleptic Gregorian.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs / 60 % 60, secs % 60)
+}
+
 /// An attacker-chosen string made safe for a message: control and non-ASCII characters escaped,
 /// truncated to `max` characters (a 1 MB `kid` must not become a 1 MB log line).
 pub fn printable(s: &str, max: usize) -> String {
@@ -155,6 +171,15 @@ mod tests {
         assert_eq!(printable("a\0b\n", 10), "a\\u{0}b\\n");
         assert_eq!(printable(&"x".repeat(100), 4), "xxxx...");
         assert_eq!(printable("é", 4), "\\u{e9}");
+    }
+
+    #[test]
+    fn iso8601_formats_utc() {
+        assert_eq!(iso8601(0), "1970-01-01T00:00:00Z");
+        assert_eq!(iso8601(1_795_931_933), "2026-11-29T05:58:53Z");
+        assert_eq!(iso8601(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(iso8601(4_102_444_799), "2099-12-31T23:59:59Z");
+        assert_eq!(iso8601(-1), "1969-12-31T23:59:59Z");
     }
 
     #[test]

@@ -18,19 +18,19 @@ pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, String> {
     de.end().map_err(describe)?;
     match value {
         Value::Object(map) => Ok(map),
-        other => Err(format!("is JSON {}, not an object", type_name(&other))),
+        other => Err(format!("is {}, not a JSON object", a_type(&other))),
     }
 }
 
-/// JSON type names as users know them.
-pub fn type_name(v: &Value) -> &'static str {
+/// The type with its article, for messages: "a string", "an array".
+pub fn a_type(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
     }
 }
 
@@ -51,7 +51,7 @@ impl<'de> DeserializeSeed<'de> for StrictValue {
 
 fn check_nul<E: de::Error>(s: &str) -> Result<(), E> {
     if s.contains('\0') {
-        Err(E::custom("a string contains U+0000, which PostgreSQL cannot store"))
+        Err(E::custom("a string contains U+0000, which jsonb cannot store,"))
     } else {
         Ok(())
     }
@@ -146,7 +146,7 @@ mod tests {
 
     #[test]
     fn rejects_non_objects_and_junk() {
-        assert!(parse_object(b"[1]").unwrap_err().contains("not an object"));
+        assert!(parse_object(b"[1]").unwrap_err().contains("is an array, not a JSON object"));
         assert!(parse_object(b"\"x\"").is_err());
         assert!(parse_object(b"{} x").is_err());
         assert!(parse_object(b"{\"a\":1,}").is_err());

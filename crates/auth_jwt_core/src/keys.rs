@@ -102,7 +102,7 @@ fn parse_row(row: &KeyRow<'_>) -> Result<VerifyingKey, String> {
         match jwk.get(name) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
-            Some(other) => Err(format!("publicKey member \"{name}\" is a JSON {}", json::type_name(other))),
+            Some(other) => Err(format!("publicKey member \"{name}\" is {}, not a string", json::a_type(other))),
         }
     };
     match member("kty")? {
@@ -211,7 +211,7 @@ impl KeySet {
         match key.status(now, grace) {
             KeyStatus::Invalid(why) => Err(not_found(format!("key \"{who}\" is unusable: {why}"))),
             KeyStatus::Expired { since } => Err(not_found(format!(
-                "key \"{who}\" expired; its grace period (auth_jwt.key_grace_period) ended at {since} (Unix time)"
+                "key \"{who}\" expired; its grace period (auth_jwt.key_grace_period) ended at {}", crate::error::iso8601(since)
             ))),
             KeyStatus::Usable | KeyStatus::InGrace { .. } => match &key.key {
                 Ok(vk) => Ok((vk, key.usable_until(grace))),

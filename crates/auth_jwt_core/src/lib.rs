@@ -77,7 +77,7 @@ pub fn uuid_claim(claims: &Map<String, Value>, name: &str) -> Result<uuid::Uuid,
     let s = match claims.get(name) {
         None | Some(Value::Null) => return Err(UuidClaimError::Missing),
         Some(Value::String(s)) => s,
-        Some(other) => return Err(UuidClaimError::NotAString(json::type_name(other))),
+        Some(other) => return Err(UuidClaimError::NotAString(json::a_type(other))),
     };
     let b = s.as_bytes();
     let hyphens_ok = b.len() == 36 && [8, 13, 18, 23].iter().all(|&i| b[i] == b'-');
@@ -101,7 +101,7 @@ mod tests {
         assert!(uuid_claim(&m(json!(id.to_uppercase())), "uuid").is_ok());
         assert_eq!(uuid_claim(&m(json!(null)), "uuid"), Err(UuidClaimError::Missing));
         assert_eq!(uuid_claim(&m(json!(id)), "other"), Err(UuidClaimError::Missing));
-        assert_eq!(uuid_claim(&m(json!(5)), "uuid"), Err(UuidClaimError::NotAString("number")));
+        assert_eq!(uuid_claim(&m(json!(5)), "uuid"), Err(UuidClaimError::NotAString("a number")));
         for bad in [
             "112e81d8d62d49d68a627e59b4050b0d",
             "{112e81d8-d62d-49d6-8a62-7e59b4050b0d}",

@@ -80,13 +80,13 @@ fn parse_header(h: &str) -> Result<Header, Error> {
     // Algorithm first (jsonwebtoken's order): nothing else matters for a token we cannot verify.
     let alg = match map.get("alg") {
         Some(Value::String(a)) => a,
-        Some(v) => return Err(Error::malformed(Part::Header, format!("\"alg\" is a JSON {}", json::type_name(v)))),
+        Some(v) => return Err(Error::malformed(Part::Header, format!("\"alg\" is {}, not a string", json::a_type(v)))),
         None => return Err(Error::malformed(Part::Header, "has no \"alg\"")),
     };
     if !is_ed25519_alg(alg) {
         return Err(Error::new(
             ErrorKind::UnsupportedAlgorithm,
-            format!("alg is \"{}\"; only \"EdDSA\" (Ed25519) is accepted", printable(alg, 32)),
+            format!("the header's alg is \"{}\"; only EdDSA (Ed25519) is accepted", printable(alg, 32)),
         ));
     }
     if map.contains_key("crit") {
@@ -107,12 +107,12 @@ fn parse_header(h: &str) -> Result<Header, Error> {
                 format!("typ is \"{}\", not \"JWT\" (OAuth access and logout tokens are not accepted)", printable(t, 32)),
             ))
         }
-        Some(v) => return Err(Error::malformed(Part::Header, format!("\"typ\" is a JSON {}", json::type_name(v)))),
+        Some(v) => return Err(Error::malformed(Part::Header, format!("\"typ\" is {}, not a string", json::a_type(v)))),
     }
     let kid = match map.get("kid") {
         None => None,
         Some(Value::String(k)) => Some(k.clone()),
-        Some(v) => return Err(Error::malformed(Part::Header, format!("\"kid\" is a JSON {}", json::type_name(v)))),
+        Some(v) => return Err(Error::malformed(Part::Header, format!("\"kid\" is {}, not a string", json::a_type(v)))),
     };
     Ok(Header { alg: alg.clone(), kid })
 }

@@ -145,7 +145,7 @@ fn signed_but_malformed_payloads() {
     let h = r#"{"alg":"EdDSA","kid":"k"}"#;
     for (payload, why) in [
         (format!(r#"{{"exp":{},"exp":{}}}"#, NOW + 10, NOW + 99999), "duplicate"),
-        ("[1,2]".to_string(), "not an object"),
+        ("[1,2]".to_string(), "not a JSON object"),
         (format!(r#"{{"exp":{},"x":"a\u0000"}}"#, NOW + 10), "U+0000"),
         ("{\"exp\":1,\"x\":\"\\ud800\"}".to_string(), "JSON"),
     ] {

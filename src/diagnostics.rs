@@ -1,0 +1,59 @@
+//! Diagnostics as SQL: what an operator needs to see why a token is refused, without scripts.
+//! Public information only: never a token, a signature or key material.
+
+use crate::keys::{self, Row};
+use crate::settings::{self, str_of};
+use crate::verify::now;
+use auth_jwt_core::{KeySet, KeyStatus};
+use pgrx::prelude::*;
+
+fn ts(unix: Option<f64>) -> Option<TimestampWithTimeZone> {
+    // PostgreSQL's epoch is 2000-01-01; TimestampTz counts microseconds from it.
+    unix.map(|s| TimestampWithTimeZone::try_from(((s - 946_684_800.0) * 1e6).round() as i64).ok()).flatten()
+}
+
+/// One row per row of the key table, with what auth_jwt makes of it right now.
+#[pg_extern(schema = "auth_jwt", volatile, parallel_safe)]
+fn jwks_keys() -> TableIterator<
+    'static,
+    (
+        name!(kid, Option<String>),
+        name!(alg, Option<String>),
+        name!(crv, Option<String>),
+        name!(created_at, Option<TimestampWithTimeZone>),
+        name!(expires_at, Option<TimestampWithTimeZone>),
+        name!(usable_until, Option<TimestampWithTimeZone>),
+        name!(status, String),
+        name!(reason, Option<String>),
+    ),
+> {
+    let nest = keys::pin_search_path();
+    let rel = keys::resolve(str_of(&settings::JWKS_TABLE));
+    let rows: Vec<Row> = keys::read_rows(&rel);
+    // SAFETY: pops the nest level pushed above.
+    unsafe { pgrx::pg_sys::AtEOXact_GUC(true, nest) };
+    let grace = settings::KEY_GRACE_PERIOD.get() as i64;
+    let now = now();
+    // Parse as the verifier does (KeySet also marks ids that appear twice).
+    let set = KeySet::from_rows(rows.iter().filter_map(Row::key_row));
+    let mut parsed = set.keys().iter();
+    let out: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            let key = r.id.as_ref().and_then(|_| parsed.next());
+            let (status, reason, until) = match key {
+                None => ("invalid".to_owned(), Some("id is NULL".to_owned()), None),
+                Some(key) => {
+                    let st = key.status(now, grace);
+                    let reason = match &st {
+                        KeyStatus::Invalid(why) => Some(why.clone()),
+                        _ => None,
+                    };
+                    (st.name().to_owned(), reason, key.usable_until(grace).map(|u| u as f64))
+                }
+            };
+            (r.id.clone(), r.alg.clone(), r.crv.clone(), ts(r.created_at), ts(r.expires_at), ts(until), status, reason)
+        })
+        .collect();
+    TableIterator::new(out)
+}
