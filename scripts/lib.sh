@@ -12,7 +12,7 @@ log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 # Install what is missing: Debian packages, cargo-pgrx 0.18.1, and pgrx's PG15 config.
 ensure_prereqs() {
-    local pkgs=(postgresql-15 postgresql-server-dev-15 libclang-dev clang libssl-dev pkg-config sudo pgbouncer python3-venv)
+    local pkgs=(postgresql-15 postgresql-server-dev-15 libclang-dev clang libssl-dev pkg-config sudo pgbouncer)
     local missing=()
     for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
     if ((${#missing[@]})); then
@@ -35,7 +35,11 @@ ensure_prereqs() {
 install_extension() {
     local profile=${1:-}
     log "building and installing auth_jwt ${profile:+($profile)}"
-    (cd "$ROOT" && cargo pgrx install --pg-config "$PG_CONFIG" ${profile:+--$profile} >/dev/null)
+    local out=/tmp/auth_jwt-install.log
+    if ! (cd "$ROOT" && cargo pgrx install --pg-config "$PG_CONFIG" ${profile:+--$profile} >"$out" 2>&1); then
+        cat "$out" >&2
+        return 1
+    fi
     (cd "$ROOT" && cargo build -q -p auth_jwt_core --example mint)
     export MINT="$ROOT/target/debug/examples/mint"
 }
@@ -69,4 +73,17 @@ stop_cluster() {
     fi
 }
 
-psql_q() { "$PGBIN/psql" -X -v ON_ERROR_STOP=1 -q "$@"; }
+psql_q() { PGOPTIONS="-c client_min_messages=warning" "$PGBIN/psql" -X -v ON_ERROR_STOP=1 -q "$@"; }
+
+# A virtualenv with the pinned test dependencies.
+ensure_venv() {
+    local req=$ROOT/tests/requirements.txt stamp=$ROOT/.venv/.installed
+    if [ ! -x "$ROOT/.venv/bin/python" ]; then
+        python3 -m venv "$ROOT/.venv"
+    fi
+    if [ ! -f "$stamp" ] || ! cmp -s "$req" "$stamp"; then
+        log "pip install -r tests/requirements.txt"
+        "$ROOT/.venv/bin/pip" install -q --disable-pip-version-check -r "$req"
+        cp "$req" "$stamp"
+    fi
+}

@@ -69,12 +69,13 @@ COMMENT ON FUNCTION auth_jwt.on_key_change() IS
 REVOKE ALL ON FUNCTION auth_jwt.watch_key_table() FROM PUBLIC;
 REVOKE ALL ON FUNCTION auth_jwt.on_key_change() FROM PUBLIC;
 
--- Watch the configured key table now if it exists; otherwise say how to do it later.
+-- Watch the configured key table now if it exists; otherwise say how to do it later
+-- (a WARNING: extension scripts run with client_min_messages at warning).
 DO $$
 BEGIN
     PERFORM auth_jwt.watch_key_table();
 EXCEPTION WHEN undefined_table THEN
-    RAISE NOTICE 'auth_jwt: key table % does not exist yet', pg_catalog.current_setting('auth_jwt.jwks_table')
+    RAISE WARNING 'auth_jwt: key table % does not exist yet', pg_catalog.current_setting('auth_jwt.jwks_table')
         USING HINT = 'After Better Auth''s migrations create it, run SELECT auth_jwt.watch_key_table(); as a superuser.';
 END
 $$;

@@ -1,0 +1,75 @@
+"""Fixtures for tests that need several sessions, other roles, or processes around the
+cluster that scripts/test started (PGHOST/PGPORT in the environment)."""
+
+import os
+import subprocess
+import uuid
+
+import psycopg
+import pytest
+
+ISS = "https://app.example.com"
+MINT = os.environ["MINT"]
+
+
+def mint(*args: str) -> str:
+    return subprocess.run([MINT, *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def token(seed: int = 1, **claims: str) -> str:
+    return mint("token", str(seed), *(f"{k}={v}" for k, v in claims.items()))
+
+
+def jwk(seed: int) -> str:
+    return mint("jwk", str(seed))
+
+
+def dsn(dbname: str, user: str = "postgres", **opts: str) -> str:
+    parts = [f"host={os.environ['PGHOST']}", f"port={os.environ['PGPORT']}", f"dbname={dbname}", f"user={user}"]
+    if opts.get("options"):
+        parts.append(f"options='{opts['options']}'")
+    return " ".join(parts)
+
+
+def connect(dbname: str, user: str = "postgres", autocommit: bool = True, **opts: str) -> psycopg.Connection:
+    conn = psycopg.connect(dsn(dbname, user, **opts), autocommit=autocommit)
+    return conn
+
+
+def one(conn: psycopg.Connection, sql: str, *params):
+    return conn.execute(sql, params or None).fetchone()[0]
+
+
+def sqlstate_of(conn: psycopg.Connection, sql: str, *params) -> tuple[str, str]:
+    """Run sql expecting an error; return (sqlstate, message)."""
+    with pytest.raises(psycopg.Error) as e:
+        conn.execute(sql, params or None)
+    if not conn.autocommit:
+        conn.rollback()
+    return e.value.sqlstate, e.value.diag.message_primary
+
+
+JWKS_DDL = """
+CREATE TABLE public.jwks ("id" text not null primary key, "publicKey" text not null,
+  "privateKey" text not null, "createdAt" timestamptz not null, "expiresAt" timestamptz,
+  "alg" text, "crv" text)"""
+
+
+@pytest.fixture
+def db():
+    """A fresh database with Better Auth's jwks table (keys k1, k2), auth_jwt, and settings."""
+    name = "it_" + uuid.uuid4().hex[:10]
+    with connect("postgres") as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    with connect(name) as c:
+        c.execute(JWKS_DDL)
+        for seed in (1, 2):
+            c.execute("INSERT INTO jwks VALUES (%s, %s, '\"x\"', now(), NULL, 'EdDSA', 'Ed25519')", (f"k{seed}", jwk(seed)))
+        c.execute("SET client_min_messages = warning")
+        c.execute("CREATE EXTENSION auth_jwt")
+        c.execute(f"ALTER DATABASE {name} SET auth_jwt.issuer = '{ISS}'")
+        c.execute(f"ALTER DATABASE {name} SET auth_jwt.audience = '{ISS}'")
+        c.execute("DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'app_user') THEN CREATE ROLE app_user LOGIN; END IF; END $$")
+    yield name
+    with connect("postgres") as admin:
+        admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
