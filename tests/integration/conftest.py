@@ -73,3 +73,49 @@ def db():
     yield name
     with connect("postgres") as admin:
         admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def user_uuid(seed: int) -> str:
+    """The uuid claim `mint token SEED` puts in its tokens."""
+    return f"00000000-0000-4000-8000-{seed:012}"
+
+
+@pytest.fixture
+def app_db():
+    """A fresh database with sql/example_schema.sql: Better Auth tables, tasks with RLS, roles
+    anon/authenticated/authenticator; keys k1, k2; users user1, user2 with one task each."""
+    name = "app_" + uuid.uuid4().hex[:10]
+    with connect("postgres") as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    with connect(name) as c:
+        c.execute("SET client_min_messages = warning")
+        c.execute(open(os.path.join(ROOT, "sql", "example_schema.sql")).read())
+        for seed in (1, 2):
+            c.execute("INSERT INTO jwks VALUES (%s, %s, '\"x\"', now(), NULL, 'EdDSA', 'Ed25519')", (f"k{seed}", jwk(seed)))
+            c.execute(
+                'INSERT INTO "user" (id, name, email, "emailVerified", uuid) VALUES (%s, %s, %s, true, %s)',
+                (f"user{seed}", f"User {seed}", f"user{seed}@example.com", user_uuid(seed)),
+            )
+            c.execute("INSERT INTO tasks (user_id, title) VALUES (%s, %s)", (user_uuid(seed), f"task of user{seed}"))
+        c.execute("SELECT auth_jwt.watch_key_table()")
+        c.execute(f"ALTER DATABASE {name} SET auth_jwt.issuer = '{ISS}'")
+        c.execute(f"ALTER DATABASE {name} SET auth_jwt.audience = '{ISS}'")
+    yield name
+    with connect("postgres") as admin:
+        admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def as_request(conn, tok=None, role="authenticated", via="setting", header="authorization"):
+    """Start a PostgREST-style transaction: SET LOCAL ROLE, then the token, transaction-local."""
+    conn.execute("BEGIN")
+    conn.execute(f"SET LOCAL ROLE {role}")
+    if tok is not None:
+        if via == "setting":
+            conn.execute("SELECT set_config('auth_jwt.token', %s, true)", (tok,))
+        else:
+            import json
+
+            conn.execute("SELECT set_config('request.headers', %s, true)", (json.dumps({header: f"Bearer {tok}"}),))

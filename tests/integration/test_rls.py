@@ -1,0 +1,237 @@
+"""Row-level security from the request's bearer token, as the `authenticated` role (never a
+superuser), through sql/example_schema.sql."""
+
+import json
+
+import psycopg
+import pytest
+
+from conftest import as_request, connect, one, token, user_uuid
+
+
+def titles(conn):
+    return sorted(r[0] for r in conn.execute("SELECT title FROM tasks").fetchall())
+
+
+def client(app_db):
+    return connect(app_db, user="authenticator")
+
+
+@pytest.mark.parametrize("via", ["setting", "headers"])
+def test_each_user_sees_only_own_tasks(app_db, via):
+    c = client(app_db)
+    for seed in (1, 2):
+        as_request(c, token(seed), via=via)
+        assert titles(c) == [f"task of user{seed}"]
+        assert one(c, "SELECT auth_jwt.jwt_claim_uuid()::text") == user_uuid(seed)
+        assert one(c, "SELECT auth_jwt.jwt_claim_sub()") == f"user{seed}"
+        assert one(c, "SELECT auth_jwt.jwt_claims()->>'sub'") == f"user{seed}"
+        c.execute("COMMIT")
+
+
+def test_insert_update_delete_only_own_rows(app_db):
+    c = client(app_db)
+    t1 = token(1)
+    as_request(c, t1)
+    # Insert: default user_id is the caller; explicit own id works; another user's fails.
+    c.execute("INSERT INTO tasks (title) VALUES ('new by default')")
+    c.execute("INSERT INTO tasks (user_id, title) VALUES (%s, 'new explicit')", (user_uuid(1),))
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
+        c.execute("INSERT INTO tasks (user_id, title) VALUES (%s, 'planted')", (user_uuid(2),))
+    c.execute("ROLLBACK")
+    as_request(c, t1)
+    c.execute("INSERT INTO tasks (title) VALUES ('mine')")
+    # Update: own rows only; moving a row to another user fails WITH CHECK.
+    assert c.execute("UPDATE tasks SET completed = true").rowcount == 2
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
+        c.execute("UPDATE tasks SET user_id = %s WHERE title = 'mine'", (user_uuid(2),))
+    c.execute("ROLLBACK")
+    as_request(c, t1)
+    assert c.execute("UPDATE tasks SET title = 'hijacked' WHERE title = 'task of user2'").rowcount == 0
+    assert c.execute("DELETE FROM tasks WHERE title = 'task of user2'").rowcount == 0
+    assert c.execute("DELETE FROM tasks WHERE title = 'task of user1'").rowcount == 1
+    c.execute("COMMIT")
+    su = connect(app_db)
+    assert sorted(r[0] for r in su.execute("SELECT title FROM tasks").fetchall()) == ["task of user2"]
+
+
+@pytest.mark.parametrize("role", ["anon", "authenticated"])
+def test_anonymous_sees_nothing(app_db, role):
+    c = client(app_db)
+    as_request(c, None, role=role)
+    assert titles(c) == []
+    assert one(c, "SELECT auth_jwt.jwt_claim_uuid()") is None
+    assert one(c, "SELECT auth_jwt.jwt_claims()") is None
+    c.execute("ROLLBACK")
+    as_request(c, None, role="authenticated")
+    with pytest.raises(psycopg.Error):
+        c.execute("INSERT INTO tasks (user_id, title) VALUES (%s, 'x')", (user_uuid(1),))
+    c.execute("ROLLBACK")
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (dict(exp="-600"), "token has expired"),
+        (dict(seed=2, kid="k1"), "invalid token signature"),
+        (dict(iss="https://evil.example.com"), "invalid token claims"),
+        (dict(aud="https://evil.example.com"), "invalid token claims"),
+        (dict(kid="unknown"), "unable to find matching signing key"),
+    ],
+)
+def test_bad_tokens_raise_inside_the_policy(app_db, bad, message):
+    seed = bad.pop("seed", 1)
+    c = client(app_db)
+    as_request(c, token(seed, **bad))
+    with pytest.raises(psycopg.Error) as e:
+        c.execute("SELECT title FROM tasks")
+    assert (e.value.sqlstate, e.value.diag.message_primary) == ("28000", message)
+    c.execute("ROLLBACK")
+
+
+def test_missing_uuid_claim(app_db):
+    c = client(app_db)
+    as_request(c, token(1, uuid="-"))
+    with pytest.raises(psycopg.Error) as e:
+        c.execute("SELECT title FROM tasks")
+    assert (e.value.sqlstate, e.value.diag.message_primary) == ("28000", "token missing UUID (uuid claim)")
+    c.execute("ROLLBACK")
+    as_request(c, token(1, uuid="not-a-uuid"))
+    with pytest.raises(psycopg.Error, match="token missing UUID"):
+        c.execute("SELECT auth_jwt.jwt_claim_uuid()")
+    c.execute("ROLLBACK")
+
+
+def test_postgrest_style_transactions(app_db):
+    """What PostgREST sends per request, with the token in request.headers."""
+    c = client(app_db)
+    for seed in (2, 1, 2):
+        c.execute("BEGIN")
+        c.execute("SELECT set_config('role', 'authenticated', true)")
+        c.execute(
+            "SELECT set_config('request.headers', %s, true), set_config('request.method', 'GET', true)",
+            (json.dumps({"authorization": f"Bearer {token(seed)}", "accept": "*/*"}),),
+        )
+        c.execute("SELECT auth_jwt.pre_request()")
+        assert titles(c) == [f"task of user{seed}"]
+        c.execute("COMMIT")
+
+
+def test_header_scheme_is_case_insensitive_and_name_configurable(app_db):
+    c = client(app_db)
+    c.execute("BEGIN")
+    c.execute("SET LOCAL ROLE authenticated")
+    c.execute("SELECT set_config('request.headers', %s, true)", (json.dumps({"authorization": f"bEaReR {token(1)}"}),))
+    assert titles(c) == ["task of user1"]
+    c.execute("ROLLBACK")
+    su = connect(app_db)
+    su.execute(f"ALTER ROLE authenticator IN DATABASE {app_db} SET auth_jwt.token_header = 'x-auth'")
+    c = client(app_db)
+    as_request(c, token(2), via="headers", header="x-auth")
+    assert titles(c) == ["task of user2"]
+    c.execute("ROLLBACK")
+    as_request(c, token(2), via="headers", header="authorization")
+    assert titles(c) == [], "the default header is no longer read"
+    c.execute("ROLLBACK")
+
+
+def test_setting_wins_over_headers(app_db):
+    c = client(app_db)
+    as_request(c, token(2), via="headers")
+    c.execute("SELECT set_config('auth_jwt.token', %s, true)", (token(1),))
+    assert titles(c) == ["task of user1"]
+    c.execute("ROLLBACK")
+
+
+def test_non_bearer_authorization_header_is_refused(app_db):
+    c = client(app_db)
+    c.execute("BEGIN")
+    c.execute("SET LOCAL ROLE authenticated")
+    c.execute("SELECT set_config('request.headers', %s, true)", (json.dumps({"authorization": "Basic dXNlcjpwYXNz"}),))
+    with pytest.raises(psycopg.Error, match="malformed token"):
+        c.execute("SELECT title FROM tasks")
+    c.execute("ROLLBACK")
+
+
+def test_pre_request_raises_pt401(app_db):
+    c = client(app_db)
+    as_request(c, token(1, exp="-600"), via="headers")
+    with pytest.raises(psycopg.Error) as e:
+        c.execute("SELECT auth_jwt.pre_request()")
+    assert (e.value.sqlstate, e.value.diag.message_primary) == ("PT401", "token has expired")
+    c.execute("ROLLBACK")
+    as_request(c, None)
+    c.execute("SELECT auth_jwt.pre_request()")  # anonymous: passes
+    c.execute("ROLLBACK")
+
+
+def test_request_jwt_claims_is_never_trusted(app_db):
+    c = client(app_db)
+    c.execute("BEGIN")
+    c.execute("SET LOCAL ROLE authenticated")
+    c.execute("SELECT set_config('request.jwt.claims', %s, true)", (json.dumps({"uuid": user_uuid(2), "sub": "user2"}),))
+    c.execute("SELECT set_config('request.jwt.claim.uuid', %s, true)", (user_uuid(2),))
+    assert titles(c) == []
+    assert one(c, "SELECT auth_jwt.jwt_claim_uuid()") is None
+    c.execute("ROLLBACK")
+
+
+def test_own_function_or_schema_on_search_path_changes_nothing(app_db):
+    su = connect(app_db)
+    su.execute("CREATE SCHEMA evil AUTHORIZATION authenticated")
+    c = client(app_db)
+    as_request(c, token(1))
+    c.execute(f"CREATE FUNCTION evil.jwt_claim_uuid() RETURNS uuid LANGUAGE sql AS $$ SELECT '{user_uuid(2)}'::uuid $$")
+    c.execute("CREATE TABLE evil.jwks (id text, \"publicKey\" text)")
+    c.execute("SET LOCAL search_path = evil, public")
+    assert one(c, "SELECT jwt_claim_uuid()::text") == user_uuid(2), "their function exists..."
+    assert titles(c) == ["task of user1"], "...but the policy calls auth_jwt.jwt_claim_uuid()"
+    c.execute("ROLLBACK")
+
+
+def test_one_verification_per_statement_over_a_large_table(app_db):
+    su = connect(app_db)
+    su.execute(
+        "INSERT INTO tasks (user_id, title) SELECT CASE WHEN i %% 2 = 0 THEN %s::uuid ELSE %s::uuid END, 't' || i FROM generate_series(1, 100000) i",
+        (user_uuid(1), user_uuid(2)),
+    )
+    su.execute("ANALYZE tasks")
+    c = client(app_db)
+    as_request(c, token(1))
+    c.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+    c.execute("SET LOCAL enable_indexscan = off")
+    c.execute("SET LOCAL enable_bitmapscan = off")
+    c.execute("SELECT auth_jwt.stats_reset()")
+    assert one(c, "SELECT count(*) FROM tasks") == 50001
+    verifications, hits = c.execute("SELECT verifications, cache_hits FROM auth_jwt.stats()").fetchone()
+    assert verifications == 1, "one signature verification for the whole statement"
+    assert hits >= 100000, "every further row is a cache hit (which re-checks expiry)"
+    c.execute("ROLLBACK")
+
+
+def test_index_on_the_policy_column_is_used(app_db):
+    su = connect(app_db)
+    su.execute(
+        "INSERT INTO tasks (user_id, title) SELECT %s::uuid, 't' || i FROM generate_series(1, 20000) i",
+        (user_uuid(2),),
+    )
+    su.execute("ANALYZE tasks")
+    c = client(app_db)
+    as_request(c, token(1))
+    plan = "\n".join(r[0] for r in c.execute("EXPLAIN SELECT * FROM tasks").fetchall())
+    assert "Index Cond: (user_id = auth_jwt.jwt_claim_uuid())" in plan, plan
+    c.execute("ROLLBACK")
+
+
+def test_expiry_is_rechecked_on_cache_hits(app_db):
+    import time
+
+    su = connect(app_db)
+    su.execute(f"ALTER ROLE authenticator IN DATABASE {app_db} SET auth_jwt.leeway = 0")
+    c = client(app_db)
+    as_request(c, token(1, exp="+1"))
+    assert titles(c) == ["task of user1"]
+    time.sleep(2.1)
+    with pytest.raises(psycopg.Error, match="token has expired"):
+        titles(c)
+    c.execute("ROLLBACK")
