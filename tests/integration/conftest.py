@@ -85,14 +85,15 @@ def user_uuid(seed: int) -> str:
 
 @pytest.fixture
 def app_db():
-    """A fresh database with sql/example_schema.sql: Better Auth tables, tasks with RLS, roles
+    """A fresh database with sql/better_auth_schema.sql and sql/example_app.sql: tasks with RLS, roles
     anon/authenticated/authenticator; keys k1, k2; users user1, user2 with one task each."""
     name = "app_" + uuid.uuid4().hex[:10]
     with connect("postgres") as admin:
         admin.execute(f"CREATE DATABASE {name}")
     with connect(name) as c:
         c.execute("SET client_min_messages = warning")
-        c.execute(open(os.path.join(ROOT, "sql", "example_schema.sql")).read())
+        for f in ("better_auth_schema.sql", "example_app.sql"):
+            c.execute(open(os.path.join(ROOT, "sql", f)).read())
         for seed in (1, 2):
             c.execute("INSERT INTO jwks VALUES (%s, %s, '\"x\"', now(), NULL, 'EdDSA', 'Ed25519')", (f"k{seed}", jwk(seed)))
             c.execute(

@@ -1,5 +1,5 @@
 """Row-level security from the request's bearer token, as the `authenticated` role (never a
-superuser), through sql/example_schema.sql."""
+superuser), through sql/example_app.sql."""
 
 import json
 
