@@ -87,3 +87,12 @@ ensure_venv() {
         cp "$req" "$stamp"
     fi
 }
+
+# The real better-auth (and pg) for the interop tests, from the lock file.
+ensure_node_deps() {
+    local dir=$ROOT/tests/interop
+    if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+        log "npm ci (tests/interop: better-auth, pg)"
+        (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    fi
+}

@@ -54,7 +54,15 @@ grant usage on schema public to anon, authenticated;
 grant select, insert, update, delete on public.tasks to authenticated;
 grant select on public.tasks to anon;
 -- Nothing on Better Auth's own tables: keys, sessions, accounts and verifications stay private.
-revoke all on "user", "session", "account", "verification", "jwks" from public, anon, authenticated;
+do $$
+declare t text;
+begin
+    foreach t in array array['user', 'session', 'account', 'verification', 'jwks'] loop
+        if to_regclass(format('public.%I', t)) is not null then
+            execute format('revoke all on public.%I from public, anon, authenticated', t);
+        end if;
+    end loop;
+end $$;
 
 -- 5. Row-level security: a user can read and write only rows whose user_id is the uuid in a
 --    token that auth_jwt verified. Without a token, jwt_claim_uuid() is NULL and nothing matches.
