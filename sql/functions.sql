@@ -4,6 +4,12 @@ GRANT USAGE ON SCHEMA auth_jwt TO PUBLIC;
 -- The verifying functions (C, src/functions.rs) and what is hand-written in SQL.
 -- STABLE: they read the clock, settings and a table, so never IMMUTABLE; within a statement
 -- they return the same answer, which lets an index serve `user_id = auth_jwt.jwt_claim_uuid()`.
+-- The functions of an explicit token are PARALLEL SAFE. Those of the request's token are
+-- PARALLEL RESTRICTED: the pooler rule needs the GUC stack of the session that set the token,
+-- and parallel workers receive the setting's value but not that stack, so a worker could not
+-- tell SET LOCAL from a token left behind by a previous client (tests/integration/test_parallel.py).
+-- A policy written `user_id = (SELECT auth_jwt.jwt_claim_uuid())` is evaluated once, in the
+-- leader, and the scan below it can still run in parallel.
 
 CREATE FUNCTION auth_jwt.jwt_verify(token text) RETURNS jsonb
     LANGUAGE c STRICT STABLE PARALLEL SAFE
@@ -12,13 +18,13 @@ COMMENT ON FUNCTION auth_jwt.jwt_verify(text) IS
     'The claims of a Better Auth JWT, exactly as signed, after checking its EdDSA signature against auth_jwt.jwks_table and its exp, nbf, iat, iss and aud; raises SQLSTATE 28000 otherwise';
 
 CREATE FUNCTION auth_jwt.jwt_claims() RETURNS jsonb
-    LANGUAGE c STABLE PARALLEL SAFE
+    LANGUAGE c STABLE PARALLEL RESTRICTED
     AS 'MODULE_PATHNAME', 'auth_jwt_claims';
 COMMENT ON FUNCTION auth_jwt.jwt_claims() IS
     'The verified claims of the request''s token (auth_jwt.token, else the bearer token in request.headers); NULL when there is none';
 
 CREATE FUNCTION auth_jwt.jwt_claim_uuid() RETURNS uuid
-    LANGUAGE c STABLE PARALLEL SAFE
+    LANGUAGE c STABLE PARALLEL RESTRICTED
     AS 'MODULE_PATHNAME', 'auth_jwt_claim_uuid';
 COMMENT ON FUNCTION auth_jwt.jwt_claim_uuid() IS
     'The uuid claim (auth_jwt.uuid_claim) of the request''s verified token; NULL when there is no token. For policies: USING (user_id = auth_jwt.jwt_claim_uuid())';
@@ -30,7 +36,7 @@ COMMENT ON FUNCTION auth_jwt.jwt_claim_uuid(text) IS
     'The uuid claim (auth_jwt.uuid_claim) of the given token, after verifying it';
 
 CREATE FUNCTION auth_jwt.jwt_claim_sub() RETURNS text
-    LANGUAGE c STABLE PARALLEL SAFE
+    LANGUAGE c STABLE PARALLEL RESTRICTED
     AS 'MODULE_PATHNAME', 'auth_jwt_claim_sub';
 COMMENT ON FUNCTION auth_jwt.jwt_claim_sub() IS
     'Better Auth''s user id (the sub claim) of the request''s verified token; NULL when there is no token';

@@ -56,11 +56,9 @@ fn memo_hit() -> Option<Rc<Entry>> {
             return None;
         }
         let same = match m.source {
-            Source::Setting => {
-                m.token_generation == settings::token_generation() && !settings::str_of(&settings::TOKEN).is_empty()
-            }
+            Source::Setting => m.token_generation == settings::token_generation() && settings::has_value(&settings::TOKEN),
             Source::Headers => {
-                settings::str_of(&settings::TOKEN).is_empty() && token_source::request_headers() == Some(m.headers.as_str())
+                !settings::has_value(&settings::TOKEN) && token_source::request_headers_bytes() == Some(m.headers.as_bytes())
             }
         };
         (same && now() <= m.entry.valid_until).then(|| m.entry.clone())

@@ -109,12 +109,10 @@ fn watch_key_table() -> TableIterator<'static, (name!(relation, String), name!(a
 
 /// Record that the trigger on `table` goes away with the extension.
 fn depend_on_extension(table: pg_sys::Oid) {
-    let trigger: Option<pg_sys::Oid> = Spi::get_one_with_args(
+    let trigger: Option<pg_sys::Oid> = keys::select_one(
         "SELECT oid FROM pg_catalog.pg_trigger WHERE tgrelid OPERATOR(pg_catalog.=) $1 AND tgname OPERATOR(pg_catalog.=) $2",
         &[table.into(), TRIGGER_NAME.into()],
-    )
-    .ok()
-    .flatten();
+    );
     // SAFETY: catalog lookups and a dependency insert with valid object addresses.
     unsafe {
         let ext = pg_sys::get_extension_oid(c"auth_jwt".as_ptr(), true);

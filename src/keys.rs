@@ -127,6 +127,16 @@ pub fn reload_for_unknown_kid(kid: &str) -> Option<Rc<KeySet>> {
     })
 }
 
+/// The first column of the first row of a read-only query. Never `Spi::get_one*`: those mark
+/// the transaction as writing, which assigns an XID, and that fails in a parallel worker and on
+/// a hot standby, where verification must work too.
+pub fn select_one<A: pgrx::datum::FromDatum + pgrx::datum::IntoDatum>(
+    query: &str,
+    args: &[pgrx::datum::DatumWithOid<'_>],
+) -> Option<A> {
+    Spi::connect(|c| c.select(query, Some(1), args)?.first().get_one::<A>()).ok().flatten()
+}
+
 /// The key relation, resolved from the setting.
 pub struct Relation {
     pub oid: pg_sys::Oid,
@@ -137,16 +147,9 @@ pub struct Relation {
 
 /// Parse and resolve `auth_jwt.jwks_table`: it must be schema-qualified and exist.
 pub fn resolve(table: &str) -> Relation {
-    let parts: Option<Vec<String>> = Spi::get_one_with_args("SELECT pg_catalog.parse_ident($1)", &[table.into()])
-        .unwrap_or_else(|_| {
-            errors::key_table(
-                PgSqlErrorCode::ERRCODE_INVALID_NAME,
-                format!("auth_jwt.jwks_table is not a valid table name: \"{}\"", auth_jwt_core::error::printable(table, 128)),
-                "It must be a schema-qualified name such as public.jwks.".into(),
-                "ALTER DATABASE mydb SET auth_jwt.jwks_table = 'public.jwks';",
-            )
-        });
-    let parts = parts.unwrap_or_default();
+    // parse_ident raises its own clear error for a name that is not an identifier.
+    let parts: Vec<String> =
+        select_one::<Vec<String>>("SELECT pg_catalog.parse_ident($1)", &[table.into()]).unwrap_or_default();
     let why = if parts.len() != 2 {
         Some("an unqualified name would depend on search_path, which the caller controls")
     } else if parts[0].starts_with("pg_temp") {

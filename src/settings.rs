@@ -230,6 +230,16 @@ pub fn str_of(setting: &'static GucSetting<Option<CString>>) -> &'static str {
     }
 }
 
+/// Whether a string setting is non-empty, in O(1) (no strlen, no UTF-8 check): the per-row
+/// path must not scan a 4 KB token.
+pub fn has_value(setting: &'static GucSetting<Option<CString>>) -> bool {
+    // SAFETY: as in str_of; only the first byte is read.
+    unsafe {
+        let p = *setting.as_ptr();
+        !p.is_null() && *p != 0
+    }
+}
+
 /// A required setting that is not configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {

@@ -65,6 +65,8 @@ impl Entry {
 
 struct Cache {
     map: HashMap<Box<str>, Rc<Entry>>,
+    /// The last token served: a repeated token skips hashing (a memcmp instead).
+    last: Option<(Box<str>, Rc<Entry>)>,
     keys_generation: u64,
     settings_generation: u64,
     tick: u64,
@@ -73,6 +75,7 @@ struct Cache {
 thread_local! {
     static CACHE: RefCell<Cache> = RefCell::new(Cache {
         map: HashMap::new(),
+        last: None,
         keys_generation: 0,
         settings_generation: 0,
         tick: 0,
@@ -85,6 +88,7 @@ pub fn sync(keys_generation: u64, settings_generation: u64) {
         let mut c = c.borrow_mut();
         if c.keys_generation != keys_generation || c.settings_generation != settings_generation {
             c.map.clear();
+            c.last = None;
             c.keys_generation = keys_generation;
             c.settings_generation = settings_generation;
         }
@@ -96,7 +100,13 @@ pub fn get(token: &str, now: i64) -> Option<Rc<Entry>> {
         let mut c = c.borrow_mut();
         c.tick += 1;
         let tick = c.tick;
-        match c.map.get(token) {
+        if let Some((t, e)) = &c.last {
+            if **t == *token && now <= e.valid_until {
+                e.last_used.set(tick);
+                return Some(e.clone());
+            }
+        }
+        let hit = match c.map.get(token) {
             Some(e) if now <= e.valid_until => {
                 e.last_used.set(tick);
                 Some(e.clone())
@@ -106,7 +116,11 @@ pub fn get(token: &str, now: i64) -> Option<Rc<Entry>> {
                 None
             }
             None => None,
+        };
+        if let Some(e) = &hit {
+            c.last = Some((token.into(), e.clone()));
         }
+        hit
     })
 }
 
@@ -129,6 +143,7 @@ pub fn put(token: &str, entry: Rc<Entry>, now: i64) {
         }
         c.tick += 1;
         entry.last_used.set(c.tick);
+        c.last = Some((token.into(), entry.clone()));
         c.map.insert(token.into(), entry);
     })
 }

@@ -12,9 +12,9 @@
 //! behind PgBouncer in transaction mode the next transaction may belong to another client.
 //! `auth_jwt.allow_session_token` (superuser-only) lifts the rule for direct connections.
 //!
-//! Parallel workers receive GUC values but not the leader's GUC stack; there the value must at
-//! least come from an explicit SET (not from ALTER ROLE, PGOPTIONS or a config file). The leader
-//! applies the full rule whenever it evaluates the function itself.
+//! Parallel workers receive GUC values but not the leader's GUC stack, so they cannot apply the
+//! rule: the request-token functions are PARALLEL RESTRICTED, and refuse to run in a worker
+//! should someone mark them otherwise.
 
 use crate::errors;
 use crate::settings::{self, str_of};
@@ -84,9 +84,6 @@ fn transaction_scoped(guc: *const pg_sys::config_generic) -> bool {
         if g.source != pg_sys::GucSource::PGC_S_SESSION {
             return false;
         }
-        if is_parallel_worker() {
-            return true;
-        }
         !g.stack.is_null() && (*g.stack).state != pg_sys::GucStackState::GUC_SET
     }
 }
@@ -108,20 +105,37 @@ fn strip_bearer(v: &str) -> &str {
     }
 }
 
-/// The raw `request.headers` value, borrowed from guc.c (NULL-safe).
-pub fn request_headers() -> Option<&'static str> {
+/// The raw `request.headers` bytes, borrowed from guc.c (NULL-safe, no UTF-8 check: the
+/// per-row memo compares bytes).
+pub fn request_headers_bytes() -> Option<&'static [u8]> {
     // SAFETY: GetConfigOption returns the current value or NULL; we use it before any SET.
     unsafe {
         let p = pg_sys::GetConfigOption(c"request.headers".as_ptr(), true, false);
-        if p.is_null() {
+        if p.is_null() || *p == 0 {
             return None;
         }
-        CStr::from_ptr(p).to_str().ok().filter(|s| !s.is_empty())
+        Some(CStr::from_ptr(p).to_bytes())
+    }
+}
+
+/// The `request.headers` value as text.
+pub fn request_headers() -> Option<&'static str> {
+    request_headers_bytes().and_then(|b| std::str::from_utf8(b).ok())
+}
+
+fn refuse_in_parallel_worker() {
+    if is_parallel_worker() {
+        errors::unauthorized(
+            "the request's token cannot be read in a parallel worker",
+            "Parallel workers cannot tell a transaction's token from one left behind by a previous client.",
+            "auth_jwt.jwt_claims(), jwt_claim_uuid() and jwt_claim_sub() must stay PARALLEL RESTRICTED.",
+        );
     }
 }
 
 /// `auth_jwt.token` if set (and checked for scope).
 pub fn from_setting() -> Option<&'static str> {
+    refuse_in_parallel_worker();
     let v = str_of(&settings::TOKEN);
     if v.is_empty() {
         return None;
@@ -136,6 +150,7 @@ pub fn from_setting() -> Option<&'static str> {
 /// The bearer token in a `request.headers` JSON value (checked for scope), or None when the
 /// request carries no such header (anonymous).
 pub fn from_headers(headers: &str) -> Option<String> {
+    refuse_in_parallel_worker();
     if !transaction_scoped(find_guc(c"request.headers")) {
         session_scoped_error("request.headers");
     }
@@ -159,9 +174,9 @@ pub fn from_headers(headers: &str) -> Option<String> {
 
 /// Where the current request's token is, without verifying it.
 pub fn source() -> Option<Source> {
-    if !str_of(&settings::TOKEN).is_empty() {
+    if settings::has_value(&settings::TOKEN) {
         Some(Source::Setting)
-    } else if request_headers().is_some() {
+    } else if request_headers_bytes().is_some() {
         Some(Source::Headers)
     } else {
         None

@@ -1,0 +1,130 @@
+//! Benchmark helper (bench/run): token generation at scale and the raw Ed25519 baseline.
+//!
+//!   bench tokens N USERS [PAD] [KEYS]  COPY-format lines "n<TAB>user<TAB>token<TAB>headers<TAB>claims"
+//!                                     for N distinct valid tokens (1 h lifetime) spread over USERS
+//!                                     users, signed round-robin by KEYS keys (kid "k1".."kKEYS")
+//!   bench jwks N                       COPY-format lines "kSEED<TAB>public JWK" for keys 1..N
+//!   bench raw N                        microseconds per verify_strict over N distinct signing
+//!                                     inputs: "min median max" over 7 passes
+//!   bench core N                       the same through auth_jwt_core::verify (parse + JSON + claims)
+
+use auth_jwt_core::{b64, verify, KeyRow, KeySet, Validation};
+use ed25519_dalek::{Signature, Signer, SigningKey};
+use std::hint::black_box;
+use std::io::Write;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+const ISS: &str = "https://app.example.com";
+
+fn key(seed: u32) -> SigningKey {
+    let mut b = [0u8; 32];
+    b[..4].copy_from_slice(&seed.to_le_bytes());
+    b[4] = 0xa5;
+    SigningKey::from_bytes(&b)
+}
+
+fn user_uuid(u: u64) -> String {
+    format!("00000000-0000-4000-8000-{u:012}")
+}
+
+/// A Better-Auth-sized payload (definePayload with uuid, email, name; plus Better Auth's claims).
+fn claims(n: u64, user: u64, now: u64, pad: usize) -> String {
+    let pad = if pad > 0 { format!(r#","pad":"{}""#, "x".repeat(pad)) } else { String::new() };
+    format!(
+        r#"{{"iat":{now},"uuid":"{}","email":"user{user}@example.com","name":"User {user}","sub":"ba{user:030}","exp":{},"iss":"{ISS}","aud":"{ISS}","jti":"{n}"{pad}}}"#,
+        user_uuid(user),
+        now + 3600
+    )
+}
+
+fn token(sk: &SigningKey, kid: &str, payload: &str) -> String {
+    let input = format!("{}.{}", b64::encode(format!(r#"{{"alg":"EdDSA","kid":"{kid}"}}"#).as_bytes()), b64::encode(payload.as_bytes()));
+    let sig = sk.sign(input.as_bytes());
+    format!("{input}.{}", b64::encode(&sig.to_bytes()))
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+fn inputs(n: usize) -> (SigningKey, Vec<(Vec<u8>, Signature)>) {
+    let sk = key(1);
+    let t = now();
+    let v = (0..n as u64)
+        .map(|i| {
+            let tok = token(&sk, "k1", &claims(i, i % 1000, t, 0));
+            let (input, sig) = tok.rsplit_once('.').unwrap();
+            let sig: [u8; 64] = b64::decode(sig).unwrap().try_into().unwrap();
+            (input.as_bytes().to_vec(), Signature::from_bytes(&sig))
+        })
+        .collect();
+    (sk, v)
+}
+
+fn passes(n: usize, mut f: impl FnMut()) -> String {
+    let mut us: Vec<f64> = (0..7)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64() * 1e6 / n as f64
+        })
+        .collect();
+    us.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    format!("{:.2} {:.2} {:.2}", us[0], us[3], us[6])
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize, d: usize| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(d);
+    match args.first().map(String::as_str) {
+        Some("tokens") => {
+            let (n, users, pad, keys) = (arg(1, 10_000), arg(2, 1000) as u64, arg(3, 0), arg(4, 1) as u32);
+            let sks: Vec<SigningKey> = (1..=keys).map(key).collect();
+            let t = now();
+            let out = std::io::stdout();
+            let mut out = std::io::BufWriter::new(out.lock());
+            for i in 0..n as u64 {
+                let user = i % users;
+                let k = (i % keys as u64) as u32;
+                let c = claims(i, user, t, pad);
+                let tok = token(&sks[k as usize], &format!("k{}", k + 1), &c);
+                let headers = format!(r#"{{"authorization":"Bearer {tok}","accept":"*/*"}}"#);
+                writeln!(out, "{i}\t{user}\t{tok}\t{headers}\t{c}").unwrap();
+            }
+        }
+        Some("jwks") => {
+            for seed in 1..=arg(1, 1) as u32 {
+                let x = b64::encode(key(seed).verifying_key().as_bytes());
+                println!("k{seed}\t{{\"crv\":\"Ed25519\",\"x\":\"{x}\",\"kty\":\"OKP\"}}");
+            }
+        }
+        Some("raw") => {
+            let n = arg(1, 10_000);
+            let (sk, v) = inputs(n);
+            let vk = sk.verifying_key();
+            println!("{}", passes(n, || {
+                for (m, s) in &v {
+                    black_box(vk.verify_strict(black_box(m), black_box(s)).is_ok());
+                }
+            }));
+        }
+        Some("core") => {
+            let n = arg(1, 10_000);
+            let sk = key(1);
+            let t = now();
+            let toks: Vec<String> = (0..n as u64).map(|i| token(&sk, "k1", &claims(i, i % 1000, t, 0))).collect();
+            let jwk = format!(r#"{{"crv":"Ed25519","x":"{}","kty":"OKP"}}"#, b64::encode(sk.verifying_key().as_bytes()));
+            let keys = KeySet::from_rows([KeyRow { id: "k1", public_key: &jwk, expires_at: None, alg: None, crv: None }]);
+            let v = Validation::for_origin(ISS);
+            println!("{}", passes(n, || {
+                for tok in &toks {
+                    black_box(verify(black_box(tok), &keys, &v, t as i64).is_ok());
+                }
+            }));
+        }
+        _ => {
+            eprintln!("usage: bench tokens N USERS [PAD] [KEYS] | bench jwks N | bench raw N | bench core N");
+            std::process::exit(2);
+        }
+    }
+}
