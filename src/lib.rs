@@ -8,6 +8,7 @@ use pgrx::prelude::*;
 mod diagnostics;
 mod errors;
 mod functions;
+mod jsonb;
 mod key_watch;
 mod keys;
 mod settings;

@@ -14,6 +14,7 @@ use auth_jwt_core::{Expect, Validation};
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::pg_sys;
 use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 
 pub static JWKS_TABLE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"public.jwks"));
@@ -32,7 +33,7 @@ pub static TOKEN: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::n
 thread_local! {
     static GENERATION: Cell<u64> = const { Cell::new(1) };
     static TOKEN_GENERATION: Cell<u64> = const { Cell::new(1) };
-    static VALIDATION: RefCell<(u64, Option<Result<Validation, ConfigError>>)> = const { RefCell::new((0, None)) };
+    static VALIDATION: RefCell<(u64, Option<Result<Rc<Validation>, ConfigError>>)> = const { RefCell::new((0, None)) };
 }
 
 /// Changes whenever any trust setting is assigned (SET, RESET, transaction end, function SET).
@@ -263,19 +264,19 @@ fn expect(name: &'static str, value: &str, claim: &str) -> Result<Expect, Config
 }
 
 /// The validation rules the settings describe, rebuilt only when a setting changed.
-pub fn validation() -> Result<Validation, ConfigError> {
+pub fn validation() -> Result<Rc<Validation>, ConfigError> {
     let generation = generation();
     VALIDATION.with(|cell| {
         let mut cached = cell.borrow_mut();
         if cached.0 != generation || cached.1.is_none() {
             let v = (|| {
-                Ok(Validation {
+                Ok(Rc::new(Validation {
                     issuer: expect("auth_jwt.issuer", str_of(&ISSUER), "iss")?,
                     audience: expect("auth_jwt.audience", str_of(&AUDIENCE), "aud")?,
                     leeway: LEEWAY.get() as i64,
                     key_grace_period: KEY_GRACE_PERIOD.get() as i64,
                     max_token_size: MAX_TOKEN_SIZE.get() as usize,
-                })
+                }))
             })();
             *cached = (generation, Some(v));
         }

@@ -4,12 +4,15 @@
 //! its key's grace period), and the whole cache is dropped when the key set or any trust
 //! setting changes (both are O(1) generation compares). Size is bounded by
 //! `auth_jwt.cache_size`: when full, expired entries go first, then the least recently used half.
+//! Keys are hashed with FxHash rather than SipHash: only tokens that verified (signed by the
+//! issuer) are ever inserted, so an attacker cannot choose colliding keys, and hashing a 4 KB
+//! token must not cost microseconds.
 
 use crate::settings;
 use auth_jwt_core::{uuid_claim, UuidClaimError, Verified};
 use pgrx::pg_sys;
 use std::cell::{Cell, OnceCell, RefCell};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::rc::Rc;
 
 /// A verified token and what the SQL functions derive from it, computed at most once.
@@ -32,20 +35,13 @@ impl Entry {
         }
     }
 
-    /// The claims as a `jsonb` varlena, built once with `jsonb_in` from the payload exactly as
-    /// signed (so numbers keep their precision).
+    /// The claims as a `jsonb` varlena, built once (see `jsonb`) and copied out of the memory
+    /// context it was built in.
     pub fn jsonb_bytes(&self) -> &[u8] {
         self.jsonb.get_or_init(|| {
-            let mut text = self.verified.payload.clone().into_bytes();
-            text.push(0);
-            // SAFETY: jsonb_in takes a NUL-terminated cstring and returns a palloc'd varlena, which
-            // we copy out before the memory context can go away. The payload has no NUL inside.
+            let p = crate::jsonb::from_claims(&self.verified.claims, &self.verified.payload);
+            // SAFETY: a complete palloc'd varlena; copied, then freed.
             unsafe {
-                let d = pgrx::fcinfo::direct_function_call_as_datum(
-                    pg_sys::jsonb_in,
-                    &[Some(pg_sys::Datum::from(text.as_ptr() as *mut std::ffi::c_char))],
-                );
-                let p = d.unwrap_or(pg_sys::Datum::from(0usize)).cast_mut_ptr::<pg_sys::varlena>();
                 let len = pgrx::varlena::varsize_any(p);
                 let bytes = std::slice::from_raw_parts(p as *const u8, len).to_vec().into_boxed_slice();
                 pg_sys::pfree(p.cast());
@@ -64,9 +60,9 @@ impl Entry {
 }
 
 struct Cache {
-    map: HashMap<Box<str>, Rc<Entry>>,
+    map: FxHashMap<Rc<str>, Rc<Entry>>,
     /// The last token served: a repeated token skips hashing (a memcmp instead).
-    last: Option<(Box<str>, Rc<Entry>)>,
+    last: Option<(Rc<str>, Rc<Entry>)>,
     keys_generation: u64,
     settings_generation: u64,
     tick: u64,
@@ -74,7 +70,7 @@ struct Cache {
 
 thread_local! {
     static CACHE: RefCell<Cache> = RefCell::new(Cache {
-        map: HashMap::new(),
+        map: FxHashMap::default(),
         last: None,
         keys_generation: 0,
         settings_generation: 0,
@@ -106,10 +102,10 @@ pub fn get(token: &str, now: i64) -> Option<Rc<Entry>> {
                 return Some(e.clone());
             }
         }
-        let hit = match c.map.get(token) {
-            Some(e) if now <= e.valid_until => {
+        let hit = match c.map.get_key_value(token) {
+            Some((k, e)) if now <= e.valid_until => {
                 e.last_used.set(tick);
-                Some(e.clone())
+                Some((k.clone(), e.clone()))
             }
             Some(_) => {
                 c.map.remove(token);
@@ -117,10 +113,9 @@ pub fn get(token: &str, now: i64) -> Option<Rc<Entry>> {
             }
             None => None,
         };
-        if let Some(e) = &hit {
-            c.last = Some((token.into(), e.clone()));
-        }
-        hit
+        let (k, e) = hit?;
+        c.last = Some((k, e.clone()));
+        Some(e)
     })
 }
 
@@ -143,8 +138,9 @@ pub fn put(token: &str, entry: Rc<Entry>, now: i64) {
         }
         c.tick += 1;
         entry.last_used.set(c.tick);
-        c.last = Some((token.into(), entry.clone()));
-        c.map.insert(token.into(), entry);
+        let key: Rc<str> = token.into();
+        c.last = Some((key.clone(), entry.clone()));
+        c.map.insert(key, entry);
     })
 }
 

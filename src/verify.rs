@@ -24,7 +24,8 @@ pub fn now() -> i64 {
 pub fn verify(token: &str) -> Rc<Entry> {
     let validation = settings::validation().unwrap_or_else(|e| errors::config(&e));
     let now = now();
-    if keys::fresh() {
+    let fresh = keys::fresh();
+    if fresh {
         if let Some(hit) = cached(token, now) {
             return hit;
         }
@@ -32,8 +33,11 @@ pub fn verify(token: &str) -> Rc<Entry> {
     // Structure and header first: a malformed token costs no key load.
     let compact = token::parse(token, validation.max_token_size).unwrap_or_else(|e| errors::rejected(&e));
     let mut keys = keys::current();
-    if let Some(hit) = cached(token, now) {
-        return hit;
+    if !fresh {
+        // After a (re)load: the cache survives if the keys did not change.
+        if let Some(hit) = cached(token, now) {
+            return hit;
+        }
     }
     if let Some(kid) = compact.header.kid.as_deref() {
         if !keys.contains_kid(kid) {
