@@ -40,6 +40,8 @@ install_extension() {
         cat "$out" >&2
         return 1
     fi
+    # Install scripts of earlier releases, for the upgrade tests (ALTER EXTENSION ... UPDATE).
+    cp "$ROOT"/sql/archive/auth_jwt--*.sql "$("$PG_CONFIG" --sharedir)/extension/"
     (cd "$ROOT" && cargo build -q -p auth_jwt_core --example mint)
     export MINT="$ROOT/target/debug/examples/mint"
 }

@@ -36,3 +36,36 @@ def test_watch_key_table_is_superuser_only(db):
 
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         c.execute("SELECT auth_jwt.watch_key_table()")
+
+
+def catalog(c):
+    """Everything the extension owns, with full definitions."""
+    members = c.execute(
+        "SELECT pg_describe_object(classid, objid, objsubid) FROM pg_depend "
+        "WHERE refclassid = 'pg_extension'::regclass AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'auth_jwt') "
+        "AND deptype = 'e' ORDER BY 1"
+    ).fetchall()
+    functions = c.execute(
+        "SELECT p.oid::regprocedure::text, pg_get_functiondef(p.oid), proacl::text FROM pg_proc p "
+        "JOIN pg_namespace n ON n.oid = p.pronamespace WHERE nspname = 'auth_jwt' ORDER BY 1"
+    ).fetchall()
+    return members, functions
+
+
+def test_upgrade_from_the_first_release(db):
+    from conftest import ISS, token
+
+    c = connect(db)
+    c.execute("DROP EXTENSION auth_jwt")
+    c.execute("SET client_min_messages = warning")
+    c.execute("CREATE EXTENSION auth_jwt VERSION '0.1.0'")
+    t = token(1)
+    assert one(c, "SELECT auth_jwt.jwt_verify(%s)->>'iss'", t) == ISS
+    assert one(c, "SELECT count(*) FROM pg_proc WHERE proname = 'jwt_explain'") == 0
+    c.execute("ALTER EXTENSION auth_jwt UPDATE")
+    assert one(c, "SELECT extversion FROM pg_extension WHERE extname = 'auth_jwt'") == "0.2.0"
+    assert one(c, "SELECT bool_and(ok) FROM auth_jwt.jwt_explain(%s) WHERE step <> 'uuid claim'", t) is True
+    upgraded = catalog(c)
+    c.execute("DROP EXTENSION auth_jwt")
+    c.execute("CREATE EXTENSION auth_jwt")
+    assert catalog(c) == upgraded, "an upgraded database has exactly what a fresh install has"

@@ -100,6 +100,7 @@ def test_request_token_functions_are_parallel_restricted(app_db):
         "auth_jwt.jwt_claim_uuid()": "r",
         "auth_jwt.jwt_claim_uuid(text)": "s",
         "auth_jwt.jwt_claims()": "r",
+        "auth_jwt.jwt_explain(text)": "s",
         "auth_jwt.jwt_verify(text)": "s",
     }
     # Forcing it anyway does not open the hole: a worker refuses to read the request's token.

@@ -10,6 +10,9 @@
 //!       iss=S aud=S sub=S uuid=S       string claims ("-" removes the claim)
 //!       claims=JSON                    extra members merged into the payload
 //!       pad=N                          a "pad" claim of N characters (large tokens)
+//!       payloadhex=HEX                 the exact payload bytes (invalid UTF-8 and the like)
+//!       nest=N                         a claim nested N arrays deep
+//!       malleate=1                     add L (the group order) to S: same R, non-canonical S
 
 use auth_jwt_core::b64;
 use ed25519_dalek::{Signer, SigningKey};
@@ -46,14 +49,29 @@ fn main() {
             .as_object()
             .unwrap()
             .clone();
-            let mut payload: Option<String> = None;
+            let mut payload: Option<Vec<u8>> = None;
+            let mut malleate = false;
             for a in &args[2..] {
                 let (k, v) = a.split_once('=').expect("name=value");
                 match k {
                     "kid" => header = format!(r#"{{"alg":"EdDSA","kid":{}}}"#, json!(v)),
                     "nokid" => header = r#"{"alg":"EdDSA"}"#.to_string(),
                     "header" => header = v.to_string(),
-                    "payload" => payload = Some(v.to_string()),
+                    "payload" => payload = Some(v.as_bytes().to_vec()),
+                    "payloadhex" => {
+                        payload = Some((0..v.len()).step_by(2).map(|i| u8::from_str_radix(&v[i..i + 2], 16).unwrap()).collect())
+                    }
+                    "malleate" => malleate = true,
+                    "nest" => {
+                        let n: usize = v.parse().unwrap();
+                        let deep: Value = serde_json::from_str(&format!("{}1{}", "[".repeat(n.min(100)), "]".repeat(n.min(100)))).unwrap();
+                        claims.insert("deep".into(), deep);
+                        if n > 100 {
+                            // Beyond serde_json's own limit: splice the text in after serialization.
+                            claims.insert("deeper".into(), json!("@DEEP@"));
+                            claims.insert("deep_n".into(), json!(n));
+                        }
+                    }
                     _ if v == "-" => {
                         claims.remove(k);
                     }
@@ -72,10 +90,27 @@ fn main() {
                     }
                 }
             }
-            let payload = payload.unwrap_or_else(|| Value::Object(claims).to_string());
-            let input = format!("{}.{}", b64::encode(header.as_bytes()), b64::encode(payload.as_bytes()));
-            let sig = sk.sign(input.as_bytes());
-            println!("{input}.{}", b64::encode(&sig.to_bytes()));
+            let payload = payload.unwrap_or_else(|| {
+                let n = claims.get("deep_n").and_then(Value::as_u64).unwrap_or(0) as usize;
+                let text = Value::Object(claims).to_string();
+                text.replace("\"@DEEP@\"", &format!("{}1{}", "[".repeat(n), "]".repeat(n))).into_bytes()
+            });
+            let input = format!("{}.{}", b64::encode(header.as_bytes()), b64::encode(&payload));
+            let mut sig = sk.sign(input.as_bytes()).to_bytes();
+            if malleate {
+                // S + L, little-endian: still < 2^256, so it encodes; verify_strict must refuse it.
+                const L: [u8; 32] = [
+                    0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0, 0, 0,
+                    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+                ];
+                let mut carry = 0u16;
+                for i in 0..32 {
+                    let t = sig[32 + i] as u16 + L[i] as u16 + carry;
+                    sig[32 + i] = t as u8;
+                    carry = t >> 8;
+                }
+            }
+            println!("{input}.{}", b64::encode(&sig));
         }
         _ => {
             eprintln!("usage: mint jwk SEED | mint token SEED [name=value ...]");

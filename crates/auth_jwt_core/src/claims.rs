@@ -72,21 +72,24 @@ fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, 
     Err(Error::claim(name, "must be an integer number of seconds"))
 }
 
-/// Validate the registered claims of a verified payload at time `now` (Unix seconds).
-pub fn validate(claims: &Map<String, Value>, v: &Validation, now: i64) -> Result<Times, Error> {
+/// `exp`: required, and not past (with leeway). Returns it.
+pub fn check_exp(claims: &Map<String, Value>, v: &Validation, now: i64) -> Result<i64, Error> {
     let exp = numeric_date(claims, "exp")?.ok_or_else(|| Error::claim("exp", "is required"))?;
-    let nbf = numeric_date(claims, "nbf")?;
-    let iat = numeric_date(claims, "iat")?;
     // i128: exp + leeway cannot overflow for any i64 inputs.
-    let (now_w, leeway) = (now as i128, v.leeway as i128);
-    if now_w > exp as i128 + leeway {
+    if now as i128 > exp as i128 + v.leeway as i128 {
         return Err(Error::new(
             ErrorKind::Expired,
             format!("the token expired {}s ago (exp {}, now {}, leeway {}s)", now - exp, iso8601(exp), iso8601(now), v.leeway),
         ));
     }
+    Ok(exp)
+}
+
+/// `nbf`: optional; not in the future (with leeway).
+pub fn check_nbf(claims: &Map<String, Value>, v: &Validation, now: i64) -> Result<Option<i64>, Error> {
+    let nbf = numeric_date(claims, "nbf")?;
     if let Some(nbf) = nbf {
-        if nbf as i128 > now_w + leeway {
+        if nbf as i128 > now as i128 + v.leeway as i128 {
             return Err(Error::new(
                 ErrorKind::NotYetValid,
                 format!(
@@ -99,8 +102,14 @@ pub fn validate(claims: &Map<String, Value>, v: &Validation, now: i64) -> Result
             ));
         }
     }
+    Ok(nbf)
+}
+
+/// `iat`: optional; not in the future (with leeway).
+pub fn check_iat(claims: &Map<String, Value>, v: &Validation, now: i64) -> Result<Option<i64>, Error> {
+    let iat = numeric_date(claims, "iat")?;
     if let Some(iat) = iat {
-        if iat as i128 > now_w + leeway {
+        if iat as i128 > now as i128 + v.leeway as i128 {
             return Err(Error::new(
                 ErrorKind::NotYetValid,
                 format!(
@@ -113,6 +122,11 @@ pub fn validate(claims: &Map<String, Value>, v: &Validation, now: i64) -> Result
             ));
         }
     }
+    Ok(iat)
+}
+
+/// `iss`: equal to the configured issuer, unless that check is off.
+pub fn check_iss(claims: &Map<String, Value>, v: &Validation) -> Result<(), Error> {
     if let Expect::Exactly(want) = &v.issuer {
         match claims.get("iss") {
             Some(Value::String(iss)) if iss == want => {}
@@ -121,6 +135,11 @@ pub fn validate(claims: &Map<String, Value>, v: &Validation, now: i64) -> Result
             None => return Err(Error::claim("iss", "is required (auth_jwt.issuer is set)")),
         }
     }
+    Ok(())
+}
+
+/// `aud`: a string, or an array of strings, that contains the configured audience.
+pub fn check_aud(claims: &Map<String, Value>, v: &Validation) -> Result<(), Error> {
     if let Expect::Exactly(want) = &v.audience {
         match claims.get("aud") {
             Some(Value::String(aud)) if aud == want => {}
@@ -139,6 +158,20 @@ pub fn validate(claims: &Map<String, Value>, v: &Validation, now: i64) -> Result
             None => return Err(Error::claim("aud", "is required (auth_jwt.audience is set)")),
         }
     }
+    Ok(())
+}
+
+/// Validate the registered claims of a verified payload at time `now` (Unix seconds).
+/// Types first (a string `exp` is a type error even when a date check would also fail).
+pub fn validate(claims: &Map<String, Value>, v: &Validation, now: i64) -> Result<Times, Error> {
+    for name in ["exp", "nbf", "iat"] {
+        numeric_date(claims, name)?;
+    }
+    let exp = check_exp(claims, v, now)?;
+    let nbf = check_nbf(claims, v, now)?;
+    let iat = check_iat(claims, v, now)?;
+    check_iss(claims, v)?;
+    check_aud(claims, v)?;
     if let Some(sub) = claims.get("sub") {
         if !sub.is_string() {
             return Err(Error::claim("sub", format!("must be a string, not {}", a_type(sub))));

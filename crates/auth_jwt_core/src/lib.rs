@@ -8,12 +8,14 @@
 pub mod b64;
 pub mod claims;
 pub mod error;
+pub mod explain;
 pub mod json;
 pub mod keys;
 pub mod token;
 
 pub use claims::{Expect, Times, Validation};
 pub use error::{Error, ErrorKind, Part};
+pub use explain::{explain, Step};
 pub use keys::{Key, KeyRow, KeySet, KeyStatus};
 pub use token::{Compact, Header};
 
@@ -59,8 +61,8 @@ pub fn verify_signature(c: &Compact<'_>, key: &VerifyingKey) -> Result<(), Error
 }
 
 fn decode_payload(c: &Compact<'_>) -> Result<String, Error> {
-    let bytes = b64::decode(c.payload_b64).map_err(|e| Error::malformed(Part::Payload, e))?;
-    String::from_utf8(bytes).map_err(|e| Error::malformed(Part::Payload, format!("is not UTF-8 (at byte {})", e.utf8_error().valid_up_to())))
+    String::from_utf8(c.payload.clone())
+        .map_err(|e| Error::malformed(Part::Payload, format!("is not UTF-8 (at byte {})", e.utf8_error().valid_up_to())))
 }
 
 /// Why a token's user-id claim cannot be used.

@@ -20,13 +20,14 @@ pub struct Header {
     pub kid: Option<String>,
 }
 
-/// A compact JWS split and with its header and signature decoded, not yet verified.
+/// A compact JWS split and with all three segments base64url-decoded, not yet verified. The
+/// payload's bytes are not interpreted (UTF-8, JSON) until the signature over them has verified.
 #[derive(Debug, Clone)]
 pub struct Compact<'a> {
     pub header: Header,
     /// `BASE64URL(header) '.' BASE64URL(payload)`, the bytes the signature covers.
     pub signing_input: &'a [u8],
-    pub payload_b64: &'a str,
+    pub payload: Vec<u8>,
     pub signature: [u8; 64],
 }
 
@@ -61,6 +62,7 @@ pub fn parse(token: &str, max_size: usize) -> Result<Compact<'_>, Error> {
         return Err(Error::malformed(part, "is empty"));
     }
     let header = parse_header(h)?;
+    let payload = b64::decode(p).map_err(|e| Error::malformed(Part::Payload, e))?;
     let sig = b64::decode(s).map_err(|e| Error::malformed(Part::Signature, e))?;
     let signature: [u8; 64] = sig
         .try_into()
@@ -68,7 +70,7 @@ pub fn parse(token: &str, max_size: usize) -> Result<Compact<'_>, Error> {
     Ok(Compact {
         header,
         signing_input: token[..h.len() + 1 + p.len()].as_bytes(),
-        payload_b64: p,
+        payload,
         signature,
     })
 }

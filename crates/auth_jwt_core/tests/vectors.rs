@@ -18,7 +18,7 @@ fn raw<'a>(msg: &'a [u8], sig: &[u8]) -> Option<Compact<'a>> {
     Some(Compact {
         header: Header { alg: "EdDSA".into(), kid: None },
         signing_input: msg,
-        payload_b64: "",
+        payload: Vec::new(),
         signature: sig.try_into().ok()?,
     })
 }
