@@ -6,7 +6,7 @@
 //! It is ENABLE ALWAYS, so it fires for logical-replication apply too, and it depends on the
 //! extension (DEPENDENCY_AUTO), so DROP EXTENSION removes it and leaves the table untouched.
 
-use crate::keys::{self, TRIGGER_NAME};
+use crate::keys::{self, RELATIONS_UNDER, TRIGGER_NAME};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
@@ -50,21 +50,15 @@ fn watch_key_table() -> TableIterator<'static, (name!(relation, String), name!(a
     let rel = keys::resolve(crate::settings::str_of(&crate::settings::JWKS_TABLE));
     let bases: Vec<(pg_sys::Oid, String, Option<String>)> = Spi::connect(|c| {
         let t = c.select(
-            "WITH RECURSIVE deps(oid) AS (
-                 SELECT $1::pg_catalog.oid
-                 UNION
-                 SELECT d.refobjid FROM deps
-                   JOIN pg_catalog.pg_rewrite r ON r.ev_class OPERATOR(pg_catalog.=) deps.oid
-                   JOIN pg_catalog.pg_depend d ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass
-                        AND d.objid OPERATOR(pg_catalog.=) r.oid
-                        AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
-                        AND d.refobjid OPERATOR(pg_catalog.<>) deps.oid)
+            &format!(
+                "{RELATIONS_UNDER}
              SELECT c.oid, pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname),
                     (SELECT t.tgenabled::pg_catalog.text FROM pg_catalog.pg_trigger t
                       WHERE t.tgrelid OPERATOR(pg_catalog.=) c.oid AND t.tgname OPERATOR(pg_catalog.=) $2)
                FROM deps JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) deps.oid
                JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
-              WHERE c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p}'::pg_catalog.\"char\"[])",
+              WHERE c.relkind OPERATOR(pg_catalog.=) ANY ('{{r,p}}'::pg_catalog.\"char\"[])"
+            ),
             None,
             &[rel.oid.into(), TRIGGER_NAME.into()],
         )?;

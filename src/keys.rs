@@ -226,28 +226,32 @@ fn columns(rel: &Relation) -> Columns {
     Columns { created_at: has("createdAt"), expires_at: has("expiresAt"), alg: has("alg"), crv: has("crv") }
 }
 
+/// `deps(oid)`: the relation $1 and, recursively, every relation its view rules read.
+pub const RELATIONS_UNDER: &str = "WITH RECURSIVE deps(oid) AS (
+     SELECT $1::pg_catalog.oid
+     UNION
+     SELECT d.refobjid FROM deps
+       JOIN pg_catalog.pg_rewrite r ON r.ev_class OPERATOR(pg_catalog.=) deps.oid
+       JOIN pg_catalog.pg_depend d ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+            AND d.objid OPERATOR(pg_catalog.=) r.oid
+            AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+            AND d.refobjid OPERATOR(pg_catalog.<>) deps.oid)";
+
 /// The base relations under the key relation (through views, recursively) and whether each
 /// carries the invalidation trigger. Views and materialized views need no trigger: redefining
 /// or refreshing them invalidates them by itself.
 fn watch_status(rel: &Relation) -> (Vec<pg_sys::Oid>, bool) {
     let rows: Vec<(pg_sys::Oid, bool)> = Spi::connect(|c| {
         let t = c.select(
-            "WITH RECURSIVE deps(oid) AS (
-                 SELECT $1::pg_catalog.oid
-                 UNION
-                 SELECT d.refobjid FROM deps
-                   JOIN pg_catalog.pg_rewrite r ON r.ev_class OPERATOR(pg_catalog.=) deps.oid
-                   JOIN pg_catalog.pg_depend d ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass
-                        AND d.objid OPERATOR(pg_catalog.=) r.oid
-                        AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
-                        AND d.refobjid OPERATOR(pg_catalog.<>) deps.oid)
-             SELECT c.oid,
-                    c.relkind OPERATOR(pg_catalog.=) ANY ('{v,m}'::pg_catalog.\"char\"[])
-                    OR (c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p}'::pg_catalog.\"char\"[]) AND EXISTS (
+            &format!(
+                "{RELATIONS_UNDER} SELECT c.oid,
+                    c.relkind OPERATOR(pg_catalog.=) ANY ('{{v,m}}'::pg_catalog.\"char\"[])
+                    OR (c.relkind OPERATOR(pg_catalog.=) ANY ('{{r,p}}'::pg_catalog.\"char\"[]) AND EXISTS (
                         SELECT FROM pg_catalog.pg_trigger t
                          WHERE t.tgrelid OPERATOR(pg_catalog.=) c.oid AND t.tgname OPERATOR(pg_catalog.=) $2
-                           AND t.tgenabled OPERATOR(pg_catalog.=) ANY ('{O,A}'::pg_catalog.\"char\"[])))
-               FROM deps JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) deps.oid",
+                           AND t.tgenabled OPERATOR(pg_catalog.=) ANY ('{{O,A}}'::pg_catalog.\"char\"[])))
+               FROM deps JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) deps.oid"
+            ),
             None,
             &[rel.oid.into(), TRIGGER_NAME.into()],
         )?;
