@@ -61,7 +61,8 @@ class Task(BaseModel):
 
 
 def unauthorized(reason: str, detail: str | None = None) -> JSONResponse:
-    body = {"error": "unauthorized", "reason": reason}
+    # Where a client gets a fresh token: Better Auth's token endpoint (the session cookie is enough).
+    body = {"error": "unauthorized", "reason": reason, "token_endpoint": f"{settings.better_auth_url.rstrip('/')}/api/auth/token"}
     if detail:
         body["detail"] = detail
     return JSONResponse(status_code=401, content=body, headers={"WWW-Authenticate": 'Bearer realm="tasks"'})

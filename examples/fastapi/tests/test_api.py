@@ -74,6 +74,8 @@ async def test_missing_invalid_and_forged_tokens_answer_401(api, world):
     base = f"/api/{u['uuid']}/tasks"
     r = await api.get(base)
     assert r.status_code == 401 and r.json()["reason"] == "missing bearer token"
+    assert r.json()["token_endpoint"] == "http://localhost:3000/api/auth/token"
+    assert r.headers["www-authenticate"].startswith("Bearer")
     r = await api.get(base, headers={"Authorization": "Basic dXNlcjpwYXNz"})
     assert r.status_code == 401 and r.json()["reason"] == "missing bearer token"
     r = await api.get(base, headers={"Authorization": "Bearer not-a-jwt"})
