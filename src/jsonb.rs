@@ -28,6 +28,21 @@ pub fn from_claims(claims: &Map<String, Value>, text: &str) -> *mut pg_sys::varl
     }
 }
 
+#[cfg(not(feature = "pg13"))]
+unsafe fn numeric_of(i: i64) -> pg_sys::Numeric {
+    unsafe { pg_sys::int64_to_numeric(i) }
+}
+
+/// PostgreSQL 13 has no int64_to_numeric; int8_numeric is the same conversion through fmgr.
+#[cfg(feature = "pg13")]
+unsafe fn numeric_of(i: i64) -> pg_sys::Numeric {
+    unsafe {
+        pgrx::fcinfo::direct_function_call_as_datum(pg_sys::int8_numeric, &[Some(pg_sys::Datum::from(i))])
+            .unwrap_or(pg_sys::Datum::from(0usize))
+            .cast_mut_ptr()
+    }
+}
+
 fn all_exact(map: &Map<String, Value>) -> bool {
     fn exact(v: &Value) -> bool {
         match v {
@@ -82,7 +97,7 @@ unsafe fn push_value(state: &mut *mut pg_sys::JsonbParseState, v: &Value, token:
             }
             Value::Number(n) => {
                 let mut j = pg_sys::JsonbValue { type_: pg_sys::jbvType::jbvNumeric, ..Default::default() };
-                j.val.numeric = pg_sys::int64_to_numeric(n.as_i64().unwrap_or(0));
+                j.val.numeric = numeric_of(n.as_i64().unwrap_or(0));
                 j
             }
         };
