@@ -9,10 +9,11 @@ use pgrx::prelude::*;
 
 fn ts(unix: Option<f64>) -> Option<TimestampWithTimeZone> {
     // PostgreSQL's epoch is 2000-01-01; TimestampTz counts microseconds from it.
-    unix.map(|s| TimestampWithTimeZone::try_from(((s - 946_684_800.0) * 1e6).round() as i64).ok()).flatten()
+    unix.and_then(|s| TimestampWithTimeZone::try_from(((s - 946_684_800.0) * 1e6).round() as i64).ok())
 }
 
 /// One row per row of the key table, with what auth_jwt makes of it right now.
+#[allow(clippy::type_complexity)] // pgrx needs the named columns written out here
 #[pg_extern(schema = "auth_jwt", volatile, parallel_safe)]
 fn jwks_keys() -> TableIterator<
     'static,

@@ -56,9 +56,12 @@ fn memo_hit() -> Option<Rc<Entry>> {
             return None;
         }
         let same = match m.source {
-            Source::Setting => m.token_generation == settings::token_generation() && settings::has_value(&settings::TOKEN),
+            Source::Setting => {
+                m.token_generation == settings::token_generation() && settings::has_value(&settings::TOKEN)
+            }
             Source::Headers => {
-                !settings::has_value(&settings::TOKEN) && token_source::request_headers_bytes() == Some(m.headers.as_bytes())
+                !settings::has_value(&settings::TOKEN)
+                    && token_source::request_headers_bytes() == Some(m.headers.as_bytes())
             }
         };
         (same && now() <= m.entry.valid_until).then(|| m.entry.clone())

@@ -22,9 +22,12 @@ pub fn from_claims(claims: &Map<String, Value>, text: &str) -> *mut pg_sys::varl
     cstr.push(0);
     // SAFETY: jsonb_in takes a NUL-terminated cstring (the payload has no NUL inside).
     unsafe {
-        pgrx::fcinfo::direct_function_call_as_datum(pg_sys::jsonb_in, &[Some(pg_sys::Datum::from(cstr.as_ptr() as *mut c_char))])
-            .unwrap_or(pg_sys::Datum::from(0usize))
-            .cast_mut_ptr()
+        pgrx::fcinfo::direct_function_call_as_datum(
+            pg_sys::jsonb_in,
+            &[Some(pg_sys::Datum::from(cstr.as_ptr() as *mut c_char))],
+        )
+        .unwrap_or(pg_sys::Datum::from(0usize))
+        .cast_mut_ptr()
     }
 }
 
@@ -57,7 +60,8 @@ fn all_exact(map: &Map<String, Value>) -> bool {
 
 fn string(s: &str) -> pg_sys::JsonbValue {
     let mut v = pg_sys::JsonbValue { type_: pg_sys::jbvType::jbvString, ..Default::default() };
-    v.val.string = pg_sys::JsonbValue__bindgen_ty_1__bindgen_ty_1 { len: s.len() as i32, val: s.as_ptr() as *mut c_char };
+    v.val.string =
+        pg_sys::JsonbValue__bindgen_ty_1__bindgen_ty_1 { len: s.len() as i32, val: s.as_ptr() as *mut c_char };
     v
 }
 

@@ -111,8 +111,10 @@ fn depend_on_extension(table: pg_sys::Oid) {
     unsafe {
         let ext = pg_sys::get_extension_oid(c"auth_jwt".as_ptr(), true);
         if let (Some(trigger), true) = (trigger, ext != pg_sys::InvalidOid) {
-            let depender = pg_sys::ObjectAddress { classId: pg_sys::TriggerRelationId, objectId: trigger, objectSubId: 0 };
-            let referenced = pg_sys::ObjectAddress { classId: pg_sys::ExtensionRelationId, objectId: ext, objectSubId: 0 };
+            let depender =
+                pg_sys::ObjectAddress { classId: pg_sys::TriggerRelationId, objectId: trigger, objectSubId: 0 };
+            let referenced =
+                pg_sys::ObjectAddress { classId: pg_sys::ExtensionRelationId, objectId: ext, objectSubId: 0 };
             pg_sys::recordDependencyOn(&depender, &referenced, pg_sys::DependencyType::DEPENDENCY_AUTO);
         }
     }

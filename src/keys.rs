@@ -68,7 +68,8 @@ pub fn init() {
 #[pg_guard]
 unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
     // InvalidOid means "everything" (e.g. after a sinval queue overflow).
-    let hit = relid == pg_sys::InvalidOid || WATCHED_RELIDS.with(|w| w.try_borrow().map_or(true, |w| w.contains(&relid)));
+    let hit =
+        relid == pg_sys::InvalidOid || WATCHED_RELIDS.with(|w| w.try_borrow().map_or(true, |w| w.contains(&relid)));
     if hit {
         STALE.with(|s| s.set(true));
     }
@@ -160,7 +161,10 @@ pub fn resolve(table: &str) -> Relation {
     if let Some(why) = why {
         errors::key_table(
             PgSqlErrorCode::ERRCODE_INVALID_NAME,
-            format!("auth_jwt.jwks_table must name a table in a regular schema: \"{}\"", auth_jwt_core::error::printable(table, 128)),
+            format!(
+                "auth_jwt.jwks_table must name a table in a regular schema: \"{}\"",
+                auth_jwt_core::error::printable(table, 128)
+            ),
             why.into(),
             "Use schema.table, e.g. ALTER DATABASE mydb SET auth_jwt.jwks_table = 'public.jwks';",
         );

@@ -14,8 +14,8 @@ use auth_jwt_core::{Expect, Validation};
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::pg_sys;
 use std::cell::{Cell, RefCell};
-use std::rc::Rc;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::rc::Rc;
 
 pub static JWKS_TABLE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"public.jwks"));
 pub static ISSUER: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
@@ -30,10 +30,13 @@ pub static ALLOW_SESSION_TOKEN: GucSetting<bool> = GucSetting::<bool>::new(false
 /// The request's token; the only setting any role may write (see `token_source`).
 pub static TOKEN: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
 
+/// The validation rules, and the settings generation they were built for.
+type CachedValidation = (u64, Option<Result<Rc<Validation>, ConfigError>>);
+
 thread_local! {
     static GENERATION: Cell<u64> = const { Cell::new(1) };
     static TOKEN_GENERATION: Cell<u64> = const { Cell::new(1) };
-    static VALIDATION: RefCell<(u64, Option<Result<Rc<Validation>, ConfigError>>)> = const { RefCell::new((0, None)) };
+    static VALIDATION: RefCell<CachedValidation> = const { RefCell::new((0, None)) };
 }
 
 /// Changes whenever any trust setting is assigned (SET, RESET, transaction end, function SET).

@@ -11,8 +11,8 @@
 use crate::settings;
 use auth_jwt_core::{uuid_claim, UuidClaimError, Verified};
 use pgrx::pg_sys;
-use std::cell::{Cell, OnceCell, RefCell};
 use rustc_hash::FxHashMap;
+use std::cell::{Cell, OnceCell, RefCell};
 use std::rc::Rc;
 
 /// A verified token and what the SQL functions derive from it, computed at most once.
@@ -53,8 +53,7 @@ impl Entry {
     /// The user-id claim (name from `auth_jwt.uuid_claim`; any change of it empties the cache).
     pub fn uuid(&self) -> &Result<[u8; 16], UuidClaimError> {
         self.uuid.get_or_init(|| {
-            uuid_claim(&self.verified.claims, settings::str_of(&settings::UUID_CLAIM))
-                .map(|u| *u.as_bytes())
+            uuid_claim(&self.verified.claims, settings::str_of(&settings::UUID_CLAIM)).map(|u| *u.as_bytes())
         })
     }
 }

@@ -155,7 +155,10 @@ pub fn from_headers(headers: &str) -> Option<String> {
         session_scoped_error("request.headers");
     }
     let malformed = |why: &str| -> ! {
-        errors::rejected(&auth_jwt_core::Error::new(auth_jwt_core::ErrorKind::Malformed, format!("request.headers: {why}")))
+        errors::rejected(&auth_jwt_core::Error::new(
+            auth_jwt_core::ErrorKind::Malformed,
+            format!("request.headers: {why}"),
+        ))
     };
     let map = auth_jwt_core::json::parse_object(headers.as_bytes()).unwrap_or_else(|e| malformed(&e));
     let name = str_of(&settings::TOKEN_HEADER);

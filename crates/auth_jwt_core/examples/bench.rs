@@ -38,7 +38,11 @@ fn claims(n: u64, user: u64, now: u64, pad: usize) -> String {
 }
 
 fn token(sk: &SigningKey, kid: &str, payload: &str) -> String {
-    let input = format!("{}.{}", b64::encode(format!(r#"{{"alg":"EdDSA","kid":"{kid}"}}"#).as_bytes()), b64::encode(payload.as_bytes()));
+    let input = format!(
+        "{}.{}",
+        b64::encode(format!(r#"{{"alg":"EdDSA","kid":"{kid}"}}"#).as_bytes()),
+        b64::encode(payload.as_bytes())
+    );
     let sig = sk.sign(input.as_bytes());
     format!("{input}.{}", b64::encode(&sig.to_bytes()))
 }
@@ -102,25 +106,33 @@ fn main() {
             let n = arg(1, 10_000);
             let (sk, v) = inputs(n);
             let vk = sk.verifying_key();
-            println!("{}", passes(n, || {
-                for (m, s) in &v {
-                    black_box(vk.verify_strict(black_box(m), black_box(s)).is_ok());
-                }
-            }));
+            println!(
+                "{}",
+                passes(n, || {
+                    for (m, s) in &v {
+                        black_box(vk.verify_strict(black_box(m), black_box(s)).is_ok());
+                    }
+                })
+            );
         }
         Some("core") => {
             let n = arg(1, 10_000);
             let sk = key(1);
             let t = now();
             let toks: Vec<String> = (0..n as u64).map(|i| token(&sk, "k1", &claims(i, i % 1000, t, 0))).collect();
-            let jwk = format!(r#"{{"crv":"Ed25519","x":"{}","kty":"OKP"}}"#, b64::encode(sk.verifying_key().as_bytes()));
-            let keys = KeySet::from_rows([KeyRow { id: "k1", public_key: &jwk, expires_at: None, alg: None, crv: None }]);
+            let jwk =
+                format!(r#"{{"crv":"Ed25519","x":"{}","kty":"OKP"}}"#, b64::encode(sk.verifying_key().as_bytes()));
+            let keys =
+                KeySet::from_rows([KeyRow { id: "k1", public_key: &jwk, expires_at: None, alg: None, crv: None }]);
             let v = Validation::for_origin(ISS);
-            println!("{}", passes(n, || {
-                for tok in &toks {
-                    black_box(verify(black_box(tok), &keys, &v, t as i64).is_ok());
-                }
-            }));
+            println!(
+                "{}",
+                passes(n, || {
+                    for tok in &toks {
+                        black_box(verify(black_box(tok), &keys, &v, t as i64).is_ok());
+                    }
+                })
+            );
         }
         _ => {
             eprintln!("usage: bench tokens N USERS [PAD] [KEYS] | bench jwks N | bench raw N | bench core N");

@@ -59,12 +59,16 @@ fn main() {
                     "header" => header = v.to_string(),
                     "payload" => payload = Some(v.as_bytes().to_vec()),
                     "payloadhex" => {
-                        payload = Some((0..v.len()).step_by(2).map(|i| u8::from_str_radix(&v[i..i + 2], 16).unwrap()).collect())
+                        payload = Some(
+                            (0..v.len()).step_by(2).map(|i| u8::from_str_radix(&v[i..i + 2], 16).unwrap()).collect(),
+                        )
                     }
                     "malleate" => malleate = true,
                     "nest" => {
                         let n: usize = v.parse().unwrap();
-                        let deep: Value = serde_json::from_str(&format!("{}1{}", "[".repeat(n.min(100)), "]".repeat(n.min(100)))).unwrap();
+                        let deep: Value =
+                            serde_json::from_str(&format!("{}1{}", "[".repeat(n.min(100)), "]".repeat(n.min(100))))
+                                .unwrap();
                         claims.insert("deep".into(), deep);
                         if n > 100 {
                             // Beyond serde_json's own limit: splice the text in after serialization.
@@ -100,8 +104,8 @@ fn main() {
             if malleate {
                 // S + L, little-endian: still < 2^256, so it encodes; verify_strict must refuse it.
                 const L: [u8; 32] = [
-                    0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0, 0, 0,
-                    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+                    0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0,
+                    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
                 ];
                 let mut carry = 0u16;
                 for i in 0..32 {

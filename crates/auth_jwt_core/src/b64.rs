@@ -17,7 +17,7 @@ const STRICT: GeneralPurpose = GeneralPurpose::new(
 /// Decode, with a reason that names the kind of fault but not the input.
 pub fn decode(s: &str) -> Result<Vec<u8>, String> {
     STRICT.decode(s).map_err(|e| match e {
-        base64::DecodeError::InvalidByte(at, b) if b == b'=' => format!("has padding at offset {at}"),
+        base64::DecodeError::InvalidByte(at, b'=') => format!("has padding at offset {at}"),
         base64::DecodeError::InvalidByte(at, b) if b.is_ascii_whitespace() => format!("has whitespace at offset {at}"),
         base64::DecodeError::InvalidByte(at, b) if b == b'+' || b == b'/' => {
             format!("uses the standard base64 alphabet ('+' or '/') at offset {at}, not base64url")

@@ -79,7 +79,13 @@ pub fn check_exp(claims: &Map<String, Value>, v: &Validation, now: i64) -> Resul
     if now as i128 > exp as i128 + v.leeway as i128 {
         return Err(Error::new(
             ErrorKind::Expired,
-            format!("the token expired {}s ago (exp {}, now {}, leeway {}s)", now - exp, iso8601(exp), iso8601(now), v.leeway),
+            format!(
+                "the token expired {}s ago (exp {}, now {}, leeway {}s)",
+                now - exp,
+                iso8601(exp),
+                iso8601(now),
+                v.leeway
+            ),
         ));
     }
     Ok(exp)
@@ -153,7 +159,10 @@ pub fn check_aud(claims: &Map<String, Value>, v: &Validation) -> Result<(), Erro
                 }
             }
             Some(other) => {
-                return Err(Error::claim("aud", format!("must be a string or an array of strings, not {}", a_type(other))))
+                return Err(Error::claim(
+                    "aud",
+                    format!("must be a string or an array of strings, not {}", a_type(other)),
+                ))
             }
             None => return Err(Error::claim("aud", "is required (auth_jwt.audience is set)")),
         }

@@ -48,7 +48,20 @@ pub fn explain(token: &str, keys: &KeySet, validation: &Validation, now: i64, uu
             Err(format!("{} bytes, over the limit of {max} (auth_jwt.max_token_size)", token.len()))
         },
     ));
-    let rest = ["segments", "header", "algorithm", "key", "signature", "payload", "exp", "nbf", "iat", "issuer", "audience", "uuid claim"];
+    let rest = [
+        "segments",
+        "header",
+        "algorithm",
+        "key",
+        "signature",
+        "payload",
+        "exp",
+        "nbf",
+        "iat",
+        "issuer",
+        "audience",
+        "uuid claim",
+    ];
     if token.len() > max {
         out.extend(rest.iter().map(|n| skipped(n, "the token is too large to decode")));
         return out;
@@ -99,7 +112,9 @@ pub fn explain(token: &str, keys: &KeySet, validation: &Validation, now: i64, uu
                 None => skipped("signature", "no usable key"),
                 Some(vk) => step(
                     "signature",
-                    crate::verify_signature(c, vk).map(|_| "valid (ed25519-dalek verify_strict)".to_owned()).map_err(|e| e.detail().to_owned()),
+                    crate::verify_signature(c, vk)
+                        .map(|_| "valid (ed25519-dalek verify_strict)".to_owned())
+                        .map_err(|e| e.detail().to_owned()),
                 ),
             });
         }
@@ -109,7 +124,8 @@ pub fn explain(token: &str, keys: &KeySet, validation: &Validation, now: i64, uu
     // The payload and its claims, even when unverified (marked so).
     let claims = match payload(segs[1]) {
         Ok(m) => {
-            let note = if verified { "a JSON object" } else { "a JSON object (unverified: the signature did not pass)" };
+            let note =
+                if verified { "a JSON object" } else { "a JSON object (unverified: the signature did not pass)" };
             out.push(step("payload", Ok(note.into())));
             Some(m)
         }
@@ -123,9 +139,20 @@ pub fn explain(token: &str, keys: &KeySet, validation: &Validation, now: i64, uu
         out.push(skipped("uuid claim", "the payload is not a JSON object"));
         return out;
     };
-    out.push(step("exp", claims::check_exp(&claims, validation, now).map(|e| format!("{} (valid for another {}s)", iso8601(e), e - now)).map_err(detail)));
-    out.push(step("nbf", claims::check_nbf(&claims, validation, now).map(|n| n.map_or("absent".into(), iso8601)).map_err(detail)));
-    out.push(step("iat", claims::check_iat(&claims, validation, now).map(|i| i.map_or("absent".into(), iso8601)).map_err(detail)));
+    out.push(step(
+        "exp",
+        claims::check_exp(&claims, validation, now)
+            .map(|e| format!("{} (valid for another {}s)", iso8601(e), e - now))
+            .map_err(detail),
+    ));
+    out.push(step(
+        "nbf",
+        claims::check_nbf(&claims, validation, now).map(|n| n.map_or("absent".into(), iso8601)).map_err(detail),
+    ));
+    out.push(step(
+        "iat",
+        claims::check_iat(&claims, validation, now).map(|i| i.map_or("absent".into(), iso8601)).map_err(detail),
+    ));
     out.push(step(
         "issuer",
         claims::check_iss(&claims, validation)
@@ -148,7 +175,9 @@ pub fn explain(token: &str, keys: &KeySet, validation: &Validation, now: i64, uu
         "uuid claim",
         match uuid_claim(&claims, uuid_claim_name) {
             Ok(_) => Ok(format!("\"{uuid_claim_name}\" is a canonical UUID")),
-            Err(UuidClaimError::Missing) => Err(format!("no \"{uuid_claim_name}\" claim (jwt_claim_uuid() would fail; jwt_verify() does not need it)")),
+            Err(UuidClaimError::Missing) => Err(format!(
+                "no \"{uuid_claim_name}\" claim (jwt_claim_uuid() would fail; jwt_verify() does not need it)"
+            )),
             Err(UuidClaimError::NotAString(t)) => Err(format!("\"{uuid_claim_name}\" is {t}, not a string")),
             Err(UuidClaimError::NotCanonical) => Err(format!("\"{uuid_claim_name}\" is not a canonical UUID")),
         },
@@ -179,7 +208,12 @@ fn header_only(seg: &str, e: &Error) -> Option<Header> {
     Some(Header { alg, kid })
 }
 
-fn key_step<'k>(keys: &'k KeySet, h: &Header, v: &Validation, now: i64) -> (Step, Option<&'k ed25519_dalek::VerifyingKey>) {
+fn key_step<'k>(
+    keys: &'k KeySet,
+    h: &Header,
+    v: &Validation,
+    now: i64,
+) -> (Step, Option<&'k ed25519_dalek::VerifyingKey>) {
     match keys.select(h.kid.as_deref(), now, v.key_grace_period) {
         Ok((vk, until)) => {
             let d = match until {

@@ -38,9 +38,13 @@ pub struct Key {
 pub enum KeyStatus {
     Usable,
     /// Past `expiresAt` but within the grace period: still verifies, until the given time.
-    InGrace { until: i64 },
+    InGrace {
+        until: i64,
+    },
     /// Past `expiresAt` + grace period.
-    Expired { since: i64 },
+    Expired {
+        since: i64,
+    },
     Invalid(String),
 }
 
@@ -131,8 +135,7 @@ fn parse_row(row: &KeyRow<'_>) -> Result<VerifyingKey, String> {
     }
     let x = member("x")?.ok_or("publicKey has no x")?;
     let bytes = b64::decode(x).map_err(|e| format!("publicKey x {e}"))?;
-    let bytes: [u8; 32] =
-        bytes.try_into().map_err(|b: Vec<u8>| format!("publicKey x is {} bytes, not 32", b.len()))?;
+    let bytes: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| format!("publicKey x is {} bytes, not 32", b.len()))?;
     let point = CompressedEdwardsY(bytes).decompress().ok_or("publicKey x is not a point on Ed25519")?;
     if point.compress().to_bytes() != bytes {
         return Err("publicKey x is not canonically encoded".into());
@@ -191,9 +194,10 @@ impl KeySet {
         let not_found = |d: String| Error::new(ErrorKind::KeyNotFound, d);
         let key = match kid {
             Some(kid) => {
-                let i = *self.by_kid.get(kid).ok_or_else(|| {
-                    not_found(format!("no key with id \"{}\" in the key table", printable(kid, 64)))
-                })?;
+                let i = *self
+                    .by_kid
+                    .get(kid)
+                    .ok_or_else(|| not_found(format!("no key with id \"{}\" in the key table", printable(kid, 64))))?;
                 &self.keys[i]
             }
             None => {
@@ -211,7 +215,8 @@ impl KeySet {
         match key.status(now, grace) {
             KeyStatus::Invalid(why) => Err(not_found(format!("key \"{who}\" is unusable: {why}"))),
             KeyStatus::Expired { since } => Err(not_found(format!(
-                "key \"{who}\" expired; its grace period (auth_jwt.key_grace_period) ended at {}", crate::error::iso8601(since)
+                "key \"{who}\" expired; its grace period (auth_jwt.key_grace_period) ended at {}",
+                crate::error::iso8601(since)
             ))),
             KeyStatus::Usable | KeyStatus::InGrace { .. } => match &key.key {
                 Ok(vk) => Ok((vk, key.usable_until(grace))),
@@ -242,7 +247,13 @@ mod tests {
     #[test]
     fn accepts_better_auth_rows() {
         let pk = jwk(RFC8037_X);
-        let k = Key::from_row(&KeyRow { id: "k", public_key: &pk, expires_at: None, alg: Some("EdDSA"), crv: Some("Ed25519") });
+        let k = Key::from_row(&KeyRow {
+            id: "k",
+            public_key: &pk,
+            expires_at: None,
+            alg: Some("EdDSA"),
+            crv: Some("Ed25519"),
+        });
         assert!(k.key.is_ok());
         let with_alg = format!(r#"{{"alg":"EdDSA","crv":"Ed25519","x":"{RFC8037_X}","kty":"OKP"}}"#);
         assert!(Key::from_row(&row("k", &with_alg)).key.is_ok());
@@ -259,7 +270,9 @@ mod tests {
         assert!(reason(&format!(r#"{{"kty":"OKP","crv":"Ed25519","x":"{RFC8037_X}","alg":"ES256"}}"#)).contains("alg"));
         assert!(reason(&format!(r#"{{"kty":"OKP","crv":"Ed25519","x":"{RFC8037_X}","use":"enc"}}"#)).contains("use"));
         assert!(reason("not json").contains("publicKey is not valid JSON"));
-        assert!(reason(&format!(r#"{{"kty":"OKP","kty":"OKP","crv":"Ed25519","x":"{RFC8037_X}"}}"#)).contains("duplicate"));
+        assert!(
+            reason(&format!(r#"{{"kty":"OKP","kty":"OKP","crv":"Ed25519","x":"{RFC8037_X}"}}"#)).contains("duplicate")
+        );
         let pk = jwk(RFC8037_X);
         let k = Key::from_row(&KeyRow { id: "k", public_key: &pk, expires_at: None, alg: Some("ES256"), crv: None });
         assert!(k.key.unwrap_err().contains("alg column"));
@@ -269,7 +282,9 @@ mod tests {
 
     #[test]
     fn rejects_private_material_without_echoing_it() {
-        let r = reason(&format!(r#"{{"kty":"OKP","crv":"Ed25519","x":"{RFC8037_X}","d":"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A"}}"#));
+        let r = reason(&format!(
+            r#"{{"kty":"OKP","crv":"Ed25519","x":"{RFC8037_X}","d":"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A"}}"#
+        ));
         assert!(r.contains("private key material"));
         assert!(!r.contains("nWGx"));
     }
@@ -286,7 +301,10 @@ mod tests {
         let mut nc = [0xffu8; 32];
         nc[0] = 0xee;
         nc[31] = 0x7f;
-        assert!(reason(&jwk(&b64::encode(&nc))).contains("not canonically encoded") || reason(&jwk(&b64::encode(&nc))).contains("not a point"));
+        assert!(
+            reason(&jwk(&b64::encode(&nc))).contains("not canonically encoded")
+                || reason(&jwk(&b64::encode(&nc))).contains("not a point")
+        );
         // A y with no x on the curve.
         let mut off = [0u8; 32];
         off[0] = 2;
@@ -320,7 +338,8 @@ mod tests {
     #[test]
     fn expiry_and_grace() {
         let pk = jwk(RFC8037_X);
-        let set = KeySet::from_rows([KeyRow { id: "a", public_key: &pk, expires_at: Some(1000), alg: None, crv: None }]);
+        let set =
+            KeySet::from_rows([KeyRow { id: "a", public_key: &pk, expires_at: Some(1000), alg: None, crv: None }]);
         let k = &set.keys()[0];
         assert_eq!(k.status(999, 100), KeyStatus::Usable);
         assert_eq!(k.status(1050, 100), KeyStatus::InGrace { until: 1100 });

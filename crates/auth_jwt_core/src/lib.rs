@@ -56,13 +56,15 @@ pub fn verify_compact(c: &Compact<'_>, keys: &KeySet, v: &Validation, now: i64) 
 /// Ed25519 with `verify_strict`: rejects non-canonical S (S >= L), small-order R and A, and
 /// uses the cofactorless equation, so one (message, key) has one valid signature encoding.
 pub fn verify_signature(c: &Compact<'_>, key: &VerifyingKey) -> Result<(), Error> {
-    key.verify_strict(c.signing_input, &Signature::from_bytes(&c.signature))
-        .map_err(|_| Error::new(ErrorKind::InvalidSignature, "the Ed25519 signature does not verify under the selected key"))
+    key.verify_strict(c.signing_input, &Signature::from_bytes(&c.signature)).map_err(|_| {
+        Error::new(ErrorKind::InvalidSignature, "the Ed25519 signature does not verify under the selected key")
+    })
 }
 
 fn decode_payload(c: &Compact<'_>) -> Result<String, Error> {
-    String::from_utf8(c.payload.clone())
-        .map_err(|e| Error::malformed(Part::Payload, format!("is not UTF-8 (at byte {})", e.utf8_error().valid_up_to())))
+    String::from_utf8(c.payload.clone()).map_err(|e| {
+        Error::malformed(Part::Payload, format!("is not UTF-8 (at byte {})", e.utf8_error().valid_up_to()))
+    })
 }
 
 /// Why a token's user-id claim cannot be used.

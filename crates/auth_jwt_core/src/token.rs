@@ -58,7 +58,13 @@ pub fn parse(token: &str, max_size: usize) -> Result<Compact<'_>, Error> {
         }
     };
     if h.is_empty() || p.is_empty() || s.is_empty() {
-        let part = if h.is_empty() { Part::Header } else if p.is_empty() { Part::Payload } else { Part::Signature };
+        let part = if h.is_empty() {
+            Part::Header
+        } else if p.is_empty() {
+            Part::Payload
+        } else {
+            Part::Signature
+        };
         return Err(Error::malformed(part, "is empty"));
     }
     let header = parse_header(h)?;
@@ -67,12 +73,7 @@ pub fn parse(token: &str, max_size: usize) -> Result<Compact<'_>, Error> {
     let signature: [u8; 64] = sig
         .try_into()
         .map_err(|v: Vec<u8>| Error::malformed(Part::Signature, format!("is {} bytes, not 64", v.len())))?;
-    Ok(Compact {
-        header,
-        signing_input: token[..h.len() + 1 + p.len()].as_bytes(),
-        payload,
-        signature,
-    })
+    Ok(Compact { header, signing_input: &token.as_bytes()[..h.len() + 1 + p.len()], payload, signature })
 }
 
 fn parse_header(h: &str) -> Result<Header, Error> {
@@ -106,7 +107,10 @@ fn parse_header(h: &str) -> Result<Header, Error> {
         Some(Value::String(t)) => {
             return Err(Error::malformed(
                 Part::Header,
-                format!("typ is \"{}\", not \"JWT\" (OAuth access and logout tokens are not accepted)", printable(t, 32)),
+                format!(
+                    "typ is \"{}\", not \"JWT\" (OAuth access and logout tokens are not accepted)",
+                    printable(t, 32)
+                ),
             ))
         }
         Some(v) => return Err(Error::malformed(Part::Header, format!("\"typ\" is {}, not a string", json::a_type(v)))),
@@ -165,7 +169,21 @@ mod tests {
 
     #[test]
     fn algorithms() {
-        for alg in ["none", "None", "NONE", "HS256", "RS256", "ES256", "PS256", "eddsa", "EDDSA", "Ed25519ph", "Ed448", "EdDSA ", ""] {
+        for alg in [
+            "none",
+            "None",
+            "NONE",
+            "HS256",
+            "RS256",
+            "ES256",
+            "PS256",
+            "eddsa",
+            "EDDSA",
+            "Ed25519ph",
+            "Ed448",
+            "EdDSA ",
+            "",
+        ] {
             let e = err(&format!(r#"{{"alg":"{alg}"}}"#));
             assert_eq!(e.kind(), ErrorKind::UnsupportedAlgorithm, "{alg}");
         }

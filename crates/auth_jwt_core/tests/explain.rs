@@ -9,8 +9,21 @@ fn by_name(steps: &[Step], name: &str) -> Step {
     steps.iter().find(|s| s.name == name).cloned().unwrap_or_else(|| panic!("no step {name}"))
 }
 
-const STEPS: [&str; 13] =
-    ["size", "segments", "header", "algorithm", "key", "signature", "payload", "exp", "nbf", "iat", "issuer", "audience", "uuid claim"];
+const STEPS: [&str; 13] = [
+    "size",
+    "segments",
+    "header",
+    "algorithm",
+    "key",
+    "signature",
+    "payload",
+    "exp",
+    "nbf",
+    "iat",
+    "issuer",
+    "audience",
+    "uuid claim",
+];
 
 #[test]
 fn a_good_token_passes_every_step() {
@@ -33,7 +46,8 @@ fn each_failure_is_located() {
     assert_eq!(by_name(&forged, "exp").ok, Some(true), "claims still examined");
     assert!(by_name(&forged, "payload").detail.contains("unverified"));
 
-    let expired = explain(&sign_raw(&a, r#"{"alg":"EdDSA","kid":"k1"}"#, &claims_json(NOW - 100)), &keys, &v, NOW, "uuid");
+    let expired =
+        explain(&sign_raw(&a, r#"{"alg":"EdDSA","kid":"k1"}"#, &claims_json(NOW - 100)), &keys, &v, NOW, "uuid");
     assert_eq!(by_name(&expired, "exp").ok, Some(false));
     assert_eq!(by_name(&expired, "signature").ok, Some(true));
 
@@ -49,7 +63,17 @@ fn each_failure_is_located() {
     assert_eq!(by_name(&huge, "size").ok, Some(false));
     assert!(huge[1..].iter().all(|s| s.ok.is_none()));
 
-    let no_uuid = explain(&sign_raw(&a, r#"{"alg":"EdDSA","kid":"k1"}"#, &format!(r#"{{"exp":{},"iss":"{ISS}","aud":"{ISS}"}}"#, NOW + 10)), &keys, &v, NOW, "uuid");
+    let no_uuid = explain(
+        &sign_raw(
+            &a,
+            r#"{"alg":"EdDSA","kid":"k1"}"#,
+            &format!(r#"{{"exp":{},"iss":"{ISS}","aud":"{ISS}"}}"#, NOW + 10),
+        ),
+        &keys,
+        &v,
+        NOW,
+        "uuid",
+    );
     assert_eq!(by_name(&no_uuid, "uuid claim").ok, Some(false));
 }
 

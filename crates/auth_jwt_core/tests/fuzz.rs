@@ -161,12 +161,8 @@ fn signed_arbitrary_claims_are_judged_by_the_rules() {
     let sk = signing_key(1);
     let keys = keyset(&[("k1", &sk)]);
     let v = validation();
-    let time = prop_oneof![
-        Just(json!(NOW + 600)),
-        Just(json!(NOW - 600)),
-        any::<i64>().prop_map(Value::from),
-        json_value(),
-    ];
+    let time =
+        prop_oneof![Just(json!(NOW + 600)), Just(json!(NOW - 600)), any::<i64>().prop_map(Value::from), json_value(),];
     let strategy = (
         proptest::option::of(time.clone()),
         proptest::option::of(time.clone()),
@@ -208,7 +204,13 @@ fn arbitrary_key_rows_never_panic() {
     );
     runner()
         .run(&strategy, |(pk, alg, crv)| {
-            let k = Key::from_row(&KeyRow { id: "k", public_key: &pk, expires_at: Some(0), alg: alg.as_deref(), crv: crv.as_deref() });
+            let k = Key::from_row(&KeyRow {
+                id: "k",
+                public_key: &pk,
+                expires_at: Some(0),
+                alg: alg.as_deref(),
+                crv: crv.as_deref(),
+            });
             let _ = k.status(NOW, 10);
             Ok(())
         })

@@ -3,7 +3,9 @@
 
 mod common;
 
-use auth_jwt_core::{b64, verify, verify_signature, Compact, ErrorKind, Expect, Header, Key, KeyRow, KeySet, Validation};
+use auth_jwt_core::{
+    b64, verify, verify_signature, Compact, ErrorKind, Expect, Header, Key, KeyRow, KeySet, Validation,
+};
 use common::hex;
 use ed25519_dalek::{Signature, VerifyingKey};
 use serde_json::Value;
@@ -108,9 +110,11 @@ fn taming_the_many_eddsas_signature_step() {
         .enumerate()
         .filter(|(_, (m, p, s))| {
             VerifyingKey::from_bytes(&hex(p).try_into().unwrap())
-                .map(|vk| vk.verify_strict(&hex(m), &Signature::from_slice(&hex(s)).unwrap()).is_ok() || {
-                    use ed25519_dalek::Verifier;
-                    vk.verify(&hex(m), &Signature::from_slice(&hex(s)).unwrap()).is_ok()
+                .map(|vk| {
+                    vk.verify_strict(&hex(m), &Signature::from_slice(&hex(s)).unwrap()).is_ok() || {
+                        use ed25519_dalek::Verifier;
+                        vk.verify(&hex(m), &Signature::from_slice(&hex(s)).unwrap()).is_ok()
+                    }
                 })
                 .unwrap_or(false)
         })

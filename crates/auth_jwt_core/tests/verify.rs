@@ -19,7 +19,10 @@ fn accepts_a_better_auth_shaped_token() {
 fn payload_is_returned_exactly_as_signed() {
     let sk = signing_key(1);
     let keys = keyset(&[("k", &sk)]);
-    let payload = format!(r#"{{ "exp" : {}, "iss":"{ISS}", "aud":["{ISS}"], "big": 123456789012345678901234567890, "z":1.50 }}"#, NOW + 10);
+    let payload = format!(
+        r#"{{ "exp" : {}, "iss":"{ISS}", "aud":["{ISS}"], "big": 123456789012345678901234567890, "z":1.50 }}"#,
+        NOW + 10
+    );
     let t = sign_raw(&sk, r#"{"alg":"EdDSA","kid":"k"}"#, &payload);
     assert_eq!(verify(&t, &keys, &validation(), NOW).unwrap().payload, payload);
 }
@@ -65,8 +68,8 @@ fn every_flipped_bit_in_every_segment_is_rejected() {
 fn non_canonical_s_is_rejected() {
     // L, the order of the base point, little-endian.
     const L: [u8; 32] = [
-        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0, 0, 0, 0, 0,
-        0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
     ];
     let sk = signing_key(1);
     let keys = keyset(&[("kid1", &sk)]);
@@ -100,14 +103,18 @@ fn key_selection() {
     let nokid = sign_raw(&a, r#"{"alg":"EdDSA"}"#, &claims_json(NOW + 600));
     assert_eq!(verify(&nokid, &keys, &validation(), NOW).unwrap_err().kind(), ErrorKind::KeyNotFound);
     assert!(verify(&nokid, &keyset(&[("a", &a)]), &validation(), NOW).is_ok());
-    assert_eq!(verify(&nokid, &keyset(&[("b", &b)]), &validation(), NOW).unwrap_err().kind(), ErrorKind::InvalidSignature);
+    assert_eq!(
+        verify(&nokid, &keyset(&[("b", &b)]), &validation(), NOW).unwrap_err().kind(),
+        ErrorKind::InvalidSignature
+    );
 }
 
 #[test]
 fn key_grace_caps_the_validity_of_a_result() {
     let sk = signing_key(1);
     let pk = public_jwk(&sk);
-    let keys = KeySet::from_rows([KeyRow { id: "k", public_key: &pk, expires_at: Some(NOW - 100), alg: None, crv: None }]);
+    let keys =
+        KeySet::from_rows([KeyRow { id: "k", public_key: &pk, expires_at: Some(NOW - 100), alg: None, crv: None }]);
     let mut v = validation();
     v.key_grace_period = 200;
     let ok = verify(&token(&sk, "k"), &keys, &v, NOW).unwrap();
