@@ -41,3 +41,21 @@ def test_alter_role_set_by_the_role_itself_is_refused(db):
     one(c, "SELECT auth_jwt.stats_reset() IS NULL")
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         c.execute("ALTER ROLE app_user SET auth_jwt.issuer = '*'")
+
+
+def test_postgresql_conf_sets_trust_settings(db):
+    """ALTER SYSTEM writes postgresql.auto.conf: the server-wide file path works too."""
+    su = connect("postgres")
+    su.execute("LOAD 'auth_jwt'")  # ALTER SYSTEM accepts only settings the session knows
+    try:
+        su.execute("ALTER SYSTEM SET auth_jwt.leeway = '7s'")
+        su.execute("SELECT pg_reload_conf()")
+        import time
+
+        time.sleep(0.5)
+        c = connect(db, user="app_user")
+        one(c, "SELECT auth_jwt.stats_reset() IS NULL")  # load the library
+        assert one(c, "SHOW auth_jwt.leeway") == "7s"
+    finally:
+        su.execute("ALTER SYSTEM RESET auth_jwt.leeway")
+        su.execute("SELECT pg_reload_conf()")
