@@ -28,11 +28,8 @@ fn jwks_keys() -> TableIterator<
         name!(reason, Option<String>),
     ),
 > {
-    let nest = keys::pin_search_path();
-    let rel = keys::resolve(str_of(&settings::JWKS_TABLE));
-    let rows: Vec<Row> = keys::read_rows(&rel);
-    // SAFETY: pops the nest level pushed above.
-    unsafe { pgrx::pg_sys::AtEOXact_GUC(true, nest) };
+    let rows: Vec<Row> =
+        keys::with_pinned_search_path(|| keys::read_rows(&keys::resolve(str_of(&settings::JWKS_TABLE))));
     let grace = settings::KEY_GRACE_PERIOD.get() as i64;
     let now = now();
     // Parse as the verifier does (KeySet also marks ids that appear twice).
@@ -66,39 +63,13 @@ fn jwt_explain(
     token: &str,
 ) -> TableIterator<'static, (name!(step, String), name!(ok, Option<bool>), name!(detail, String))> {
     let mut rows = Vec::new();
-    let validation = match settings::validation() {
-        Ok(v) => (*v).clone(),
-        Err(e) => {
-            rows.push(("configuration".to_owned(), Some(false), format!("{} is not set: {}", e.setting, e.detail)));
-            // Explain the rest with the unset check turned off, so the other steps still show.
-            let mut v = auth_jwt_core::Validation::for_origin("");
-            v.issuer = expect_or_any(str_of(&settings::ISSUER));
-            v.audience = expect_or_any(str_of(&settings::AUDIENCE));
-            v.leeway = settings::LEEWAY.get() as i64;
-            v.key_grace_period = settings::KEY_GRACE_PERIOD.get() as i64;
-            v.max_token_size = settings::MAX_TOKEN_SIZE.get() as usize;
-            v
-        }
-    };
+    let (validation, problem) = settings::validation_for_diagnosis();
+    if let Some(e) = problem {
+        rows.push(("configuration".to_owned(), Some(false), format!("{} is not set: {}", e.setting, e.detail)));
+    }
     let keys = crate::keys::current();
     for s in auth_jwt_core::explain(token, &keys, &validation, now(), str_of(&settings::UUID_CLAIM)) {
-        rows.push((s.name.to_owned(), s.ok, sentence(&s.detail)));
+        rows.push((s.name.to_owned(), s.ok, crate::errors::sentence(&s.detail)));
     }
     TableIterator::new(rows)
-}
-
-fn expect_or_any(v: &str) -> auth_jwt_core::Expect {
-    if v.is_empty() || v == "*" {
-        auth_jwt_core::Expect::Any
-    } else {
-        auth_jwt_core::Expect::Exactly(v.to_owned())
-    }
-}
-
-fn sentence(s: &str) -> String {
-    let mut out: String = s.chars().take(1).flat_map(char::to_uppercase).chain(s.chars().skip(1)).collect();
-    if !out.is_empty() && !out.ends_with('.') && !out.ends_with(')') {
-        out.push('.');
-    }
-    out
 }

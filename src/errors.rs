@@ -33,7 +33,7 @@ pub fn hint(kind: ErrorKind) -> &'static str {
 }
 
 /// PostgreSQL style for details: a sentence, capitalized, ending with a period.
-fn sentence(s: &str) -> String {
+pub fn sentence(s: &str) -> String {
     let mut out: String = s.chars().take(1).flat_map(char::to_uppercase).chain(s.chars().skip(1)).collect();
     if !out.ends_with('.') {
         out.push('.');

@@ -46,7 +46,18 @@ fn watch_key_table() -> TableIterator<'static, (name!(relation, String), name!(a
             "only a superuser can run auth_jwt.watch_key_table()"
         );
     }
-    let nest = keys::pin_search_path();
+    let (rel, out) = keys::with_pinned_search_path(attach_triggers);
+    if out.is_empty() {
+        pgrx::warning!(
+            "auth_jwt: {} has no base table that can carry a trigger; keys will be re-read in every transaction",
+            rel.qualified
+        );
+    }
+    TableIterator::new(out)
+}
+
+/// Attach (or re-enable) the trigger on each base table; returns (table, what was done).
+fn attach_triggers() -> (keys::Relation, Vec<(String, String)>) {
     let rel = keys::resolve(crate::settings::str_of(&crate::settings::JWKS_TABLE));
     let bases: Vec<(pg_sys::Oid, String, Option<String>)> = Spi::connect(|c| {
         let t = c.select(
@@ -67,38 +78,27 @@ fn watch_key_table() -> TableIterator<'static, (name!(relation, String), name!(a
     })
     .unwrap_or_default();
 
+    let run = |sql: String| Spi::run(&sql).unwrap_or_else(|e| pgrx::error!("{e}"));
     let mut out = Vec::new();
     for (oid, name, enabled) in bases {
         let action = match enabled.as_deref() {
             Some("A") => "already watched",
-            Some(_) => {
-                Spi::run(&format!("ALTER TABLE {name} ENABLE ALWAYS TRIGGER {TRIGGER_NAME}"))
-                    .unwrap_or_else(|e| pgrx::error!("{e}"));
-                "trigger re-enabled"
-            }
+            Some(_) => "trigger re-enabled",
             None => {
-                Spi::run(&format!(
+                run(format!(
                     "CREATE TRIGGER {TRIGGER_NAME} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {name} \
                      FOR EACH STATEMENT EXECUTE FUNCTION auth_jwt.on_key_change()"
-                ))
-                .unwrap_or_else(|e| pgrx::error!("{e}"));
-                Spi::run(&format!("ALTER TABLE {name} ENABLE ALWAYS TRIGGER {TRIGGER_NAME}"))
-                    .unwrap_or_else(|e| pgrx::error!("{e}"));
+                ));
                 depend_on_extension(oid);
                 "trigger created"
             }
         };
+        if action != "already watched" {
+            run(format!("ALTER TABLE {name} ENABLE ALWAYS TRIGGER {TRIGGER_NAME}"));
+        }
         out.push((name, action.to_owned()));
     }
-    // SAFETY: pops the nest level pushed above.
-    unsafe { pg_sys::AtEOXact_GUC(true, nest) };
-    if out.is_empty() {
-        pgrx::warning!(
-            "auth_jwt: {} has no base table that can carry a trigger; keys will be re-read in every transaction",
-            rel.qualified
-        );
-    }
-    TableIterator::new(out)
+    (rel, out)
 }
 
 /// Record that the trigger on `table` goes away with the extension.

@@ -281,20 +281,17 @@ pub fn as_owner<R>(user: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
             saved_ctx | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32 | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
         );
     }
-    let nest = pin_search_path();
-    let r = f();
-    // SAFETY: undo in reverse order what we did above.
-    unsafe {
-        pg_sys::AtEOXact_GUC(true, nest);
-        pg_sys::SetUserIdAndSecContext(saved_user, saved_ctx);
-    }
+    let r = with_pinned_search_path(f);
+    // SAFETY: restores what we saved above.
+    unsafe { pg_sys::SetUserIdAndSecContext(saved_user, saved_ctx) };
     r
 }
 
-/// search_path = pg_catalog, pg_temp for the rest of this GUC nest level (pop with AtEOXact_GUC).
-pub fn pin_search_path() -> i32 {
-    // SAFETY: a new GUC nest level, popped by the caller; set_config_option as for SET.
-    unsafe {
+/// Run `f` with search_path = pg_catalog, pg_temp, as a function's `SET search_path` clause
+/// would; an error in `f` pops the GUC nest level through (sub)transaction abort.
+pub fn with_pinned_search_path<R>(f: impl FnOnce() -> R) -> R {
+    // SAFETY: a new GUC nest level, popped below; set_config_option as for SET.
+    let nest = unsafe {
         let nest = pg_sys::NewGUCNestLevel();
         pg_sys::set_config_option(
             c"search_path".as_ptr(),
@@ -307,7 +304,11 @@ pub fn pin_search_path() -> i32 {
             false,
         );
         nest
-    }
+    };
+    let r = f();
+    // SAFETY: pops the nest level pushed above.
+    unsafe { pg_sys::AtEOXact_GUC(true, nest) };
+    r
 }
 
 /// One row of the key table, as read.
@@ -382,12 +383,12 @@ fn load(table: &str) {
     stats::key_load();
     // Clear first: an invalidation that arrives while we read must trigger another load.
     STALE.with(|s| s.set(false));
-    let nest = pin_search_path();
-    let rel = resolve(table);
-    let (relids, watched) = watch_status(&rel);
-    let rows = read_rows(&rel);
-    // SAFETY: pops the nest level pushed above.
-    unsafe { pg_sys::AtEOXact_GUC(true, nest) };
+    let (rel, relids, watched, rows) = with_pinned_search_path(|| {
+        let rel = resolve(table);
+        let (relids, watched) = watch_status(&rel);
+        let rows = read_rows(&rel);
+        (rel, relids, watched, rows)
+    });
     WATCHED_RELIDS.with(|w| *w.borrow_mut() = relids);
     let keys = KeySet::from_rows(rows.iter().filter_map(Row::key_row));
 

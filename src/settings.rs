@@ -253,16 +253,42 @@ pub struct ConfigError {
 }
 
 fn expect(name: &'static str, value: &str, claim: &str) -> Result<Expect, ConfigError> {
-    match value {
-        "" => Err(ConfigError {
+    if value.is_empty() {
+        return Err(ConfigError {
             setting: name,
             detail: format!("Every token's {claim} claim is checked against {name}, which is empty."),
             hint: format!(
                 "Set it to the origin of Better Auth's baseURL, e.g. ALTER DATABASE mydb SET {name} = 'https://app.example.com'; (or '*' to skip the {claim} check)."
             ),
-        }),
-        "*" => Ok(Expect::Any),
-        v => Ok(Expect::Exactly(v.to_owned())),
+        });
+    }
+    Ok(lenient(value))
+}
+
+/// `*` (or, for diagnosis only, an empty setting) turns the check off.
+fn lenient(value: &str) -> Expect {
+    match value {
+        "" | "*" => Expect::Any,
+        v => Expect::Exactly(v.to_owned()),
+    }
+}
+
+fn build(issuer: Expect, audience: Expect) -> Validation {
+    Validation {
+        issuer,
+        audience,
+        leeway: LEEWAY.get() as i64,
+        key_grace_period: KEY_GRACE_PERIOD.get() as i64,
+        max_token_size: MAX_TOKEN_SIZE.get() as usize,
+    }
+}
+
+/// For jwt_explain: the rules, with an unset issuer or audience check turned off so the other
+/// steps can still be shown, and the configuration problem, if any.
+pub fn validation_for_diagnosis() -> (Validation, Option<ConfigError>) {
+    match validation() {
+        Ok(v) => ((*v).clone(), None),
+        Err(e) => (build(lenient(str_of(&ISSUER)), lenient(str_of(&AUDIENCE))), Some(e)),
     }
 }
 
@@ -272,15 +298,8 @@ pub fn validation() -> Result<Rc<Validation>, ConfigError> {
     VALIDATION.with(|cell| {
         let mut cached = cell.borrow_mut();
         if cached.0 != generation || cached.1.is_none() {
-            let v = (|| {
-                Ok(Rc::new(Validation {
-                    issuer: expect("auth_jwt.issuer", str_of(&ISSUER), "iss")?,
-                    audience: expect("auth_jwt.audience", str_of(&AUDIENCE), "aud")?,
-                    leeway: LEEWAY.get() as i64,
-                    key_grace_period: KEY_GRACE_PERIOD.get() as i64,
-                    max_token_size: MAX_TOKEN_SIZE.get() as usize,
-                }))
-            })();
+            let v = expect("auth_jwt.issuer", str_of(&ISSUER), "iss")
+                .and_then(|iss| Ok(Rc::new(build(iss, expect("auth_jwt.audience", str_of(&AUDIENCE), "aud")?))));
             *cached = (generation, Some(v));
         }
         cached.1.clone().expect("set above") // ok: assigned in the branch above

@@ -96,12 +96,12 @@ fn session_scoped_error(setting: &str) -> ! {
     )
 }
 
-/// Strip an optional `Bearer ` (any case) prefix.
-fn strip_bearer(v: &str) -> &str {
+/// Split an optional `Bearer ` (any case) prefix off a trimmed value: (had the prefix, rest).
+fn split_bearer(v: &str) -> (bool, &str) {
     let t = v.trim_matches(|c| c == ' ' || c == '\t');
     match t.get(..7) {
-        Some(p) if p.eq_ignore_ascii_case("bearer ") => t[7..].trim_start_matches(' '),
-        _ => t,
+        Some(p) if p.eq_ignore_ascii_case("bearer ") => (true, t[7..].trim_start_matches(' ')),
+        _ => (false, t),
     }
 }
 
@@ -143,8 +143,7 @@ pub fn from_setting() -> Option<&'static str> {
     if !transaction_scoped(token_guc()) {
         session_scoped_error("auth_jwt.token");
     }
-    let t = strip_bearer(v);
-    Some(t)
+    Some(split_bearer(v).1)
 }
 
 /// The bearer token in a `request.headers` JSON value (checked for scope), or None when the
@@ -165,13 +164,10 @@ pub fn from_headers(headers: &str) -> Option<String> {
     // HTTP header names are case-insensitive; PostgREST lower-cases them, but be tolerant.
     let value = map.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v)?;
     let value = value.as_str().unwrap_or_else(|| malformed(&format!("the {name} header is not a string")));
-    let t = value.trim_matches(|c| c == ' ' || c == '\t');
-    if t.is_empty() {
-        return None;
-    }
-    match t.get(..7) {
-        Some(p) if p.eq_ignore_ascii_case("bearer ") => Some(t[7..].trim_start_matches(' ').to_owned()),
-        _ => malformed(&format!("the {name} header does not use the Bearer scheme")),
+    match split_bearer(value) {
+        (_, "") => None,
+        (true, t) => Some(t.to_owned()),
+        (false, _) => malformed(&format!("the {name} header does not use the Bearer scheme")),
     }
 }
 
@@ -188,14 +184,14 @@ pub fn source() -> Option<Source> {
 
 #[cfg(test)]
 mod tests {
-    use super::strip_bearer;
+    use super::split_bearer;
 
     #[test]
     fn bearer_prefix() {
-        assert_eq!(strip_bearer("Bearer abc"), "abc");
-        assert_eq!(strip_bearer("bearer  abc"), "abc");
-        assert_eq!(strip_bearer("BEARER abc "), "abc");
-        assert_eq!(strip_bearer("abc"), "abc");
-        assert_eq!(strip_bearer("Bearerabc"), "Bearerabc");
+        assert_eq!(split_bearer("Bearer abc"), (true, "abc"));
+        assert_eq!(split_bearer("bearer  abc"), (true, "abc"));
+        assert_eq!(split_bearer("BEARER abc "), (true, "abc"));
+        assert_eq!(split_bearer("abc"), (false, "abc"));
+        assert_eq!(split_bearer("Bearerabc"), (false, "Bearerabc"));
     }
 }
