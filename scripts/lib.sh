@@ -61,8 +61,9 @@ port = $port
 unix_socket_directories = '$PGHOST'
 fsync = off
 max_connections = 200
-wal_level = replica
-max_wal_senders = 4
+wal_level = logical
+max_wal_senders = 10
+max_replication_slots = 10
 CONF
     echo "host replication all 127.0.0.1/32 trust" >>"$PGDATA_DIR/pg_hba.conf"
     runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$PGDATA_DIR/log" -w start >/dev/null

@@ -74,14 +74,27 @@ COMMENT ON FUNCTION auth_jwt.on_key_change() IS
 
 REVOKE ALL ON FUNCTION auth_jwt.watch_key_table() FROM PUBLIC;
 REVOKE ALL ON FUNCTION auth_jwt.on_key_change() FROM PUBLIC;
+-- Diagnostics are for operators: key ids, dates and which rows hold private material, or
+-- another backend's counters reset, are nobody else's business. Grant them to an operator role:
+--   GRANT EXECUTE ON FUNCTION auth_jwt.jwks_keys(), auth_jwt.jwt_explain(text), auth_jwt.stats_reset() TO ops;
+REVOKE ALL ON FUNCTION auth_jwt.jwks_keys() FROM PUBLIC;
+REVOKE ALL ON FUNCTION auth_jwt.jwt_explain(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION auth_jwt.stats_reset() FROM PUBLIC;
 
 -- Watch the configured key table now if it exists; otherwise say how to do it later
 -- (a WARNING: extension scripts run with client_min_messages at warning).
 DO $$
 BEGIN
     PERFORM auth_jwt.watch_key_table();
-EXCEPTION WHEN undefined_table THEN
-    RAISE WARNING 'auth_jwt: key table % does not exist yet', pg_catalog.current_setting('auth_jwt.jwks_table')
-        USING HINT = 'After Better Auth''s migrations create it, run SELECT auth_jwt.watch_key_table(); as a superuser.';
+EXCEPTION
+    WHEN undefined_table THEN
+        RAISE WARNING 'auth_jwt: key table % does not exist yet', pg_catalog.current_setting('auth_jwt.jwks_table')
+            USING HINT = 'After Better Auth''s migrations create it, run SELECT auth_jwt.watch_key_table(); as a superuser.';
+    WHEN duplicate_object THEN
+        DECLARE msg text; hint text;
+        BEGIN
+            GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, hint = PG_EXCEPTION_DETAIL;
+            RAISE WARNING 'auth_jwt: %', msg USING HINT = hint;
+        END;
 END
 $$;

@@ -28,8 +28,7 @@ fn jwks_keys() -> TableIterator<
         name!(reason, Option<String>),
     ),
 > {
-    let rows: Vec<Row> =
-        keys::with_pinned_search_path(|| keys::read_rows(&keys::resolve(str_of(&settings::JWKS_TABLE))));
+    let rows: Vec<Row> = keys::read_current_rows();
     let grace = settings::KEY_GRACE_PERIOD.get() as i64;
     let now = now();
     // Parse as the verifier does (KeySet also marks ids that appear twice).
@@ -65,7 +64,11 @@ fn jwt_explain(
     let mut rows = Vec::new();
     let (validation, problem) = settings::validation_for_diagnosis();
     if let Some(e) = problem {
-        rows.push(("configuration".to_owned(), Some(false), format!("{} is not set: {}", e.setting, e.detail)));
+        rows.push((
+            "configuration".to_owned(),
+            Some(false),
+            format!("{}: {}", crate::errors::config_message(&e), e.detail),
+        ));
     }
     let keys = crate::keys::current();
     for s in auth_jwt_core::explain(token, &keys, &validation, now(), str_of(&settings::UUID_CLAIM)) {

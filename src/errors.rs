@@ -5,7 +5,7 @@
 //! token is bad" from "this database is not set up". Nothing raised here contains a token, a
 //! signature or key material: details come from the core, which builds them from public facts.
 
-use crate::settings::ConfigError;
+use crate::settings::{ConfigError, ConfigProblem};
 use auth_jwt_core::{Error, ErrorKind};
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::{PgLogLevel, PgSqlErrorCode};
@@ -67,14 +67,21 @@ pub fn unauthorized(message: &str, detail: &str, hint: &str) -> ! {
     )
 }
 
-/// A required setting is not configured.
+/// The message for a configuration problem (also shown by jwt_explain).
+pub fn config_message(e: &ConfigError) -> String {
+    match e.problem {
+        ConfigProblem::NotSet => format!("{} is not set", e.setting),
+        ConfigProblem::Displaced => format!("{} was refused for this session", e.setting),
+    }
+}
+
+/// The session cannot verify anything until its configuration is fixed.
 pub fn config(e: &ConfigError) -> ! {
-    raise(
-        PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-        format!("{} is not set", e.setting),
-        e.detail.clone(),
-        e.hint.clone(),
-    )
+    let code = match e.problem {
+        ConfigProblem::NotSet => PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        ConfigProblem::Displaced => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+    };
+    raise(code, config_message(e), e.detail.clone(), e.hint.clone())
 }
 
 /// The key table cannot be read as configured.

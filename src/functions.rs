@@ -26,33 +26,32 @@ macro_rules! v1 {
     };
 }
 
-/// The verified token of the current request, remembered so that a policy evaluated on every
-/// row verifies once per statement. A hit needs the same transaction, the same token (by
-/// `auth_jwt.token`'s assign-hook generation, or by the exact `request.headers` text), the same
-/// trust settings and key generation, no pending key invalidation, and an unexpired token.
+/// What the current request's token turned out to be, remembered so that a policy evaluated on
+/// every row looks at the token once per statement: a verified token, or none at all (an
+/// anonymous request must not re-parse a large `request.headers` on every row either). A hit
+/// needs the same transaction, the same token source value (by `auth_jwt.token`'s assign-hook
+/// generation, or by the exact `request.headers` bytes), the same trust settings, and for a
+/// token, the same key generation, no pending key invalidation, and an unexpired token.
 struct Memo {
     lxid: u32,
     source: Source,
     token_generation: u64,
-    headers: String,
+    headers: Vec<u8>,
     settings_generation: u64,
     keys_generation: u64,
-    entry: Rc<Entry>,
+    /// None: the request carries no token.
+    entry: Option<Rc<Entry>>,
 }
 
 thread_local! {
     static MEMO: RefCell<Option<Memo>> = const { RefCell::new(None) };
 }
 
-fn memo_hit() -> Option<Rc<Entry>> {
+fn memo_hit() -> Option<Option<Rc<Entry>>> {
     MEMO.with(|m| {
         let m = m.borrow();
         let m = m.as_ref()?;
-        if m.lxid != keys::local_xid()
-            || m.settings_generation != settings::generation()
-            || m.keys_generation != keys::generation()
-            || !keys::is_fresh()
-        {
+        if m.lxid != keys::local_xid() || m.settings_generation != settings::generation() {
             return None;
         }
         let same = match m.source {
@@ -60,28 +59,39 @@ fn memo_hit() -> Option<Rc<Entry>> {
                 m.token_generation == settings::token_generation() && settings::has_value(&settings::TOKEN)
             }
             Source::Headers => {
-                !settings::has_value(&settings::TOKEN)
-                    && token_source::request_headers_bytes() == Some(m.headers.as_bytes())
+                !settings::has_value(&settings::TOKEN) && token_source::request_headers_bytes() == Some(&m.headers[..])
             }
         };
-        (same && now() <= m.entry.valid_until).then(|| m.entry.clone())
+        if !same {
+            return None;
+        }
+        match &m.entry {
+            None => Some(None),
+            Some(e) => (m.keys_generation == keys::generation() && keys::is_fresh() && now() <= e.valid_until)
+                .then(|| Some(e.clone())),
+        }
     })
 }
 
 /// The current request's verified token; None for an anonymous request. Errors for a bad one.
 pub fn request_entry() -> Option<Rc<Entry>> {
-    if let Some(e) = memo_hit() {
-        stats::cache_hit();
-        return Some(e);
+    if let Some(hit) = memo_hit() {
+        if hit.is_some() {
+            stats::cache_hit();
+        }
+        return hit;
     }
-    let (source, token, headers) = match token_source::source()? {
-        Source::Setting => (Source::Setting, token_source::from_setting()?.to_owned(), String::new()),
+    let source = token_source::source()?;
+    stats::request_token_read();
+    let (source, token, headers) = match source {
+        Source::Setting => (Source::Setting, token_source::from_setting().map(str::to_owned), Vec::new()),
         Source::Headers => {
-            let h = token_source::request_headers()?;
-            (Source::Headers, token_source::from_headers(h)?, h.to_owned())
+            let h = token_source::request_headers_bytes()?;
+            let text = std::str::from_utf8(h).unwrap_or_else(|_| token_source::malformed_headers("is not UTF-8"));
+            (Source::Headers, token_source::from_headers(text), h.to_vec())
         }
     };
-    let entry = verify(&token);
+    let entry = token.map(|t| verify(&t));
     MEMO.with(|m| {
         *m.borrow_mut() = Some(Memo {
             lxid: keys::local_xid(),
@@ -93,7 +103,7 @@ pub fn request_entry() -> Option<Rc<Entry>> {
             entry: entry.clone(),
         })
     });
-    Some(entry)
+    entry
 }
 
 unsafe fn text_arg<'a>(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> &'a str {

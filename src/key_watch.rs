@@ -1,15 +1,103 @@
-//! Keeping key caches fresh: the invalidation trigger and `auth_jwt.watch_key_table()`.
+//! Keeping key caches fresh: the invalidation trigger, which relations it must sit on, and
+//! `auth_jwt.watch_key_table()`.
 //!
-//! Each base table under `auth_jwt.jwks_table` gets a statement-level trigger that calls
+//! Each base table under `auth_jwt.jwks_table` (through views, partitions and inheritance
+//! children) gets a row-level AFTER INSERT OR UPDATE OR DELETE trigger that calls
 //! `CacheInvalidateRelcacheByRelid` for the table: the only cross-backend signal that plain DML
 //! can raise without shared memory or a preload library (see `keys` for the receiving side).
-//! It is ENABLE ALWAYS, so it fires for logical-replication apply too, and it depends on the
-//! extension (DEPENDENCY_AUTO), so DROP EXTENSION removes it and leaves the table untouched.
+//! Row-level, because logical-replication apply fires row triggers only; ENABLE ALWAYS, because
+//! apply runs with `session_replication_role = replica`, where an ordinary (origin) trigger does
+//! not fire. On a partitioned table PostgreSQL clones the trigger, with its ENABLE ALWAYS state,
+//! to every partition, including ones attached later. TRUNCATE needs no trigger: it gives the
+//! table a new relfilenode, which invalidates it by itself. The trigger depends on the extension
+//! (DEPENDENCY_AUTO), so DROP EXTENSION removes it and leaves the table untouched.
+//!
+//! A trigger counts by what it does, not by its name: our function, row-level, AFTER INSERT OR
+//! UPDATE OR DELETE, no WHEN clause, no column list, ENABLE ALWAYS. Anything else under the key
+//! relation that can change without such a trigger firing (a view over a function, a
+//! materialized view, a foreign table, an inheritance child created later, a trigger left in
+//! another state) makes the table unwatched: keys are then re-read in every transaction.
 
-use crate::keys::{self, RELATIONS_UNDER, TRIGGER_NAME};
+use crate::keys::{self, Relation};
+use crate::snapshot_query::{self, Snapshot};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
+
+/// Name of the invalidation trigger `watch_key_table()` creates.
+pub const TRIGGER_NAME: &str = "auth_jwt_key_change";
+
+/// `deps(oid)`: the relation $1 and, recursively, every relation its view rules read and every
+/// partition or inheritance child (whose rows a read of the parent returns).
+const RELATIONS_UNDER: &str = "WITH RECURSIVE deps(oid) AS (
+     SELECT $1::pg_catalog.oid
+     UNION
+     SELECT COALESCE(d.refobjid, i.inhrelid) FROM deps
+       LEFT JOIN pg_catalog.pg_rewrite r ON r.ev_class OPERATOR(pg_catalog.=) deps.oid
+       LEFT JOIN pg_catalog.pg_depend d ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+            AND d.objid OPERATOR(pg_catalog.=) r.oid
+            AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+            AND d.refobjid OPERATOR(pg_catalog.<>) deps.oid
+       LEFT JOIN pg_catalog.pg_inherits i ON i.inhparent OPERATOR(pg_catalog.=) deps.oid
+      WHERE COALESCE(d.refobjid, i.inhrelid) IS NOT NULL)";
+
+/// A trigger `t` that does our job, in any enabled state. pg_trigger.tgtype bits: ROW (1) |
+/// INSERT (4) | DELETE (8) | UPDATE (16), and not BEFORE (2), TRUNCATE (32) or INSTEAD (64).
+const DOES_OUR_JOB: &str = "t.tgfoid OPERATOR(pg_catalog.=) pg_catalog.to_regprocedure('auth_jwt.on_key_change()')
+     AND t.tgtype OPERATOR(pg_catalog.=) 29 AND t.tgqual IS NULL AND t.tgconstraint OPERATOR(pg_catalog.=) 0
+     AND pg_catalog.cardinality(t.tgattr::pg_catalog.int2[]) OPERATOR(pg_catalog.=) 0";
+
+/// Why relation `c` is not watched, or NULL when it is.
+fn problem_sql() -> String {
+    format!(
+        "CASE
+           WHEN c.relkind OPERATOR(pg_catalog.=) ANY ('{{r,p}}'::pg_catalog.\"char\"[]) THEN CASE
+             WHEN EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid OPERATOR(pg_catalog.=) c.oid
+                           AND {DOES_OUR_JOB} AND t.tgenabled OPERATOR(pg_catalog.=) 'A') THEN NULL
+             WHEN EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid OPERATOR(pg_catalog.=) c.oid AND {DOES_OUR_JOB})
+               THEN 'its key-change trigger is not ENABLE ALWAYS, so it does not fire for logical replication apply'
+             ELSE 'it has no key-change trigger' END
+           WHEN c.relkind OPERATOR(pg_catalog.=) 'v' THEN (
+             SELECT 'it is a view that calls ' OPERATOR(pg_catalog.||)
+                    pg_catalog.string_agg(DISTINCT d.refobjid::pg_catalog.regprocedure::pg_catalog.text, ', ')
+                    OPERATOR(pg_catalog.||) ', whose results no trigger can watch'
+               FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_depend d
+                 ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+                AND d.objid OPERATOR(pg_catalog.=) r.oid
+                AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+              WHERE r.ev_class OPERATOR(pg_catalog.=) c.oid)
+           WHEN c.relkind OPERATOR(pg_catalog.=) 'm' THEN 'it is a materialized view, whose REFRESH ... CONCURRENTLY sends no invalidation'
+           WHEN c.relkind OPERATOR(pg_catalog.=) 'f' THEN 'it is a foreign table, whose rows change elsewhere'
+           ELSE 'it cannot carry a trigger' END"
+    )
+}
+
+/// Every relation under a key relation, and why each unwatched one is unwatched.
+pub struct Status {
+    pub relids: Vec<pg_sys::Oid>,
+    /// "schema.name: reason", one per unwatched relation; empty when the key table is watched.
+    pub problems: Vec<String>,
+}
+
+/// Which relations a load of `rel` reads, and whether a change to any of them is guaranteed to
+/// reach every backend as an invalidation of one of them.
+pub fn status(rel: &Relation, snapshot: &Snapshot) -> Status {
+    let rows = snapshot_query::select(
+        snapshot,
+        &format!(
+            "{RELATIONS_UNDER} SELECT c.oid, c.oid::pg_catalog.regclass::pg_catalog.text, {}
+               FROM deps JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) deps.oid",
+            problem_sql()
+        ),
+        &[rel.oid.into()],
+        |r| (r.get::<pg_sys::Oid>(1).unwrap_or(pg_sys::InvalidOid), r.get::<String>(2), r.get::<String>(3)),
+    );
+    let problems = rows
+        .iter()
+        .filter_map(|(_, name, why)| why.as_ref().map(|w| format!("{}: {w}", name.as_deref().unwrap_or("?"))))
+        .collect();
+    Status { relids: rows.into_iter().map(|(oid, _, _)| oid).collect(), problems }
+}
 
 #[no_mangle]
 pub extern "C" fn pg_finfo_auth_jwt_on_key_change() -> &'static pg_sys::Pg_finfo_record {
@@ -17,7 +105,7 @@ pub extern "C" fn pg_finfo_auth_jwt_on_key_change() -> &'static pg_sys::Pg_finfo
     &V1
 }
 
-/// `auth_jwt.on_key_change()`: AFTER ... FOR EACH STATEMENT trigger on the key table.
+/// `auth_jwt.on_key_change()`: AFTER ... FOR EACH ROW trigger on the key table's base tables.
 #[no_mangle]
 #[pg_guard]
 pub unsafe extern "C-unwind" fn auth_jwt_on_key_change(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
@@ -28,14 +116,15 @@ pub unsafe extern "C-unwind" fn auth_jwt_on_key_change(fcinfo: pg_sys::FunctionC
             pgrx::error!("auth_jwt.on_key_change() must be called as a trigger");
         }
         let td = ctx as *mut pg_sys::TriggerData;
+        // Deduplicated per transaction by inval.c, so a bulk change costs one message.
         pg_sys::CacheInvalidateRelcacheByRelid((*(*td).tg_relation).rd_id);
-        pg_sys::Datum::from(0usize)
+        pg_sys::Datum::from(0usize) // an AFTER trigger's result is ignored
     }
 }
 
 /// Attach the invalidation trigger to every base table under `auth_jwt.jwks_table`. Idempotent.
-/// Run it after Better Auth's migrations if they created the table after the extension, or
-/// after pointing the setting somewhere new.
+/// Run it after Better Auth's migrations if they created the table after the extension, after
+/// pointing the setting somewhere new, or when a WARNING says the key table is not watched.
 #[pg_extern(schema = "auth_jwt", volatile)]
 fn watch_key_table() -> TableIterator<'static, (name!(relation, String), name!(action, String))> {
     // SAFETY: reads the current user's superuser flag.
@@ -47,58 +136,119 @@ fn watch_key_table() -> TableIterator<'static, (name!(relation, String), name!(a
         );
     }
     let (rel, out) = keys::with_pinned_search_path(attach_triggers);
+    for (name, action) in &out {
+        if action.starts_with("not watchable") {
+            pgrx::warning!("auth_jwt: {name} is {action}");
+        }
+    }
     if out.is_empty() {
-        pgrx::warning!(
-            "auth_jwt: {} has no base table that can carry a trigger; keys will be re-read in every transaction",
-            rel.qualified
-        );
+        pgrx::warning!("auth_jwt: {} reads no relation that can change", rel.qualified);
     }
     TableIterator::new(out)
 }
 
-/// Attach (or re-enable) the trigger on each base table; returns (table, what was done).
-fn attach_triggers() -> (keys::Relation, Vec<(String, String)>) {
-    let rel = keys::resolve(crate::settings::str_of(&crate::settings::JWKS_TABLE));
-    let bases: Vec<(pg_sys::Oid, String, Option<String>)> = Spi::connect(|c| {
-        let t = c.select(
-            &format!(
-                "{RELATIONS_UNDER}
-             SELECT c.oid, pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname),
-                    (SELECT t.tgenabled::pg_catalog.text FROM pg_catalog.pg_trigger t
-                      WHERE t.tgrelid OPERATOR(pg_catalog.=) c.oid AND t.tgname OPERATOR(pg_catalog.=) $2)
-               FROM deps JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) deps.oid
-               JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
-              WHERE c.relkind OPERATOR(pg_catalog.=) ANY ('{{r,p}}'::pg_catalog.\"char\"[])"
-            ),
-            None,
-            &[rel.oid.into(), TRIGGER_NAME.into()],
-        )?;
-        t.map(|r| Ok((r.get(1)?.unwrap_or(pg_sys::InvalidOid), r.get(2)?.unwrap_or_default(), r.get(3)?)))
-            .collect::<Result<Vec<_>, pgrx::spi::Error>>()
-    })
-    .unwrap_or_default();
+/// One trigger on a base table, as watch_key_table sees it.
+struct Trigger {
+    name: String,
+    /// Calls auth_jwt.on_key_change(), row-level, AFTER INSERT OR UPDATE OR DELETE.
+    does_our_job: bool,
+    calls_ours: bool,
+    function: String,
+    enabled: String,
+    /// Cloned from a partitioned parent's trigger.
+    inherited: bool,
+}
 
+fn triggers(table: pg_sys::Oid) -> Vec<Trigger> {
+    snapshot_query::select(
+        &Snapshot::latest_or_active(),
+        &format!(
+            "SELECT t.tgname::pg_catalog.text, {DOES_OUR_JOB},
+                    t.tgfoid OPERATOR(pg_catalog.=) pg_catalog.to_regprocedure('auth_jwt.on_key_change()'),
+                    t.tgfoid::pg_catalog.regprocedure::pg_catalog.text, t.tgenabled::pg_catalog.text,
+                    t.tgparentid OPERATOR(pg_catalog.<>) 0
+               FROM pg_catalog.pg_trigger t WHERE t.tgrelid OPERATOR(pg_catalog.=) $1
+              ORDER BY 2 DESC, t.tgenabled OPERATOR(pg_catalog.=) 'A' DESC"
+        ),
+        &[table.into()],
+        |r| Trigger {
+            name: r.get(1).unwrap_or_default(),
+            does_our_job: r.get(2).unwrap_or(false),
+            calls_ours: r.get(3).unwrap_or(false),
+            function: r.get(4).unwrap_or_default(),
+            enabled: r.get(5).unwrap_or_default(),
+            inherited: r.get(6).unwrap_or(false),
+        },
+    )
+}
+
+/// Make each relation under the key table watched where it can be; returns (relation, what was
+/// done). Partitioned parents come first: their trigger is cloned to their partitions.
+fn attach_triggers() -> (Relation, Vec<(String, String)>) {
+    let snapshot = Snapshot::latest_or_active();
+    let rel = keys::resolve(crate::settings::str_of(&crate::settings::JWKS_TABLE), &snapshot);
+    let under = snapshot_query::select(
+        &snapshot,
+        &format!(
+            "{RELATIONS_UNDER} SELECT c.oid, c.oid::pg_catalog.regclass::pg_catalog.text,
+                    c.relkind OPERATOR(pg_catalog.=) ANY ('{{r,p}}'::pg_catalog.\"char\"[]), {}
+               FROM deps JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) deps.oid
+              ORDER BY c.relispartition, c.oid",
+            problem_sql()
+        ),
+        &[rel.oid.into()],
+        |r| (r.get::<pg_sys::Oid>(1), r.get::<String>(2).unwrap_or_default(), r.get::<bool>(3), r.get::<String>(4)),
+    );
+    drop(snapshot);
     let run = |sql: String| Spi::run(&sql).unwrap_or_else(|e| pgrx::error!("{e}"));
     let mut out = Vec::new();
-    for (oid, name, enabled) in bases {
-        let action = match enabled.as_deref() {
-            Some("A") => "already watched",
-            Some(_) => "trigger re-enabled",
+    for (oid, name, base, problem) in under {
+        let (Some(oid), Some(true)) = (oid, base) else {
+            // Views need no trigger: redefining one invalidates it by itself.
+            if let Some(p) = problem {
+                out.push((name, format!("not watchable: {p}")));
+            }
+            continue;
+        };
+        let all = triggers(oid);
+        let action = match all.iter().find(|t| t.does_our_job) {
+            Some(t) if t.enabled == "A" && t.inherited => "watched through its partitioned parent's trigger".to_owned(),
+            Some(t) if t.enabled == "A" => "already watched".to_owned(),
+            Some(t) => {
+                run(format!("ALTER TABLE {name} ENABLE ALWAYS TRIGGER {}", quote(&t.name)));
+                format!("trigger {} re-enabled (was state {}, now ENABLE ALWAYS)", t.name, t.enabled)
+            }
             None => {
+                let mut what = "trigger created";
+                if let Some(t) = all.iter().find(|t| t.name == TRIGGER_NAME) {
+                    if !t.calls_ours {
+                        pgrx::ereport!(
+                            ERROR,
+                            PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
+                            format!("trigger \"{TRIGGER_NAME}\" on {name} calls {}, not auth_jwt.on_key_change()", t.function),
+                            format!("auth_jwt recognises its trigger by what it does, and this one does not invalidate key caches. Drop it (DROP TRIGGER {TRIGGER_NAME} ON {name};) and run SELECT auth_jwt.watch_key_table(); again.")
+                        );
+                    }
+                    // auth_jwt 0.2.0's statement-level trigger, or ours edited: replace it.
+                    run(format!("DROP TRIGGER {TRIGGER_NAME} ON {name}"));
+                    what = "trigger replaced by a row-level one";
+                }
                 run(format!(
-                    "CREATE TRIGGER {TRIGGER_NAME} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {name} \
-                     FOR EACH STATEMENT EXECUTE FUNCTION auth_jwt.on_key_change()"
+                    "CREATE TRIGGER {TRIGGER_NAME} AFTER INSERT OR UPDATE OR DELETE ON {name} \
+                     FOR EACH ROW EXECUTE FUNCTION auth_jwt.on_key_change()"
                 ));
+                run(format!("ALTER TABLE {name} ENABLE ALWAYS TRIGGER {TRIGGER_NAME}"));
                 depend_on_extension(oid);
-                "trigger created"
+                what.to_owned()
             }
         };
-        if action != "already watched" {
-            run(format!("ALTER TABLE {name} ENABLE ALWAYS TRIGGER {TRIGGER_NAME}"));
-        }
-        out.push((name, action.to_owned()));
+        out.push((name, action));
     }
     (rel, out)
+}
+
+fn quote(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
 }
 
 /// Record that the trigger on `table` goes away with the extension.

@@ -1,18 +1,31 @@
 //! The key store: Better Auth's public keys, read from `auth_jwt.jwks_table` with SPI and parsed
 //! once per backend.
 //!
-//! Freshness. Plain INSERT/UPDATE/DELETE fire no relcache invalidation, so the key table carries
-//! a statement-level trigger (`auth_jwt_key_change`, see `key_watch`) that calls
-//! `CacheInvalidateRelcacheByRelid` on every change. The invalidation is sent at commit (and
-//! applied locally at the next command), every backend applies it when its next transaction
-//! starts, and a hot standby replays it from the commit record. Our relcache callback only sets
-//! a flag, so the per-transaction cost in the normal case is nothing at all: no query, no clock.
-//! The next verification after the flag is set reloads the table once.
+//! Freshness. Plain INSERT/UPDATE/DELETE fire no relcache invalidation, so each base table under
+//! the key relation carries a row-level trigger (see `key_watch`) that calls
+//! `CacheInvalidateRelcacheByRelid`; TRUNCATE and DDL invalidate by themselves. Every backend
+//! processes the invalidation at its next transaction start (or lock), a hot standby replays it
+//! from the commit record, and our relcache callback counts it. The per-transaction cost in the
+//! normal case is nothing at all: no query, no clock, one counter compare.
 //!
-//! If a base relation of the key table lacks the trigger (the table was created after the
-//! extension, or the setting points somewhere new), we fall back to re-reading the keys in every
-//! transaction that verifies a cache-missed or cached token (one SPI query per transaction), and
-//! warn once per backend with the fix: `SELECT auth_jwt.watch_key_table()`. Correct, but slower.
+//! The keys are fresh only while the invalidation counter still has the value it had *before*
+//! the load that produced them, and every load reads under the latest snapshot (see
+//! `snapshot_query`): taken after the counter was read, so it shows every commit whose
+//! invalidation was counted. An invalidation processed during the load moves the counter, so
+//! the load's result is used once and reloaded on the next call. A load that fails part-way (an
+//! error, lock_timeout, statement_timeout, a cancel) stores nothing, so the counter stays ahead
+//! and the next call loads again: no error path can mark old keys fresh.
+//!
+//! What a transaction that began before a key change sees: the same as every other, as soon as
+//! its backend processes the invalidation (at its next statement that takes a lock, or at the
+//! latest its next transaction): keys are never read with the transaction's own snapshot. The
+//! one exception is parallel mode, where PostgreSQL forbids a new snapshot: a load there uses the
+//! query's snapshot and is trusted only until the transaction ends.
+//!
+//! If a relation under the key table cannot be watched (a base table without the trigger, a
+//! trigger not ENABLE ALWAYS, a view over a function, a materialized or foreign table), the keys
+//! are re-read in every transaction that verifies, and a WARNING says why and how to fix it
+//! (`SELECT auth_jwt.watch_key_table()`). Correct, but one SPI query per transaction.
 //!
 //! An unknown `kid` triggers at most one reload, and such reloads are rate-limited to one per
 //! second per backend, so a flood of random kids cannot become a flood of queries.
@@ -23,7 +36,9 @@
 //! than the view's owner already has. `"privateKey"` is never read.
 
 use crate::errors;
+use crate::key_watch;
 use crate::settings::{self, str_of};
+use crate::snapshot_query::{self, Snapshot};
 use crate::stats;
 use auth_jwt_core::{KeyRow, KeySet};
 use pgrx::pg_sys;
@@ -33,28 +48,30 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-/// Name of the invalidation trigger on each base table of the key table.
-pub const TRIGGER_NAME: &str = "auth_jwt_key_change";
-
 const MISS_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 
 struct Store {
     /// The `auth_jwt.jwks_table` value the keys were read for.
     table: String,
     keys: Rc<KeySet>,
-    /// Every base relation carries the invalidation trigger.
-    watched: bool,
-    /// Transaction (local xid) of the last load, for the unwatched fallback.
-    loaded_in: u32,
+    /// The invalidation count read before the load's snapshot was taken.
+    seen: u64,
+    /// Trusted only in this transaction (local xid): the relations are not all watched, or the
+    /// load could not use the latest snapshot (parallel mode).
+    only_in: Option<u32>,
     last_miss_reload: Option<Instant>,
-    warned_unwatched: bool,
+    /// The reason last warned about, so the WARNING appears once per backend and cause.
+    warned: Option<String>,
 }
 
 thread_local! {
     static STORE: RefCell<Option<Store>> = const { RefCell::new(None) };
-    /// Set by the relcache callback; separate from STORE because invalidations can arrive while
-    /// STORE is borrowed (during the load's own queries).
-    static STALE: Cell<bool> = const { Cell::new(true) };
+    /// Invalidations of the watched relations processed by this backend. Separate from STORE
+    /// because invalidations arrive while STORE is borrowed (during the load's own queries).
+    static INVALIDATIONS: Cell<u64> = const { Cell::new(0) };
+    /// A load is running: count every relcache invalidation, since the relations it reads are
+    /// not known until it has read them.
+    static LOADING: Cell<bool> = const { Cell::new(false) };
     static WATCHED_RELIDS: RefCell<Vec<pg_sys::Oid>> = const { RefCell::new(Vec::new()) };
     /// Bumped whenever a load yields a different key set; caches of verified tokens compare it.
     static GENERATION: Cell<u64> = const { Cell::new(1) };
@@ -68,10 +85,11 @@ pub fn init() {
 #[pg_guard]
 unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
     // InvalidOid means "everything" (e.g. after a sinval queue overflow).
-    let hit =
-        relid == pg_sys::InvalidOid || WATCHED_RELIDS.with(|w| w.try_borrow().map_or(true, |w| w.contains(&relid)));
+    let hit = relid == pg_sys::InvalidOid
+        || LOADING.with(Cell::get)
+        || WATCHED_RELIDS.with(|w| w.try_borrow().map_or(true, |w| w.contains(&relid)));
     if hit {
-        STALE.with(|s| s.set(true));
+        INVALIDATIONS.with(|n| n.set(n.get().wrapping_add(1)));
     }
 }
 
@@ -91,13 +109,21 @@ pub fn local_xid() -> u32 {
     }
 }
 
-/// The cached keys are loaded and still valid: no invalidation pending, the same table, and
-/// (for an unwatched table) already read in this transaction. Cheap: no SPI, no clock.
+/// No invalidation arrived since the cached keys were loaded (cheap: one counter compare; the
+/// per-row memo checks the rest itself).
+pub fn is_fresh() -> bool {
+    let n = INVALIDATIONS.with(Cell::get);
+    STORE.with(|s| s.borrow().as_ref().is_some_and(|st| st.seen == n))
+}
+
+/// The cached keys are loaded and still valid: no invalidation since the load, the same table,
+/// and (for keys trusted only in their transaction) the same transaction. No SPI, no clock.
 pub fn fresh() -> bool {
     let table = str_of(&settings::JWKS_TABLE);
+    let n = INVALIDATIONS.with(Cell::get);
     STORE.with(|s| match &*s.borrow() {
         None => false,
-        Some(st) => !STALE.with(|f| f.get()) && st.table == table && (st.watched || st.loaded_in == local_xid()),
+        Some(st) => st.seen == n && st.table == table && st.only_in.is_none_or(|x| x == local_xid()),
     })
 }
 
@@ -119,18 +145,23 @@ pub fn reload_for_unknown_kid(kid: &str) -> Option<Rc<KeySet>> {
         return None;
     }
     stats::unknown_kid_reload();
+    // Stamp the attempt first: a reload that errors still counts against the rate limit.
+    STORE.with(|s| {
+        if let Some(st) = s.borrow_mut().as_mut() {
+            st.last_miss_reload = Some(Instant::now());
+        }
+    });
     load(str_of(&settings::JWKS_TABLE));
     STORE.with(|s| {
-        let mut s = s.borrow_mut();
-        let st = s.as_mut()?;
-        st.last_miss_reload = Some(Instant::now());
+        let s = s.borrow();
+        let st = s.as_ref()?;
         st.keys.contains_kid(kid).then(|| st.keys.clone())
     })
 }
 
-/// The first column of the first row of a read-only query. Never `Spi::get_one*`: those mark
-/// the transaction as writing, which assigns an XID, and that fails in a parallel worker and on
-/// a hot standby, where verification must work too.
+/// The first column of the first row of a read-only query that reads no table (its snapshot
+/// does not matter). Never `Spi::get_one*`: those mark the transaction as writing, which assigns
+/// an XID, and that fails in a parallel worker and on a hot standby.
 pub fn select_one<A: pgrx::datum::FromDatum + pgrx::datum::IntoDatum>(
     query: &str,
     args: &[pgrx::datum::DatumWithOid<'_>],
@@ -147,7 +178,7 @@ pub struct Relation {
 }
 
 /// Parse and resolve `auth_jwt.jwks_table`: it must be schema-qualified and exist.
-pub fn resolve(table: &str) -> Relation {
+pub fn resolve(table: &str, snapshot: &Snapshot) -> Relation {
     // parse_ident raises its own clear error for a name that is not an identifier.
     let parts: Vec<String> =
         select_one::<Vec<String>>("SELECT pg_catalog.parse_ident($1)", &[table.into()]).unwrap_or_default();
@@ -169,23 +200,16 @@ pub fn resolve(table: &str) -> Relation {
             "Use schema.table, e.g. ALTER DATABASE mydb SET auth_jwt.jwks_table = 'public.jwks';",
         );
     }
-    let row = Spi::connect(|c| {
-        let t = c.select(
-            "SELECT c.oid, c.relowner, pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname)
-               FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
-              WHERE n.nspname OPERATOR(pg_catalog.=) $1 AND c.relname OPERATOR(pg_catalog.=) $2
-                AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p,v,m,f}'::pg_catalog.\"char\"[])",
-            Some(1),
-            &[parts[0].as_str().into(), parts[1].as_str().into()],
-        )?;
-        let mut out = None;
-        for r in t {
-            out = Some((r.get::<pg_sys::Oid>(1)?, r.get::<pg_sys::Oid>(2)?, r.get::<String>(3)?));
-        }
-        Ok::<_, pgrx::spi::Error>(out)
-    })
-    .ok()
-    .flatten();
+    let row = snapshot_query::select(
+        snapshot,
+        "SELECT c.oid, c.relowner, pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname)
+           FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+          WHERE n.nspname OPERATOR(pg_catalog.=) $1 AND c.relname OPERATOR(pg_catalog.=) $2
+            AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p,v,m,f}'::pg_catalog.\"char\"[])",
+        &[parts[0].as_str().into(), parts[1].as_str().into()],
+        |r| (r.get::<pg_sys::Oid>(1), r.get::<pg_sys::Oid>(2), r.get::<String>(3)),
+    )
+    .pop();
     match row {
         Some((Some(oid), Some(owner), Some(qualified))) => Relation { oid, qualified, owner },
         _ => errors::key_table(
@@ -205,17 +229,14 @@ struct Columns {
     crv: bool,
 }
 
-fn columns(rel: &Relation) -> Columns {
-    let names: Vec<String> = Spi::connect(|c| {
-        let t = c.select(
-            "SELECT attname::pg_catalog.text FROM pg_catalog.pg_attribute
-              WHERE attrelid OPERATOR(pg_catalog.=) $1 AND attnum OPERATOR(pg_catalog.>) 0 AND NOT attisdropped",
-            None,
-            &[rel.oid.into()],
-        )?;
-        t.map(|r| r.get::<String>(1).map(Option::unwrap_or_default)).collect::<Result<Vec<_>, _>>()
-    })
-    .unwrap_or_default();
+fn columns(rel: &Relation, snapshot: &Snapshot) -> Columns {
+    let names: Vec<String> = snapshot_query::select(
+        snapshot,
+        "SELECT attname::pg_catalog.text FROM pg_catalog.pg_attribute
+          WHERE attrelid OPERATOR(pg_catalog.=) $1 AND attnum OPERATOR(pg_catalog.>) 0 AND NOT attisdropped",
+        &[rel.oid.into()],
+        |r| r.get::<String>(1).unwrap_or_default(),
+    );
     for required in ["id", "publicKey"] {
         if !names.iter().any(|n| n == required) {
             errors::key_table(
@@ -228,43 +249,6 @@ fn columns(rel: &Relation) -> Columns {
     }
     let has = |n: &str| names.iter().any(|c| c == n);
     Columns { created_at: has("createdAt"), expires_at: has("expiresAt"), alg: has("alg"), crv: has("crv") }
-}
-
-/// `deps(oid)`: the relation $1 and, recursively, every relation its view rules read.
-pub const RELATIONS_UNDER: &str = "WITH RECURSIVE deps(oid) AS (
-     SELECT $1::pg_catalog.oid
-     UNION
-     SELECT d.refobjid FROM deps
-       JOIN pg_catalog.pg_rewrite r ON r.ev_class OPERATOR(pg_catalog.=) deps.oid
-       JOIN pg_catalog.pg_depend d ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass
-            AND d.objid OPERATOR(pg_catalog.=) r.oid
-            AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
-            AND d.refobjid OPERATOR(pg_catalog.<>) deps.oid)";
-
-/// The base relations under the key relation (through views, recursively) and whether each
-/// carries the invalidation trigger. Views and materialized views need no trigger: redefining
-/// or refreshing them invalidates them by itself.
-fn watch_status(rel: &Relation) -> (Vec<pg_sys::Oid>, bool) {
-    let rows: Vec<(pg_sys::Oid, bool)> = Spi::connect(|c| {
-        let t = c.select(
-            &format!(
-                "{RELATIONS_UNDER} SELECT c.oid,
-                    c.relkind OPERATOR(pg_catalog.=) ANY ('{{v,m}}'::pg_catalog.\"char\"[])
-                    OR (c.relkind OPERATOR(pg_catalog.=) ANY ('{{r,p}}'::pg_catalog.\"char\"[]) AND EXISTS (
-                        SELECT FROM pg_catalog.pg_trigger t
-                         WHERE t.tgrelid OPERATOR(pg_catalog.=) c.oid AND t.tgname OPERATOR(pg_catalog.=) $2
-                           AND t.tgenabled OPERATOR(pg_catalog.=) ANY ('{{O,A}}'::pg_catalog.\"char\"[])))
-               FROM deps JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) deps.oid"
-            ),
-            None,
-            &[rel.oid.into(), TRIGGER_NAME.into()],
-        )?;
-        t.map(|r| Ok((r.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid), r.get::<bool>(2)?.unwrap_or(false))))
-            .collect::<Result<Vec<_>, pgrx::spi::Error>>()
-    })
-    .unwrap_or_default();
-    let all = !rows.is_empty() && rows.iter().all(|(_, w)| *w);
-    (rows.into_iter().map(|(o, _)| o).collect(), all)
 }
 
 /// Run `f` with SPI as `user`, with search_path pinned to pg_catalog, like a SECURITY DEFINER
@@ -336,8 +320,8 @@ impl Row {
 }
 
 /// Read every row of the key relation (never `"privateKey"`).
-pub fn read_rows(rel: &Relation) -> Vec<Row> {
-    let cols = columns(rel);
+pub fn read_rows(rel: &Relation, snapshot: &Snapshot) -> Vec<Row> {
+    let cols = columns(rel, snapshot);
     let epoch = |present: bool, col: &str| {
         if present {
             format!("pg_catalog.date_part('epoch', \"{col}\"::pg_catalog.timestamptz)::pg_catalog.float8")
@@ -354,43 +338,58 @@ pub fn read_rows(rel: &Relation) -> Vec<Row> {
         rel.qualified
     );
     as_owner(rel.owner, || {
-        Spi::connect(|c| {
-            let t = c.select(q.as_str(), None, &[])?;
-            t.map(|r| {
-                Ok(Row {
-                    id: r.get(1)?,
-                    public_key: r.get(2)?,
-                    created_at: r.get(3)?,
-                    expires_at: r.get(4)?,
-                    alg: r.get(5)?,
-                    crv: r.get(6)?,
-                })
-            })
-            .collect::<Result<Vec<Row>, pgrx::spi::Error>>()
+        snapshot_query::select(snapshot, &q, &[], |r| Row {
+            id: r.get(1),
+            public_key: r.get(2),
+            created_at: r.get(3),
+            expires_at: r.get(4),
+            alg: r.get(5),
+            crv: r.get(6),
         })
-    })
-    .unwrap_or_else(|e| {
-        errors::key_table(
-            PgSqlErrorCode::ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
-            format!("auth_jwt could not read key table {}", rel.qualified),
-            format!("{e}"),
-            "Check that auth_jwt.jwks_table names Better Auth's jwks table or a view of it.",
-        )
     })
 }
 
+/// The rows of the configured key relation, read as a load reads them (for diagnostics).
+pub fn read_current_rows() -> Vec<Row> {
+    let snapshot = Snapshot::latest_or_active();
+    with_pinned_search_path(|| read_rows(&resolve(str_of(&settings::JWKS_TABLE), &snapshot), &snapshot))
+}
+
+/// Resets LOADING however the load ends (an ERROR unwinds through here as a Rust panic).
+struct Loading;
+
+impl Loading {
+    fn start() -> Loading {
+        LOADING.with(|l| l.set(true));
+        Loading
+    }
+}
+
+impl Drop for Loading {
+    fn drop(&mut self) {
+        LOADING.with(|l| l.set(false));
+    }
+}
+
+/// Read the key table and store what was read. Nothing is stored unless every step succeeds.
 fn load(table: &str) {
     stats::key_load();
-    // Clear first: an invalidation that arrives while we read must trigger another load.
-    STALE.with(|s| s.set(false));
-    let (rel, relids, watched, rows) = with_pinned_search_path(|| {
-        let rel = resolve(table);
-        let (relids, watched) = watch_status(&rel);
-        let rows = read_rows(&rel);
-        (rel, relids, watched, rows)
-    });
-    WATCHED_RELIDS.with(|w| *w.borrow_mut() = relids);
+    // Order matters: the count before the snapshot, so that every invalidation it includes is
+    // for a commit the snapshot shows; later ones move the count and make this load stale.
+    let seen = INVALIDATIONS.with(Cell::get);
+    let (rel, watch, rows, latest) = {
+        let _loading = Loading::start();
+        let snapshot = Snapshot::latest_or_active();
+        with_pinned_search_path(|| {
+            let rel = resolve(table, &snapshot);
+            let watch = key_watch::status(&rel, &snapshot);
+            let rows = read_rows(&rel, &snapshot);
+            (rel, watch, rows, snapshot.is_latest())
+        })
+    };
+    WATCHED_RELIDS.with(|w| *w.borrow_mut() = watch.relids);
     let keys = KeySet::from_rows(rows.iter().filter_map(Row::key_row));
+    let problem = watch.problems.first().cloned();
 
     let warn = STORE.with(|s| {
         let mut s = s.borrow_mut();
@@ -398,27 +397,26 @@ fn load(table: &str) {
         if changed {
             GENERATION.with(|g| g.set(g.get().wrapping_add(1)));
         }
-        let (last_miss_reload, warned) =
-            s.as_ref().map_or((None, false), |st| (st.last_miss_reload, st.warned_unwatched && st.table == table));
+        let old = s.take();
+        let warned = old.as_ref().filter(|st| st.table == table).and_then(|st| st.warned.clone());
+        let warn = problem.is_some() && problem != warned;
         *s = Some(Store {
             table: table.to_owned(),
-            keys: if changed { Rc::new(keys) } else { s.as_ref().map(|st| st.keys.clone()).unwrap_or_default() },
-            watched,
-            loaded_in: local_xid(),
-            last_miss_reload,
-            warned_unwatched: warned || !watched,
+            keys: match old.as_ref() {
+                Some(st) if !changed => st.keys.clone(),
+                _ => Rc::new(keys),
+            },
+            seen,
+            only_in: (problem.is_some() || !latest).then(local_xid),
+            last_miss_reload: old.and_then(|st| st.last_miss_reload),
+            warned: problem.clone().or(warned),
         });
-        !watched && !warned
+        warn
     });
-    if warn {
+    if let (true, Some(why)) = (warn, problem) {
         pgrx::warning!(
-            "auth_jwt: key table {} is not watched for changes, so keys are re-read in every transaction; run SELECT auth_jwt.watch_key_table(); as a superuser",
+            "auth_jwt: key table {} is not watched for changes ({why}), so keys are re-read in every transaction; run SELECT auth_jwt.watch_key_table(); as a superuser",
             rel.qualified
         );
     }
-}
-
-/// No invalidation of the key table is pending (cheap: one thread-local flag).
-pub fn is_fresh() -> bool {
-    !STALE.with(|s| s.get())
 }

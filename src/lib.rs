@@ -12,6 +12,7 @@ mod jsonb;
 mod key_watch;
 mod keys;
 mod settings;
+mod snapshot_query;
 mod stats;
 mod token_cache;
 mod token_source;

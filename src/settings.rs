@@ -9,6 +9,21 @@
 //!
 //! Every trust setting has an assign hook that bumps [`generation`], so caches can tell in O(1)
 //! whether the settings that decided a cached result are still the same.
+//!
+//! Values given before the library loads. PostgreSQL keeps them as untyped placeholders and, when
+//! we define the variable, re-applies each with the privileges of whoever set it, refusing an
+//! application role's with a WARNING. For SET and SET LOCAL that leaves the DBA's value in force.
+//! Connection options (PGOPTIONS, the startup packet) are worse: they outrank ALTER DATABASE/ROLE
+//! and postgresql.conf, so the placeholder's default value *is* the client's, the DBA's is gone
+//! from this session, and after the refusal the variable would silently hold its compiled
+//! default. We detect exactly that (the placeholder had a default value, the variable has none
+//! after definition) and fail closed: every verification in the session raises an error naming
+//! the setting. With `shared_preload_libraries`, the variables exist before any connection, and
+//! such a connection is refused outright.
+//!
+//! `auth_jwt.token` is a bearer credential: its show hook keeps SHOW, current_setting() and
+//! pg_settings from displaying it, so no client can read (or copy into its own transaction) a
+//! token another client left behind.
 
 use auth_jwt_core::{Expect, Validation};
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
@@ -35,6 +50,9 @@ type CachedValidation = (u64, Option<Result<Rc<Validation>, ConfigError>>);
 
 thread_local! {
     static GENERATION: Cell<u64> = const { Cell::new(1) };
+    /// Trust settings whose connection-option value was refused when the library loaded, taking
+    /// the DBA's value with it (see the module comment).
+    static DISPLACED: RefCell<Vec<&'static str>> = const { RefCell::new(Vec::new()) };
     static TOKEN_GENERATION: Cell<u64> = const { Cell::new(1) };
     static VALIDATION: RefCell<CachedValidation> = const { RefCell::new((0, None)) };
 }
@@ -73,7 +91,73 @@ unsafe extern "C-unwind" fn assign_token(_new: *const c_char, _extra: *mut c_voi
     TOKEN_GENERATION.with(|g| g.set(g.get().wrapping_add(1)));
 }
 
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn show_token() -> *const c_char {
+    if has_value(&TOKEN) {
+        c"(set; not displayed)".as_ptr()
+    } else {
+        c"".as_ptr()
+    }
+}
+
+/// The settings that decide what is trusted (all but `auth_jwt.token`).
+pub const TRUST_SETTINGS: [&CStr; 10] = [
+    c"auth_jwt.jwks_table",
+    c"auth_jwt.issuer",
+    c"auth_jwt.audience",
+    c"auth_jwt.leeway",
+    c"auth_jwt.key_grace_period",
+    c"auth_jwt.max_token_size",
+    c"auth_jwt.cache_size",
+    c"auth_jwt.uuid_claim",
+    c"auth_jwt.token_header",
+    c"auth_jwt.allow_session_token",
+];
+
+/// The GUC record of a setting (or placeholder), by name, case-insensitively as guc.c compares.
+pub fn find_guc(name: &CStr) -> *mut pg_sys::config_generic {
+    // SAFETY: guc.c's lookup, without creating placeholders or raising.
+    #[cfg(any(feature = "pg16", feature = "pg17", feature = "pg18"))]
+    unsafe {
+        pg_sys::find_option(name.as_ptr(), false, true, 0)
+    }
+    // SAFETY: guc.c's variable table; we only read it.
+    #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
+    unsafe {
+        let (vars, n) = (pg_sys::get_guc_variables(), pg_sys::GetNumConfigOptions() as usize);
+        for i in 0..n {
+            let g = *vars.add(i);
+            if !g.is_null() && CStr::from_ptr((*g).name).to_bytes().eq_ignore_ascii_case(name.to_bytes()) {
+                return g;
+            }
+        }
+        std::ptr::null_mut()
+    }
+}
+
+/// Where the variable's default (RESET) value came from, if the variable or a placeholder exists.
+fn reset_source(name: &CStr) -> Option<pg_sys::GucSource::Type> {
+    let g = find_guc(name);
+    // SAFETY: a live GUC record, read only.
+    (!g.is_null()).then(|| unsafe { (*g).reset_source })
+}
+
 pub fn init() {
+    let before: Vec<_> = TRUST_SETTINGS.iter().map(|n| reset_source(n)).collect();
+    define();
+    let displaced = TRUST_SETTINGS
+        .iter()
+        .zip(before)
+        .filter(|(name, was)| {
+            was.is_some_and(|w| w != pg_sys::GucSource::PGC_S_DEFAULT)
+                && reset_source(name) == Some(pg_sys::GucSource::PGC_S_DEFAULT)
+        })
+        .filter_map(|(name, _)| name.to_str().ok())
+        .collect();
+    DISPLACED.with(|d| *d.borrow_mut() = displaced);
+}
+
+fn define() {
     let s = GucFlags::default();
     // SAFETY: the hooks only touch thread-local counters and cannot panic.
     unsafe {
@@ -204,7 +288,7 @@ pub fn init() {
             GucFlags::NO_SHOW_ALL,
             None,
             Some(assign_token),
-            None,
+            Some(show_token),
         );
         reserve_prefix();
     }
@@ -244,18 +328,38 @@ pub fn has_value(setting: &'static GucSetting<Option<CString>>) -> bool {
     }
 }
 
-/// A required setting that is not configured.
+/// What is wrong with a setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigProblem {
+    /// A required setting is empty.
+    NotSet,
+    /// A connection option refused when the library loaded took the DBA's value with it.
+    Displaced,
+}
+
+/// A setting that keeps this session from verifying anything.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
     pub setting: &'static str,
+    pub problem: ConfigProblem,
     pub detail: String,
     pub hint: String,
+}
+
+fn displaced(name: &'static str) -> ConfigError {
+    ConfigError {
+        setting: name,
+        problem: ConfigProblem::Displaced,
+        detail: format!("This connection gave {name} in its connection options (PGOPTIONS or the startup packet) as a role that may not set it. PostgreSQL let that value replace the database's, role's and postgresql.conf's for this session, then refused it when auth_jwt loaded, so the value the administrator chose is unknown here."),
+        hint: format!("Remove -c {name}=... from the client's connection options. To refuse such connections outright, add auth_jwt to shared_preload_libraries."),
+    }
 }
 
 fn expect(name: &'static str, value: &str, claim: &str) -> Result<Expect, ConfigError> {
     if value.is_empty() {
         return Err(ConfigError {
             setting: name,
+            problem: ConfigProblem::NotSet,
             detail: format!("Every token's {claim} claim is checked against {name}, which is empty."),
             hint: format!(
                 "Set it to the origin of Better Auth's baseURL, e.g. ALTER DATABASE mydb SET {name} = 'https://app.example.com'; (or '*' to skip the {claim} check)."
@@ -298,8 +402,11 @@ pub fn validation() -> Result<Rc<Validation>, ConfigError> {
     VALIDATION.with(|cell| {
         let mut cached = cell.borrow_mut();
         if cached.0 != generation || cached.1.is_none() {
-            let v = expect("auth_jwt.issuer", str_of(&ISSUER), "iss")
-                .and_then(|iss| Ok(Rc::new(build(iss, expect("auth_jwt.audience", str_of(&AUDIENCE), "aud")?))));
+            let v = match DISPLACED.with(|d| d.borrow().first().copied()) {
+                Some(name) => Err(displaced(name)),
+                None => expect("auth_jwt.issuer", str_of(&ISSUER), "iss")
+                    .and_then(|iss| Ok(Rc::new(build(iss, expect("auth_jwt.audience", str_of(&AUDIENCE), "aud")?)))),
+            };
             *cached = (generation, Some(v));
         }
         cached.1.clone().expect("set above") // ok: assigned in the branch above

@@ -13,6 +13,7 @@ thread_local! {
     static CACHE_HITS: Cell<i64> = const { Cell::new(0) };
     static KEY_LOADS: Cell<i64> = const { Cell::new(0) };
     static UNKNOWN_KID_RELOADS: Cell<i64> = const { Cell::new(0) };
+    static REQUEST_TOKEN_READS: Cell<i64> = const { Cell::new(0) };
     static REJECTIONS: [Cell<i64>; N] = const { [const { Cell::new(0) }; N] };
 }
 
@@ -38,12 +39,19 @@ pub fn unknown_kid_reload() {
     inc(&UNKNOWN_KID_RELOADS);
 }
 
+/// The request's token source (`auth_jwt.token` or `request.headers`) was read and parsed: the
+/// per-request memo missed.
+pub fn request_token_read() {
+    inc(&REQUEST_TOKEN_READS);
+}
+
 pub fn rejected(kind: ErrorKind) {
     let i = ErrorKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
     REJECTIONS.with(|r| r[i].set(r[i].get() + 1));
 }
 
 /// This backend's counters since it started (or since `auth_jwt.stats_reset()`).
+#[allow(clippy::type_complexity)] // pgrx needs the named columns written out here
 #[pg_extern(schema = "auth_jwt", volatile, parallel_safe)]
 fn stats() -> TableIterator<
     'static,
@@ -52,6 +60,7 @@ fn stats() -> TableIterator<
         name!(cache_hits, i64),
         name!(key_loads, i64),
         name!(unknown_kid_reloads, i64),
+        name!(request_token_reads, i64),
         name!(rejections, i64),
         name!(rejections_by_reason, pgrx::JsonB),
         name!(cached_tokens, i64),
@@ -65,6 +74,7 @@ fn stats() -> TableIterator<
         CACHE_HITS.with(Cell::get),
         KEY_LOADS.with(Cell::get),
         UNKNOWN_KID_RELOADS.with(Cell::get),
+        REQUEST_TOKEN_READS.with(Cell::get),
         rejections.iter().sum(),
         pgrx::JsonB(serde_json::Value::Object(by_reason)),
         crate::token_cache::len() as i64,
@@ -74,7 +84,7 @@ fn stats() -> TableIterator<
 /// Zero this backend's counters.
 #[pg_extern(schema = "auth_jwt", volatile, parallel_safe)]
 fn stats_reset() {
-    for c in [&VERIFICATIONS, &CACHE_HITS, &KEY_LOADS, &UNKNOWN_KID_RELOADS] {
+    for c in [&VERIFICATIONS, &CACHE_HITS, &KEY_LOADS, &UNKNOWN_KID_RELOADS, &REQUEST_TOKEN_READS] {
         c.with(|c| c.set(0));
     }
     REJECTIONS.with(|r| r.iter().for_each(|c| c.set(0)));

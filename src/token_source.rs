@@ -33,33 +33,11 @@ thread_local! {
     static TOKEN_GUC: Cell<*mut pg_sys::config_generic> = const { Cell::new(std::ptr::null_mut()) };
 }
 
-/// The GUC record of a setting, by exact (lower-case) name.
-fn find_guc(name: &CStr) -> *mut pg_sys::config_generic {
-    // SAFETY: guc.c's variable table; we only read it.
-    unsafe {
-        #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
-        let (vars, n) = (pg_sys::get_guc_variables(), pg_sys::GetNumConfigOptions() as usize);
-        #[cfg(any(feature = "pg16", feature = "pg17", feature = "pg18"))]
-        let (vars, n) = {
-            let mut n = 0;
-            let v = pg_sys::get_guc_variables(&mut n);
-            (v, n as usize)
-        };
-        for i in 0..n {
-            let g = *vars.add(i);
-            if !g.is_null() && CStr::from_ptr((*g).name) == name {
-                return g;
-            }
-        }
-        std::ptr::null_mut()
-    }
-}
-
 /// `auth_jwt.token`'s GUC record; it never moves once defined.
 fn token_guc() -> *mut pg_sys::config_generic {
     TOKEN_GUC.with(|c| {
         if c.get().is_null() {
-            c.set(find_guc(c"auth_jwt.token"));
+            c.set(settings::find_guc(c"auth_jwt.token"));
         }
         c.get()
     })
@@ -118,9 +96,9 @@ pub fn request_headers_bytes() -> Option<&'static [u8]> {
     }
 }
 
-/// The `request.headers` value as text.
-pub fn request_headers() -> Option<&'static str> {
-    request_headers_bytes().and_then(|b| std::str::from_utf8(b).ok())
+/// A `request.headers` value that cannot carry a token the way PostgREST sends one.
+pub fn malformed_headers(why: &str) -> ! {
+    errors::rejected(&auth_jwt_core::Error::new(auth_jwt_core::ErrorKind::Malformed, format!("request.headers: {why}")))
 }
 
 fn refuse_in_parallel_worker() {
@@ -150,19 +128,22 @@ pub fn from_setting() -> Option<&'static str> {
 /// request carries no such header (anonymous).
 pub fn from_headers(headers: &str) -> Option<String> {
     refuse_in_parallel_worker();
-    if !transaction_scoped(find_guc(c"request.headers")) {
+    // Looked up each time (not cached): a placeholder is created by the first set_config of
+    // any spelling ('Request.Headers' too), and names compare case-insensitively.
+    if !transaction_scoped(settings::find_guc(c"request.headers")) {
         session_scoped_error("request.headers");
     }
-    let malformed = |why: &str| -> ! {
-        errors::rejected(&auth_jwt_core::Error::new(
-            auth_jwt_core::ErrorKind::Malformed,
-            format!("request.headers: {why}"),
-        ))
-    };
+    let malformed = |why: &str| -> ! { malformed_headers(why) };
     let map = auth_jwt_core::json::parse_object(headers.as_bytes()).unwrap_or_else(|e| malformed(&e));
     let name = str_of(&settings::TOKEN_HEADER);
-    // HTTP header names are case-insensitive; PostgREST lower-cases them, but be tolerant.
-    let value = map.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v)?;
+    // HTTP header names are case-insensitive; PostgREST lower-cases them, but be tolerant, and
+    // refuse two spellings of the header, as duplicate members are refused: a policy reading
+    // `request.headers::json->>'authorization'` must not see a different token than we verify.
+    let mut matching = map.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v);
+    let value = matching.next()?;
+    if matching.next().is_some() {
+        malformed(&format!("more than one member names the {name} header (header names are case-insensitive)"));
+    }
     let value = value.as_str().unwrap_or_else(|| malformed(&format!("the {name} header is not a string")));
     match split_bearer(value) {
         (_, "") => None,

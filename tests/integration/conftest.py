@@ -1,8 +1,11 @@
 """Fixtures for tests that need several sessions, other roles, or processes around the
 cluster that scripts/test started (PGHOST/PGPORT in the environment)."""
 
+import contextlib
 import os
+import shutil
 import subprocess
+import tempfile
 import uuid
 
 import psycopg
@@ -24,15 +27,15 @@ def jwk(seed: int) -> str:
     return mint("jwk", str(seed))
 
 
-def dsn(dbname: str, user: str = "postgres", **opts: str) -> str:
-    parts = [f"host={os.environ['PGHOST']}", f"port={os.environ['PGPORT']}", f"dbname={dbname}", f"user={user}"]
+def dsn(dbname: str, user: str = "postgres", port=None, **opts: str) -> str:
+    parts = [f"host={os.environ['PGHOST']}", f"port={port or os.environ['PGPORT']}", f"dbname={dbname}", f"user={user}"]
     if opts.get("options"):
         parts.append(f"options='{opts['options']}'")
     return " ".join(parts)
 
 
-def connect(dbname: str, user: str = "postgres", autocommit: bool = True, **opts: str) -> psycopg.Connection:
-    conn = psycopg.connect(dsn(dbname, user, **opts), autocommit=autocommit)
+def connect(dbname: str, user: str = "postgres", autocommit: bool = True, port=None, **opts: str) -> psycopg.Connection:
+    conn = psycopg.connect(dsn(dbname, user, port, **opts), autocommit=autocommit)
     return conn
 
 
@@ -120,3 +123,30 @@ def as_request(conn, tok=None, role="authenticated", via="setting", header="auth
             import json
 
             conn.execute("SELECT set_config('request.headers', %s, true)", (json.dumps({header: f"Bearer {tok}"}),))
+
+
+PGBIN = os.environ.get("PGBIN", "/usr/lib/postgresql/15/bin")
+
+
+def pg(*args: str, **kw) -> subprocess.CompletedProcess:
+    """Run a PostgreSQL program as the postgres user (the server refuses root)."""
+    return subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True, capture_output=True, text=True, **kw)
+
+
+@contextlib.contextmanager
+def extra_cluster(port: int, conf: str = ""):
+    """A throwaway cluster of its own (initdb, start, stop), for tests that need server-level
+    settings such as shared_preload_libraries. Yields the port; the socket is PGHOST's."""
+    data = tempfile.mkdtemp(prefix="auth_jwt-extra-")
+    shutil.chown(data, "postgres", "postgres")
+    os.chmod(data, 0o700)
+    pg(f"{PGBIN}/initdb", "-D", data, "-A", "trust", "-U", "postgres")
+    with open(os.path.join(data, "postgresql.conf"), "a") as f:
+        f.write(f"\nport = {port}\nlisten_addresses = ''\nunix_socket_directories = '{os.environ['PGHOST']}'\nfsync = off\n{conf}\n")
+    pg(f"{PGBIN}/pg_ctl", "-D", data, "-l", f"{data}/log", "-w", "start")
+    try:
+        yield port
+    finally:
+        subprocess.run(["runuser", "-u", "postgres", "--", f"{PGBIN}/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"],
+                       capture_output=True)
+        shutil.rmtree(data, ignore_errors=True)

@@ -201,12 +201,86 @@ def test_one_verification_per_statement_over_a_large_table(app_db):
     c.execute("SET LOCAL max_parallel_workers_per_gather = 0")
     c.execute("SET LOCAL enable_indexscan = off")
     c.execute("SET LOCAL enable_bitmapscan = off")
-    c.execute("SELECT auth_jwt.stats_reset()")
+    stats = "SELECT verifications, cache_hits, request_token_reads FROM auth_jwt.stats()"
+    before = c.execute(stats).fetchone()
     assert one(c, "SELECT count(*) FROM tasks") == 50001
-    verifications, hits = c.execute("SELECT verifications, cache_hits FROM auth_jwt.stats()").fetchone()
+    verifications, hits, reads = (a - b for a, b in zip(c.execute(stats).fetchone(), before))
     assert verifications == 1, "one signature verification for the whole statement"
+    assert reads == 1, "the token setting is read once"
     assert hits >= 100000, "every further row is a cache hit (which re-checks expiry)"
     c.execute("ROLLBACK")
+
+
+POSTGREST_HEADERS = {
+    "host": "api.example.com", "user-agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36",
+    "accept": "application/json", "accept-encoding": "gzip, deflate, br", "accept-language": "en-US,en;q=0.9",
+    "origin": "https://app.example.com", "referer": "https://app.example.com/tasks", "x-forwarded-for": "203.0.113.7",
+    "x-forwarded-proto": "https", "prefer": "count=exact",
+}
+
+
+@pytest.mark.parametrize("pad", [0, 32 * 1024])
+def test_anonymous_requests_read_the_headers_once_per_statement(app_db, pad):
+    """An anonymous request (PostgREST headers without an authorization header) must not re-parse
+    request.headers on every row: the absence of a token is remembered like a verified token."""
+    import json
+
+    su = connect(app_db)
+    su.execute(
+        "INSERT INTO tasks (user_id, title) SELECT %s::uuid, 't' || i FROM generate_series(1, 50000) i",
+        (user_uuid(1),),
+    )
+    su.execute("ANALYZE tasks")
+    c = client(app_db)
+    headers = dict(POSTGREST_HEADERS, cookie="x" * pad) if pad else POSTGREST_HEADERS
+    c.execute("BEGIN")
+    c.execute("SET LOCAL ROLE anon")
+    c.execute("SELECT set_config('request.headers', %s, true)", (json.dumps(headers),))
+    c.execute("SET LOCAL enable_indexscan = off")
+    c.execute("SET LOCAL enable_bitmapscan = off")
+    c.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+    stats = "SELECT verifications, request_token_reads FROM auth_jwt.stats()"
+    before = c.execute(stats).fetchone()
+    assert one(c, "SELECT count(*) FROM tasks") == 0, "anonymous sees nothing"
+    verifications, reads = (a - b for a, b in zip(c.execute(stats).fetchone(), before))
+    assert (verifications, reads) == (0, 1), "headers parsed once for 50,000 rows"
+    # A new headers value in the same transaction is read again, and its token honoured.
+    c.execute("SET LOCAL ROLE authenticated")
+    c.execute("SELECT set_config('request.headers', %s, true)", (json.dumps(dict(headers, authorization=f"Bearer {token(1)}")),))
+    assert one(c, "SELECT count(*) FROM tasks") == 50001
+    c.execute("ROLLBACK")
+
+
+def test_two_spellings_of_the_token_header_are_refused(app_db):
+    """Two members naming the same header case-insensitively: auth_jwt would verify one while
+    `current_setting('request.headers')::json->>'authorization'` reads the other."""
+    import json
+
+    c = client(app_db)
+    c.execute("BEGIN")
+    c.execute("SET LOCAL ROLE authenticated")
+    raw = '{"Authorization": "Bearer %s", "authorization": "Bearer %s"}' % (token(1), token(2))
+    assert json.loads(raw)  # valid JSON: the member names differ
+    c.execute("SELECT set_config('request.headers', %s, true)", (raw,))
+    with pytest.raises(psycopg.Error) as e:
+        c.execute("SELECT title FROM tasks")
+    assert (e.value.sqlstate, e.value.diag.message_primary) == ("28000", "malformed token")
+    assert "more than one member" in e.value.diag.message_detail
+    c.execute("ROLLBACK")
+
+
+def test_header_spelled_in_another_case_in_an_earlier_transaction(app_db):
+    """Setting names are case-insensitive: set_config('Request.Headers', ...) creates the
+    placeholder under that spelling; later PostgREST-style requests must still work."""
+    import json
+
+    c = client(app_db)
+    for spelling in ("Request.Headers", "request.headers"):
+        c.execute("BEGIN")
+        c.execute("SET LOCAL ROLE authenticated")
+        c.execute("SELECT set_config(%s, %s, true)", (spelling, json.dumps({"authorization": f"Bearer {token(1)}"})))
+        assert titles(c) == ["task of user1"], spelling
+        c.execute("COMMIT")
 
 
 def test_index_on_the_policy_column_is_used(app_db):

@@ -1,61 +1,226 @@
-"""Settings that change trust cannot be set by an application role, including at connection
-time with PGOPTIONS, before the library is loaded."""
+"""Settings that change trust cannot be changed by an application role, on any route: SET,
+SET LOCAL, set_config, function SET clauses, ALTER ROLE, connection options (PGOPTIONS), before
+and after the library loads, with session_preload_libraries, with shared_preload_libraries and
+with neither. After each attempt, the value in force is the DBA's (database, role, database+role,
+postgresql.conf), or, where PostgreSQL itself has already lost the DBA's value for the session,
+every verification fails with an error that names the setting."""
+
+import time
 
 import psycopg
 import pytest
 
-from conftest import connect, one, sqlstate_of, token
+from conftest import ISS, JWKS_DDL, connect, extra_cluster, jwk, one, sqlstate_of, token
+
+# setting: (database value, database+role value = the DBA's value in force, attacker's value)
+TRUST = {
+    "auth_jwt.issuer": ("https://db.example.com", ISS, "*"),
+    "auth_jwt.audience": ("https://db.example.com", ISS, "*"),
+    "auth_jwt.jwks_table": ("public.jwks_db", "public.jwks", "public.evil"),
+    "auth_jwt.leeway": ("5s", "7s", "3600"),
+    "auth_jwt.key_grace_period": ("1h", "2h", "0"),
+    "auth_jwt.max_token_size": ("4kB", "8kB", "1MB"),
+    "auth_jwt.cache_size": ("10", "20", "0"),
+    "auth_jwt.uuid_claim": ("uid", "uuid", "sub"),
+    "auth_jwt.token_header": ("x-db", "authorization", "x-evil"),
+    "auth_jwt.allow_session_token": ("off", "off", "on"),
+}
 
 
-@pytest.mark.parametrize(
-    "option",
-    [
-        "-c auth_jwt.issuer=*",
-        "-c auth_jwt.audience=*",
-        "-c auth_jwt.jwks_table=evil.jwks",
-        "-c auth_jwt.leeway=3600",
-    ],
-)
-def test_pgoptions_cannot_change_trust_settings(db, option):
-    evil = token(1, iss="https://evil.example.com", aud="https://evil.example.com", exp="-600")
-    c = connect(db, user="app_user", options=option)
-    warnings = []
-    c.add_notice_handler(lambda d: warnings.append(d.message_primary))
-    # Refused: either the token (28000), or, where the refused value displaced the database's
-    # setting, the session fails closed with "auth_jwt.issuer is not set" (55000).
-    state, msg = sqlstate_of(c, "SELECT auth_jwt.jwt_verify(%s)", evil)
-    assert state in ("28000", "55000"), msg
-    assert any("permission denied to set parameter" in w for w in warnings), warnings
-    name = option.split()[1].split("=")[0]
-    assert one(c, "SELECT current_setting(%s)", name) != option.split("=")[1]
+@pytest.fixture
+def dba_db(db):
+    """The `db` fixture with a database-level and a database+role-level value of every trust
+    setting for app_user, as a DBA would set them."""
+    su = connect(db)
+    su.execute("LOAD 'auth_jwt'")
+    for name, (db_value, role_value, _) in TRUST.items():
+        su.execute(f"ALTER DATABASE {db} SET {name} = '{db_value}'")
+        su.execute(f"ALTER ROLE app_user IN DATABASE {db} SET {name} = '{role_value}'")
+    return db  # dropping the database drops its role settings too
 
 
-def test_superuser_pgoptions_work(db):
-    evil = token(1, iss="https://evil.example.com")
-    c = connect(db, options="-c auth_jwt.issuer=https://evil.example.com")
-    assert one(c, "SELECT auth_jwt.jwt_verify(%s)->>'iss'", evil) == "https://evil.example.com"
+def app(db, **opts):
+    c = connect(db, user="app_user", **opts)
+    notices = []
+    c.add_notice_handler(lambda d: notices.append(d.message_primary))
+    return c, notices
 
 
-def test_alter_role_set_by_the_role_itself_is_refused(db):
-    c = connect(db, user="app_user")
-    one(c, "SELECT auth_jwt.stats_reset() IS NULL")
-    with pytest.raises(psycopg.errors.InsufficientPrivilege):
-        c.execute("ALTER ROLE app_user SET auth_jwt.issuer = '*'")
+def load(c):
+    one(c, "SELECT verifications FROM auth_jwt.stats()")
 
 
-def test_postgresql_conf_sets_trust_settings(db):
-    """ALTER SYSTEM writes postgresql.auto.conf: the server-wide file path works too."""
+def assert_dba_values_in_force(c):
+    for name, (_, role_value, _) in TRUST.items():
+        assert one(c, f"SHOW {name}") == role_value, name
+    assert one(c, "SELECT auth_jwt.jwt_verify(%s)->>'sub'", token(1)) == "user1"
+
+
+def test_without_any_attempt_the_dba_values_are_in_force(dba_db):
+    c, _ = app(dba_db)
+    load(c)
+    assert_dba_values_in_force(c)
+
+
+@pytest.mark.parametrize("name", TRUST)
+def test_connection_option_fails_closed_for_the_session(dba_db, name):
+    """PostgreSQL lets a connection option outrank ALTER DATABASE/ROLE and postgresql.conf; when
+    the library loads and refuses it, the DBA's value is already gone from this session."""
+    attacker = TRUST[name][2]
+    c, notices = app(dba_db, options=f"-c {name}={attacker}")
+    load(c)
+    assert any("permission denied to set parameter" in n for n in notices), notices
+    assert one(c, f"SHOW {name}") != attacker
+    with pytest.raises(psycopg.errors.InsufficientPrivilege) as e:
+        c.execute("SELECT auth_jwt.jwt_verify(%s)", (token(1),))
+    assert e.value.diag.message_primary == f"{name} was refused for this session"
+    assert "connection options" in e.value.diag.message_detail
+    assert "shared_preload_libraries" in e.value.diag.message_hint
+    # Every route to verification, not only jwt_verify.
+    c.execute("BEGIN")
+    c.execute("SELECT set_config('auth_jwt.token', %s, true)", (token(1),))
+    for fn in ("jwt_claims()", "jwt_claim_uuid()", "jwt_claim_sub()"):
+        c.execute("SAVEPOINT s")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            c.execute(f"SELECT auth_jwt.{fn}")
+        c.execute("ROLLBACK TO SAVEPOINT s")
+    c.execute("ROLLBACK")
+
+
+def test_postgresql_conf_value_is_lost_to_a_connection_option_and_the_session_fails_closed(db):
     su = connect("postgres")
     su.execute("LOAD 'auth_jwt'")  # ALTER SYSTEM accepts only settings the session knows
     try:
         su.execute("ALTER SYSTEM SET auth_jwt.leeway = '7s'")
         su.execute("SELECT pg_reload_conf()")
-        import time
-
         time.sleep(0.5)
-        c = connect(db, user="app_user")
-        one(c, "SELECT auth_jwt.stats_reset() IS NULL")  # load the library
-        assert one(c, "SHOW auth_jwt.leeway") == "7s"
+        c, _ = app(db)
+        load(c)
+        assert one(c, "SHOW auth_jwt.leeway") == "7s", "the file's value is in force"
+        c, _ = app(db, options="-c auth_jwt.leeway=3600")
+        load(c)
+        assert sqlstate_of(c, "SELECT auth_jwt.jwt_verify(%s)", token(1)) == (
+            "42501", "auth_jwt.leeway was refused for this session")
     finally:
         su.execute("ALTER SYSTEM RESET auth_jwt.leeway")
         su.execute("SELECT pg_reload_conf()")
+
+
+@pytest.mark.parametrize("how", ["SET {name} = '{v}'", "SELECT set_config('{name}', '{v}', false)"])
+def test_session_set_before_the_library_loads_leaves_the_dba_values(dba_db, how):
+    c, notices = app(dba_db)
+    for name, (_, _, attacker) in TRUST.items():
+        c.execute(how.format(name=name, v=attacker))  # a placeholder: accepted for now
+    load(c)
+    assert sum("permission denied to set parameter" in n for n in notices) == len(TRUST), notices
+    assert_dba_values_in_force(c)
+
+
+def test_set_local_before_the_library_loads_leaves_the_dba_values(dba_db):
+    c, _ = app(dba_db)
+    c.execute("BEGIN")
+    for name, (_, _, attacker) in TRUST.items():
+        c.execute(f"SET LOCAL {name} = '{attacker}'")
+    load(c)
+    assert_dba_values_in_force(c)
+    c.execute("COMMIT")
+    assert_dba_values_in_force(c)
+
+
+def test_set_and_set_config_after_the_library_loads_are_errors(dba_db):
+    c, _ = app(dba_db)
+    load(c)
+    for name, (_, _, attacker) in TRUST.items():
+        for sql in (f"SET {name} = '{attacker}'", f"SET LOCAL {name} = '{attacker}'",
+                    f"SELECT set_config('{name}', '{attacker}', true)", f"SELECT set_config('{name}', '{attacker}', false)"):
+            assert sqlstate_of(c, sql)[0] == "42501", sql
+    assert_dba_values_in_force(c)
+
+
+def test_function_set_clause_is_refused_for_an_application_role(dba_db):
+    c, _ = app(dba_db)
+    connect(dba_db).execute("GRANT CREATE ON SCHEMA public TO app_user")
+    for loaded in (False, True):
+        if loaded:
+            load(c)
+        state, _ = sqlstate_of(
+            c, "CREATE FUNCTION public.lenient() RETURNS jsonb LANGUAGE sql SET auth_jwt.issuer = '*' "
+               "AS $$ SELECT auth_jwt.jwt_verify('x') $$")
+        assert state == "42501"
+    assert_dba_values_in_force(c)
+
+
+def test_alter_role_set_by_the_role_itself_is_refused(dba_db):
+    c, _ = app(dba_db)
+    for loaded in (False, True):
+        if loaded:
+            load(c)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            c.execute("ALTER ROLE app_user SET auth_jwt.issuer = '*'")
+    assert_dba_values_in_force(c)
+
+
+def test_session_preload_libraries(dba_db):
+    """Loaded at connection start, but after the connection options were applied: the same
+    two outcomes as without it."""
+    connect(dba_db).execute(f"ALTER ROLE app_user IN DATABASE {dba_db} SET session_preload_libraries = 'auth_jwt'")
+    c, _ = app(dba_db)
+    assert_dba_values_in_force(c)
+    assert sqlstate_of(c, "SET auth_jwt.issuer = '*'")[0] == "42501"
+    c, _ = app(dba_db, options="-c auth_jwt.key_grace_period=0")
+    assert sqlstate_of(c, "SELECT auth_jwt.jwt_verify(%s)", token(1)) == (
+        "42501", "auth_jwt.key_grace_period was refused for this session")
+
+
+def test_superuser_values_work_on_every_route(db):
+    evil = token(1, iss="https://evil.example.com")
+    c = connect(db, options="-c auth_jwt.issuer=https://evil.example.com")
+    assert one(c, "SELECT auth_jwt.jwt_verify(%s)->>'iss'", evil) == "https://evil.example.com"
+    c = connect(db)
+    c.execute("SET auth_jwt.issuer = '*'")  # before the library loads, as a superuser
+    assert one(c, "SELECT auth_jwt.jwt_verify(%s)->>'iss'", evil) == "https://evil.example.com"
+    c.execute("BEGIN")
+    c.execute("SET LOCAL auth_jwt.leeway = 0")
+    assert one(c, "SHOW auth_jwt.leeway") == "0"
+    c.execute("COMMIT")
+
+
+def test_shared_preload_libraries_refuses_the_connection_outright():
+    with extra_cluster(54339, "shared_preload_libraries = 'auth_jwt'") as port:
+        su = connect("postgres", port=port)
+        su.execute("CREATE ROLE app_user LOGIN")
+        su.execute(JWKS_DDL)
+        su.execute("INSERT INTO jwks VALUES ('k1', %s, 'x', now(), NULL, 'EdDSA', 'Ed25519')", (jwk(1),))
+        su.execute("SET client_min_messages = warning")
+        su.execute("CREATE EXTENSION auth_jwt")
+        su.execute(f"ALTER DATABASE postgres SET auth_jwt.issuer = '{ISS}'")
+        su.execute(f"ALTER DATABASE postgres SET auth_jwt.audience = '{ISS}'")
+        su.execute("ALTER ROLE app_user SET auth_jwt.leeway = '7s'")
+        with pytest.raises(psycopg.OperationalError, match="permission denied to set parameter"):
+            connect("postgres", user="app_user", port=port, options="-c auth_jwt.leeway=3600")
+        c = connect("postgres", user="app_user", port=port)
+        assert one(c, "SHOW auth_jwt.leeway") == "7s"
+        assert one(c, "SHOW auth_jwt.issuer") == ISS
+        assert sqlstate_of(c, "SET auth_jwt.issuer = '*'")[0] == "42501"
+        assert one(c, "SELECT auth_jwt.jwt_verify(%s)->>'sub'", token(1)) == "user1"
+        s = connect("postgres", port=port, options="-c auth_jwt.leeway=9")
+        assert one(s, "SHOW auth_jwt.leeway") == "9s", "a superuser's connection option is applied"
+
+
+def test_the_token_setting_is_never_displayed(db):
+    """auth_jwt.token is a bearer credential: SHOW and current_setting() do not show it, so a
+    client cannot read, or copy into its own transaction, a token another client left behind.
+    (Once the library is loaded: before that PostgreSQL holds a placeholder, which is why
+    SECURITY.md recommends loading it at connection start.)"""
+    c = connect(db, user="app_user")
+    one(c, "SELECT verifications FROM auth_jwt.stats()")
+    c.execute("BEGIN")
+    one(c, "SELECT set_config('auth_jwt.token', %s, true)", token(1))
+    shown = one(c, "SELECT current_setting('auth_jwt.token')")
+    assert token(1)[:20] not in shown and shown == "(set; not displayed)"
+    assert one(c, "SELECT auth_jwt.jwt_claim_sub()") == "user1", "the value itself is intact"
+    c.execute("ROLLBACK")
+    c.execute("SET auth_jwt.token = %s" % ("'" + token(1) + "'"))  # a session value left behind
+    c.execute("BEGIN")
+    c.execute("SELECT set_config('auth_jwt.token', current_setting('auth_jwt.token'), true)")
+    assert sqlstate_of(c, "SELECT auth_jwt.jwt_claim_sub()") == ("28000", "malformed token")

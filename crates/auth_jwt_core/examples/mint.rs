@@ -6,7 +6,7 @@
 //!       kid=K | nokid=1                header kid (default "k<SEED>")
 //!       header=JSON                    the exact header text (overrides kid)
 //!       payload=TEXT                   the exact payload text (overrides everything below)
-//!       exp=+N|-N|ABS  iat=...  nbf=...   times, relative to now unless absolute
+//!       exp=+N|-N|ABS  iat=...  nbf=...   times, relative to now unless absolute (N may be fractional)
 //!       iss=S aud=S sub=S uuid=S       string claims ("-" removes the claim)
 //!       claims=JSON                    extra members merged into the payload
 //!       pad=N                          a "pad" claim of N characters (large tokens)
@@ -25,7 +25,10 @@ fn key(seed: &str) -> SigningKey {
 
 fn time(v: &str, now: i64) -> Value {
     match v.as_bytes().first() {
-        Some(b'+') | Some(b'-') => json!(now + v.parse::<i64>().expect("relative seconds")),
+        Some(b'+') | Some(b'-') => match v.parse::<i64>() {
+            Ok(s) => json!(now + s),
+            Err(_) => json!(now as f64 + v.parse::<f64>().expect("relative seconds")),
+        },
         _ => serde_json::from_str(v).unwrap_or_else(|_| json!(v)),
     }
 }

@@ -1,9 +1,13 @@
 //! Registered-claim validation (RFC 7519 section 4.1) with an injected clock.
 //!
-//! `exp` is required; `exp`, `nbf` and `iat` must be non-negative integer JSON numbers (a string
-//! "9999999999", a float, or a number beyond i64 is a type error, not a date). `iss` must equal
-//! the configured issuer and `aud` (a string or an array of strings) must contain the configured
-//! audience, unless the configuration says [`Expect::Any`].
+//! `exp` is required; `exp`, `nbf` and `iat` are NumericDates: any finite JSON number of seconds,
+//! fractional or with an exponent, as RFC 7519 and Better Auth's own verifier (jose) read them;
+//! a string "9999999999" is a type error, not a date. The clock is whole seconds (the real time
+//! lies somewhere in [now, now + 1)), so every comparison is made the way that can only shorten
+//! validity: a token is valid while the time is before `exp` + leeway (at `exp` exactly it has
+//! expired), and `nbf`/`iat` may not be later than now + leeway. `iss` must equal the configured
+//! issuer and `aud` (a string or an array of strings) must contain the configured audience,
+//! unless the configuration says [`Expect::Any`].
 
 use crate::error::{iso8601, Error, ErrorKind};
 use crate::json::a_type;
@@ -43,46 +47,46 @@ impl Validation {
     }
 }
 
-/// The time claims, once checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The time claims, once checked (seconds, as signed).
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Times {
-    pub exp: i64,
-    pub nbf: Option<i64>,
-    pub iat: Option<i64>,
+    pub exp: f64,
+    pub nbf: Option<f64>,
+    pub iat: Option<f64>,
 }
 
-fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, Error> {
-    let v = match claims.get(name) {
-        None => return Ok(None),
-        Some(v) => v,
-    };
-    let n = match v {
-        Value::Number(n) => n,
-        other => return Err(Error::claim(name, format!("must be a JSON number (NumericDate), not {}", a_type(other)))),
-    };
-    if let Some(i) = n.as_i64() {
-        if i < 0 {
-            return Err(Error::claim(name, "must not be negative"));
-        }
-        return Ok(Some(i));
+fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<f64>, Error> {
+    match claims.get(name) {
+        None => Ok(None),
+        // serde_json (strict visitor) holds only finite numbers; i64/u64 convert exactly enough
+        // (2^53 seconds is 285 million years).
+        Some(Value::Number(n)) => n.as_f64().map(Some).ok_or_else(|| Error::claim(name, "is out of range")),
+        Some(other) => Err(Error::claim(name, format!("must be a JSON number (NumericDate), not {}", a_type(other)))),
     }
-    if n.is_u64() {
-        return Err(Error::claim(name, "is out of range"));
-    }
-    Err(Error::claim(name, "must be an integer number of seconds"))
 }
 
-/// `exp`: required, and not past (with leeway). Returns it.
-pub fn check_exp(claims: &Map<String, Value>, v: &Validation, now: i64) -> Result<i64, Error> {
+/// The last whole second at which a token with this `exp` is valid: the time must be before
+/// `exp` + leeway, and at whole second `now` it may be as late as `now` + 0.999...
+pub fn last_valid_second(exp: f64, leeway: i64) -> i64 {
+    // `as` saturates, so absurd dates stay absurd rather than wrapping.
+    ((exp + leeway as f64).floor() as i64).saturating_sub(1)
+}
+
+/// A date for a message: ISO 8601 of its whole second, saturating far outside the calendar.
+fn date(t: f64) -> String {
+    iso8601(t.floor() as i64)
+}
+
+/// `exp`: required, and not reached (with leeway). Returns it.
+pub fn check_exp(claims: &Map<String, Value>, v: &Validation, now: i64) -> Result<f64, Error> {
     let exp = numeric_date(claims, "exp")?.ok_or_else(|| Error::claim("exp", "is required"))?;
-    // i128: exp + leeway cannot overflow for any i64 inputs.
-    if now as i128 > exp as i128 + v.leeway as i128 {
+    if now > last_valid_second(exp, v.leeway) {
         return Err(Error::new(
             ErrorKind::Expired,
             format!(
                 "the token expired {}s ago (exp {}, now {}, leeway {}s)",
-                now - exp,
-                iso8601(exp),
+                (now as f64 - exp).floor().max(0.0) as i64,
+                date(exp),
                 iso8601(now),
                 v.leeway
             ),
@@ -91,17 +95,17 @@ pub fn check_exp(claims: &Map<String, Value>, v: &Validation, now: i64) -> Resul
     Ok(exp)
 }
 
-/// `nbf`: optional; not in the future (with leeway).
-pub fn check_nbf(claims: &Map<String, Value>, v: &Validation, now: i64) -> Result<Option<i64>, Error> {
+/// `nbf`: optional; not later than now + leeway.
+pub fn check_nbf(claims: &Map<String, Value>, v: &Validation, now: i64) -> Result<Option<f64>, Error> {
     let nbf = numeric_date(claims, "nbf")?;
     if let Some(nbf) = nbf {
-        if nbf as i128 > now as i128 + v.leeway as i128 {
+        if nbf > now as f64 + v.leeway as f64 {
             return Err(Error::new(
                 ErrorKind::NotYetValid,
                 format!(
                     "the token is not valid for another {}s (nbf {}, now {}, leeway {}s)",
-                    nbf - now,
-                    iso8601(nbf),
+                    (nbf - now as f64).ceil() as i64,
+                    date(nbf),
                     iso8601(now),
                     v.leeway
                 ),
@@ -111,17 +115,17 @@ pub fn check_nbf(claims: &Map<String, Value>, v: &Validation, now: i64) -> Resul
     Ok(nbf)
 }
 
-/// `iat`: optional; not in the future (with leeway).
-pub fn check_iat(claims: &Map<String, Value>, v: &Validation, now: i64) -> Result<Option<i64>, Error> {
+/// `iat`: optional; not later than now + leeway.
+pub fn check_iat(claims: &Map<String, Value>, v: &Validation, now: i64) -> Result<Option<f64>, Error> {
     let iat = numeric_date(claims, "iat")?;
     if let Some(iat) = iat {
-        if iat as i128 > now as i128 + v.leeway as i128 {
+        if iat > now as f64 + v.leeway as f64 {
             return Err(Error::new(
                 ErrorKind::NotYetValid,
                 format!(
                     "the token was issued {}s in the future (iat {}, now {}, leeway {}s); check the clocks",
-                    iat - now,
-                    iso8601(iat),
+                    (iat - now as f64).ceil() as i64,
+                    date(iat),
                     iso8601(now),
                     v.leeway
                 ),
@@ -221,7 +225,7 @@ mod tests {
 
     #[test]
     fn accepts_a_good_token() {
-        assert_eq!(check(json!({})).unwrap(), Times { exp: NOW + 900, nbf: None, iat: Some(NOW) });
+        assert_eq!(check(json!({})).unwrap(), Times { exp: (NOW + 900) as f64, nbf: None, iat: Some(NOW as f64) });
         assert!(check(json!({"aud": ["x", "https://app.example.com"]})).is_ok());
         assert!(check(json!({"nbf": NOW})).is_ok());
     }
@@ -229,13 +233,39 @@ mod tests {
     #[test]
     fn exp_is_required_and_checked_with_leeway() {
         assert!(check(json!({"exp": null})).unwrap_err().detail().contains("\"exp\" is required"));
-        assert!(check(json!({"exp": NOW - 30})).is_ok(), "within leeway");
-        let e = check(json!({"exp": NOW - 31})).unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Expired);
+        assert!(check(json!({"exp": NOW - 29})).is_ok(), "within leeway");
+        let e = check(json!({"exp": NOW - 30})).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Expired, "at exp + leeway exactly the token has expired");
         let mut strict = v();
         strict.leeway = 0;
-        assert!(validate(&claims(json!({"exp": NOW})), &strict, NOW).is_ok());
-        assert_eq!(validate(&claims(json!({"exp": NOW - 1})), &strict, NOW).unwrap_err().kind(), ErrorKind::Expired);
+        assert!(validate(&claims(json!({"exp": NOW + 1})), &strict, NOW).is_ok());
+        assert_eq!(validate(&claims(json!({"exp": NOW})), &strict, NOW).unwrap_err().kind(), ErrorKind::Expired);
+    }
+
+    #[test]
+    fn numeric_dates_may_be_fractional_or_exponents_without_extending_validity() {
+        let mut strict = v();
+        strict.leeway = 0;
+        let at = |exp: Value| validate(&claims(json!({ "exp": exp })), &strict, NOW);
+        assert!(at(json!(1.8e9 + 10.0)).is_ok(), "an exponent");
+        assert!(at(json!(NOW as f64 + 1.5)).is_ok(), "valid whatever the fraction of the current second");
+        // Now is somewhere in [NOW, NOW + 1): an exp of NOW + 0.5 may already have passed.
+        assert_eq!(at(json!(NOW as f64 + 0.5)).unwrap_err().kind(), ErrorKind::Expired);
+        assert_eq!(at(json!(NOW as f64 + 0.999)).unwrap_err().kind(), ErrorKind::Expired);
+        assert_eq!(at(json!(NOW as f64 - 0.5)).unwrap_err().kind(), ErrorKind::Expired);
+        assert_eq!(at(json!(-1)).unwrap_err().kind(), ErrorKind::Expired, "negative dates are dates");
+        assert_eq!(last_valid_second(NOW as f64 + 1.5, 0), NOW);
+        assert_eq!(last_valid_second(NOW as f64 + 1.0, 0), NOW);
+        assert_eq!(last_valid_second(NOW as f64 + 1.0, 30), NOW + 30);
+        // nbf and iat: the real time is at least NOW, so NOW + leeway is the latest allowed.
+        let nbf = |n: Value| validate(&claims(json!({ "nbf": n })), &strict, NOW);
+        assert!(nbf(json!(NOW)).is_ok());
+        assert!(nbf(json!(NOW as f64 - 0.5)).is_ok());
+        assert_eq!(nbf(json!(NOW as f64 + 0.001)).unwrap_err().kind(), ErrorKind::NotYetValid);
+        assert_eq!(nbf(json!(1.8000000001e9)).unwrap_err().kind(), ErrorKind::NotYetValid);
+        let iat = |n: Value| validate(&claims(json!({ "iat": n })), &strict, NOW);
+        assert!(iat(json!(NOW as f64 - 0.25)).is_ok());
+        assert_eq!(iat(json!(NOW as f64 + 0.25)).unwrap_err().kind(), ErrorKind::NotYetValid);
     }
 
     #[test]
@@ -249,13 +279,9 @@ mod tests {
     }
 
     #[test]
-    fn time_claims_must_be_integers() {
+    fn time_claims_must_be_numbers() {
         for (name, bad, why) in [
             ("exp", json!("9999999999"), "not a string"),
-            ("exp", json!(1e10), "integer"),
-            ("exp", json!(1_800_000_000.5), "integer"),
-            ("exp", json!(-1), "negative"),
-            ("exp", json!(u64::MAX), "out of range"),
             ("exp", json!(true), "not a boolean"),
             ("exp", json!([NOW + 900]), "not an array"),
             ("nbf", json!("0"), "not a string"),
@@ -271,14 +297,17 @@ mod tests {
             assert_eq!(e.kind(), ErrorKind::InvalidClaims, "{name}={bad}");
             assert!(e.detail().contains(why), "{name}={bad}: {e}");
         }
+        assert!(check(json!({"exp": u64::MAX})).is_ok(), "a date far in the future is still a date");
     }
 
     #[test]
     fn huge_exp_does_not_overflow() {
         assert!(check(json!({"exp": i64::MAX})).is_ok());
+        assert!(check(json!({"exp": 1e300})).is_ok());
+        assert_eq!(check(json!({"exp": -1e300})).unwrap_err().kind(), ErrorKind::Expired);
         let mut lv = v();
         lv.leeway = i64::MAX;
-        assert!(validate(&claims(json!({"exp": 0})), &lv, i64::MAX).is_ok());
+        assert!(validate(&claims(json!({"exp": 0})), &lv, i64::MAX - 1).is_ok());
     }
 
     #[test]

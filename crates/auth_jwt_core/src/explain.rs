@@ -142,16 +142,20 @@ pub fn explain(token: &str, keys: &KeySet, validation: &Validation, now: i64, uu
     out.push(step(
         "exp",
         claims::check_exp(&claims, validation, now)
-            .map(|e| format!("{} (valid for another {}s)", iso8601(e), e - now))
+            .map(|e| format!("{} (valid for another {}s)", iso8601(e.floor() as i64), (e - now as f64).floor() as i64))
             .map_err(detail),
     ));
     out.push(step(
         "nbf",
-        claims::check_nbf(&claims, validation, now).map(|n| n.map_or("absent".into(), iso8601)).map_err(detail),
+        claims::check_nbf(&claims, validation, now)
+            .map(|n| n.map_or("absent".into(), |n| iso8601(n.floor() as i64)))
+            .map_err(detail),
     ));
     out.push(step(
         "iat",
-        claims::check_iat(&claims, validation, now).map(|i| i.map_or("absent".into(), iso8601)).map_err(detail),
+        claims::check_iat(&claims, validation, now)
+            .map(|i| i.map_or("absent".into(), |i| iso8601(i.floor() as i64)))
+            .map_err(detail),
     ));
     out.push(step(
         "issuer",
@@ -228,5 +232,6 @@ fn key_step<'k>(
 
 fn payload(seg: &str) -> Result<Map<String, Value>, Error> {
     let bytes = b64::decode(seg).map_err(|e| Error::malformed(Part::Payload, e))?;
-    json::parse_object(&bytes).map_err(|e| Error::malformed(Part::Payload, e))
+    let text = String::from_utf8(bytes).map_err(|_| Error::malformed(Part::Payload, "is not UTF-8"))?;
+    crate::parse_payload(&text)
 }

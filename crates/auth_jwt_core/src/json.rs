@@ -22,6 +22,61 @@ pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, String> {
     }
 }
 
+/// PostgreSQL's numeric, which jsonb stores numbers as, keeps at most this many digits after the
+/// decimal point (NUMERIC_DSCALE_MAX).
+const NUMERIC_DSCALE_MAX: i64 = 0x3FFF;
+
+/// Every number in `text`, a valid JSON document, fits PostgreSQL's numeric. serde_json already
+/// refuses numbers beyond f64's range, but reads `1e-20000` or a 20000-digit fraction as a float
+/// without complaint, and jsonb would then fail to store the claims exactly as signed.
+pub fn check_numeric_scale(text: &[u8]) -> Result<(), String> {
+    let digits = |i: &mut usize| {
+        let mut n = 0i64;
+        let mut value = 0i64;
+        while let Some(d @ b'0'..=b'9') = text.get(*i) {
+            value = value.saturating_mul(10).saturating_add(i64::from(d - b'0'));
+            n += 1;
+            *i += 1;
+        }
+        (n, value)
+    };
+    let mut i = 0;
+    while i < text.len() {
+        match text[i] {
+            b'"' => {
+                i += 1;
+                while i < text.len() && text[i] != b'"' {
+                    i += if text[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                i += usize::from(text[i] == b'-');
+                digits(&mut i);
+                let mut scale = 0;
+                if text.get(i) == Some(&b'.') {
+                    i += 1;
+                    scale = digits(&mut i).0;
+                }
+                if matches!(text.get(i), Some(b'e' | b'E')) {
+                    i += 1;
+                    let negative = text.get(i) == Some(&b'-');
+                    i += usize::from(matches!(text.get(i), Some(b'-' | b'+')));
+                    let exponent = digits(&mut i).1;
+                    scale = if negative { scale.saturating_add(exponent) } else { scale.saturating_sub(exponent) };
+                }
+                if scale > NUMERIC_DSCALE_MAX {
+                    return Err(format!(
+                        "has a number with {scale} digits after the decimal point; jsonb (PostgreSQL's numeric) stores at most {NUMERIC_DSCALE_MAX}"
+                    ));
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    Ok(())
+}
+
 /// The type with its article, for messages: "a string", "an array".
 pub fn a_type(v: &Value) -> &'static str {
     match v {
@@ -170,6 +225,24 @@ mod tests {
         assert!(parse_object(deep.as_bytes()).unwrap_err().contains("recursion limit"));
         let ok = format!("{{\"a\":{}1{}}}", "[".repeat(100), "]".repeat(100));
         assert!(parse_object(ok.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn numbers_must_fit_numeric() {
+        for ok in [&b"{}"[..], br#"{"a":1e-16383,"b":-0.5,"c":1E+400,"d":"1e-99999"}"#, br#"{"e\"1e-99999":2}"#] {
+            assert_eq!(check_numeric_scale(ok), Ok(()), "{}", String::from_utf8_lossy(ok));
+        }
+        for bad in [
+            &br#"{"a":1e-20000}"#[..],
+            br#"{"a":0E-16384}"#,
+            br#"{"a":[1, {"b":-1.5e-16383}]}"#,
+            br#"{"a":1e-99999999999999999999999}"#,
+        ] {
+            assert!(check_numeric_scale(bad).unwrap_err().contains("digits after the decimal point"));
+        }
+        let long = format!(r#"{{"a":0.{}1}}"#, "0".repeat(16383));
+        assert!(check_numeric_scale(long.as_bytes()).is_err());
+        assert!(check_numeric_scale(format!(r#"{{"a":0.{}1}}"#, "0".repeat(16381)).as_bytes()).is_ok());
     }
 
     #[test]

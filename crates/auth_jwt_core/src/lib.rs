@@ -30,8 +30,8 @@ pub struct Verified {
     pub payload: String,
     pub claims: Map<String, Value>,
     pub times: Times,
-    /// Unix second after which this result must not be reused: `exp` + leeway, or earlier if the
-    /// key's grace period ends first.
+    /// The last whole Unix second at which this result may be reused: before `exp` + leeway, and
+    /// not after the key's grace period ends.
     pub valid_until: i64,
 }
 
@@ -46,9 +46,9 @@ pub fn verify_compact(c: &Compact<'_>, keys: &KeySet, v: &Validation, now: i64) 
     let (key, key_until) = keys.select(c.header.kid.as_deref(), now, v.key_grace_period)?;
     verify_signature(c, key)?;
     let payload = decode_payload(c)?;
-    let claims = json::parse_object(payload.as_bytes()).map_err(|e| Error::malformed(Part::Payload, e))?;
+    let claims = parse_payload(&payload)?;
     let times = claims::validate(&claims, v, now)?;
-    let token_until = times.exp.saturating_add(v.leeway);
+    let token_until = claims::last_valid_second(times.exp, v.leeway);
     let valid_until = key_until.map_or(token_until, |k| k.min(token_until));
     Ok(Verified { kid: c.header.kid.clone(), payload, claims, times, valid_until })
 }
@@ -59,6 +59,13 @@ pub fn verify_signature(c: &Compact<'_>, key: &VerifyingKey) -> Result<(), Error
     key.verify_strict(c.signing_input, &Signature::from_bytes(&c.signature)).map_err(|_| {
         Error::new(ErrorKind::InvalidSignature, "the Ed25519 signature does not verify under the selected key")
     })
+}
+
+/// The payload as a strict JSON object whose numbers all fit jsonb.
+pub fn parse_payload(payload: &str) -> Result<Map<String, Value>, Error> {
+    let claims = json::parse_object(payload.as_bytes()).map_err(|e| Error::malformed(Part::Payload, e))?;
+    json::check_numeric_scale(payload.as_bytes()).map_err(|e| Error::malformed(Part::Payload, e))?;
+    Ok(claims)
 }
 
 fn decode_payload(c: &Compact<'_>) -> Result<String, Error> {

@@ -181,8 +181,10 @@ fn signed_arbitrary_claims_are_judged_by_the_rules() {
             m.insert("extra".into(), extra);
             let t = sign_raw(&sk, r#"{"alg":"EdDSA","kid":"k1"}"#, &Value::Object(m.clone()).to_string());
             let r = verify(&t, &keys, &v, NOW);
-            let exp_ok = m.get("exp").and_then(Value::as_i64).is_some_and(|e| e >= NOW - v.leeway && e >= 0);
-            let nbf_ok = m.get("nbf").is_none_or(|n| n.as_i64().is_some_and(|n| n >= 0 && n <= NOW + v.leeway));
+            // The real time is somewhere in [NOW, NOW + 1): valid only if valid at its latest.
+            let lw = v.leeway as f64;
+            let exp_ok = m.get("exp").and_then(Value::as_f64).is_some_and(|e| NOW as f64 + 1.0 <= e + lw);
+            let nbf_ok = m.get("nbf").is_none_or(|n| n.as_f64().is_some_and(|n| n <= NOW as f64 + lw));
             let iss_ok = m.get("iss") == Some(&json!(ISS));
             let aud_ok = match m.get("aud") {
                 Some(Value::String(a)) => a == ISS,

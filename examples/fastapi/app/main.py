@@ -6,13 +6,14 @@ security returns only the caller's rows. This app only routes, validates input a
 
 from contextlib import asynccontextmanager
 from datetime import datetime
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import Depends, FastAPI, HTTPException, Request, status
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from .db import Unauthorized, as_caller
 from .settings import Settings
@@ -39,16 +40,35 @@ app.add_middleware(
 )
 
 
+def no_nul(s: str) -> str:
+    # PostgreSQL text cannot hold U+0000: refuse it here (422) rather than fail in the database (500).
+    if "\x00" in s:
+        raise ValueError("must not contain U+0000")
+    return s
+
+
+Title = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(no_nul)]
+
+
 class TaskCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    title: str = Field(min_length=1, max_length=200)
+    title: Title
     completed: bool = False
 
 
 class TaskUpdate(BaseModel):
+    """Fields may be omitted, but not sent as null: the columns are NOT NULL."""
+
     model_config = ConfigDict(extra="forbid")
-    title: str | None = Field(default=None, min_length=1, max_length=200)
+    title: Title | None = None
     completed: bool | None = None
+
+    @field_validator("title", "completed", mode="before")
+    @classmethod
+    def not_null(cls, v):
+        if v is None:
+            raise ValueError("must not be null (omit the field to leave it unchanged)")
+        return v
 
 
 class Task(BaseModel):

@@ -100,6 +100,14 @@ async def test_validation_errors_answer_422(api, world):
     task = (await api.post(base, json={"title": "ok"}, headers=auth(u))).json()
     assert (await api.patch(f"{base}/{task['id']}", json={}, headers=auth(u))).status_code == 422
     assert (await api.patch(f"{base}/{task['id']}", json={"completed": "maybe"}, headers=auth(u))).status_code == 422
+    # NOT NULL columns: null is bad input, not a server error.
+    assert (await api.patch(f"{base}/{task['id']}", json={"title": None}, headers=auth(u))).status_code == 422
+    assert (await api.patch(f"{base}/{task['id']}", json={"completed": None}, headers=auth(u))).status_code == 422
+    assert (await api.post(base, json={"title": "ok", "completed": None}, headers=auth(u))).status_code == 422
+    # PostgreSQL text cannot hold U+0000.
+    assert (await api.post(base, json={"title": "a\u0000b"}, headers=auth(u))).status_code == 422
+    assert (await api.patch(f"{base}/{task['id']}", json={"title": "\u0000"}, headers=auth(u))).status_code == 422
+    assert (await api.get(f"{base}/{task['id']}", headers=auth(u))).json()["title"] == "ok", "nothing changed"
 
 
 async def test_cors_allows_the_frontend_origin(api, world):

@@ -1,6 +1,7 @@
--- exp is required; exp, nbf and iat are integer JSON numbers checked against the wall clock
--- with auth_jwt.leeway (default 30 s); iss must equal auth_jwt.issuer; aud must contain
--- auth_jwt.audience; '*' turns one check off; an empty setting is a configuration error.
+-- exp is required; exp, nbf and iat are NumericDates (any finite JSON number) checked against
+-- the wall clock with auth_jwt.leeway (default 30 s): valid while now < exp + leeway, nbf and iat
+-- not after now + leeway; iss must equal auth_jwt.issuer; aud must contain auth_jwt.audience;
+-- '*' turns one check off; an empty setting is a configuration error.
 begin;
 \set ok `"$MINT" token 1`
 select t.check(:'ok');
@@ -12,6 +13,12 @@ select t.check(:'expired');
 select t.check(:'in_leeway');
 set local auth_jwt.leeway = 0;
 select t.check(:'in_leeway');
+-- At exp exactly the token has expired; a fractional exp is not rounded in the token's favour:
+-- now + 0.5 may already have passed within the current second.
+\set at_exp `"$MINT" token 1 exp=+0`
+\set half `"$MINT" token 1 exp=+0.5`
+\set later `"$MINT" token 1 exp=+5.5`
+select t.check(:'at_exp') as at_exp, t.check(:'half') as half_second, t.check(:'later') as fractional_later;
 reset auth_jwt.leeway;
 \set nbf_future `"$MINT" token 1 nbf=+100`
 select t.check(:'nbf_future');
@@ -36,6 +43,9 @@ select t.check(:'exp_null');
 select t.check(:'nbf_str');
 \set iat_bool `"$MINT" token 1 iat=true`
 select t.check(:'iat_bool');
+-- Claims must fit jsonb exactly as signed: a number beyond numeric's scale is malformed (28000).
+\set tiny `"$MINT" token 1 'payload={"exp":9999999999,"iss":"https://app.example.com","aud":"https://app.example.com","x":1e-20000}'`
+select t.check(:'tiny');
 -- Issuer.
 \set evil_iss `"$MINT" token 1 iss=https://evil.example.com`
 select t.check(:'evil_iss');

@@ -11,9 +11,12 @@ select step, ok, t.mask(detail) as detail from auth_jwt.jwt_explain(:'unknown');
 select step, ok, t.mask(detail) as detail from auth_jwt.jwt_explain(:'hs');
 select step, ok, t.mask(detail) as detail from auth_jwt.jwt_explain('not a token');
 select count(*) filter (where ok is null) as not_checked from auth_jwt.jwt_explain(repeat('x', 100000));
--- As an application role, with a configuration problem reported rather than raised.
+-- As an operator role (jwt_explain is not PUBLIC: see operator_functions.sql), with a
+-- configuration problem reported rather than raised.
+create role ops nologin;
+grant execute on function auth_jwt.jwt_explain(text) to ops;
 set local auth_jwt.audience = '';
-set local role app;
+set local role ops;
 select step, ok, t.mask(detail) as detail from auth_jwt.jwt_explain(:'good') where step in ('configuration', 'audience', 'signature');
 -- No detail contains any 12-character piece of the token.
 select count(*) as leaks from auth_jwt.jwt_explain(:'forged_expired') e,

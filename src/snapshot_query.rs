@@ -1,0 +1,118 @@
+//! Read-only SPI queries under a snapshot the caller chooses.
+//!
+//! pgrx's `Spi` reads with the caller's snapshot: the transaction's in REPEATABLE READ and
+//! SERIALIZABLE, the statement's in READ COMMITTED. Either can be older than an invalidation this
+//! backend has already consumed (a key DELETE that committed after the snapshot was taken, its
+//! invalidation processed at a later lock), and a key load that read such a snapshot would mark
+//! deleted keys fresh for every later transaction. So key loads read under the *latest* snapshot,
+//! passed to `SPI_execute_snapshot`. PostgreSQL guarantees the order that makes this sound: a
+//! committing transaction leaves the proc array (becomes visible to new snapshots) before it sends
+//! its invalidations, so any snapshot taken after an invalidation was processed shows that commit.
+//!
+//! Queries here are read-only and never assign an XID, so they work in parallel workers and on a
+//! hot standby.
+
+use pgrx::datum::{DatumWithOid, FromDatum};
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use std::ffi::{c_char, CString};
+
+/// The snapshot a key load reads under.
+pub struct Snapshot {
+    ptr: pg_sys::Snapshot,
+    /// Registered by us (the latest snapshot), so unregistered on drop.
+    latest: bool,
+}
+
+impl Snapshot {
+    /// The latest committed state, except in parallel mode, where PostgreSQL forbids taking a new
+    /// snapshot ("cannot update SecondarySnapshot during a parallel operation") and the caller's
+    /// active snapshot is all there is: see [`Snapshot::is_latest`].
+    pub fn latest_or_active() -> Snapshot {
+        // SAFETY: called from SQL-callable functions, inside a transaction with an active snapshot.
+        unsafe {
+            if pg_sys::IsInParallelMode() {
+                let ptr = pg_sys::GetActiveSnapshot();
+                if ptr.is_null() {
+                    pgrx::error!("auth_jwt: no active snapshot to read the key table with");
+                }
+                Snapshot { ptr, latest: false }
+            } else {
+                Snapshot { ptr: pg_sys::RegisterSnapshot(pg_sys::GetLatestSnapshot()), latest: true }
+            }
+        }
+    }
+
+    /// Whether this shows every commit whose invalidation this backend had processed before it
+    /// was taken. A load under any other snapshot must not be trusted beyond its transaction.
+    pub fn is_latest(&self) -> bool {
+        self.latest
+    }
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        // While unwinding from an ERROR, leave it to (sub)transaction abort, which releases the
+        // resource owner's snapshots; calling into PostgreSQL mid-error is what must not happen.
+        if self.latest && !std::thread::panicking() {
+            // SAFETY: registered in latest_or_active with the same resource owner.
+            unsafe { pg_sys::UnregisterSnapshot(self.ptr) };
+        }
+    }
+}
+
+/// One result row.
+pub struct Row {
+    tuple: pg_sys::HeapTuple,
+    desc: pg_sys::TupleDesc,
+}
+
+impl Row {
+    /// Column `n` (1-based) as `T`; the query casts every column to the type it is read as.
+    pub fn get<T: FromDatum>(&self, n: i32) -> Option<T> {
+        // SAFETY: the tuple and descriptor belong to SPI_tuptable, alive until SPI_finish.
+        unsafe {
+            let mut isnull = false;
+            let datum = pg_sys::SPI_getbinval(self.tuple, self.desc, n, &mut isnull);
+            T::from_polymorphic_datum(datum, isnull, pg_sys::SPI_gettypeid(self.desc, n))
+        }
+    }
+}
+
+/// Run a read-only `sql` with `args` under `snapshot`, mapping each row with `each` (which must
+/// copy what it keeps: the rows are freed when SPI disconnects).
+pub fn select<R>(snapshot: &Snapshot, sql: &str, args: &[DatumWithOid<'_>], mut each: impl FnMut(&Row) -> R) -> Vec<R> {
+    let sql = CString::new(sql).unwrap_or_else(|_| pgrx::error!("auth_jwt: query text contains NUL"));
+    let mut types: Vec<pg_sys::Oid> = args.iter().map(|a| a.oid()).collect();
+    let mut values: Vec<pg_sys::Datum> =
+        args.iter().map(|a| a.datum().map_or(pg_sys::Datum::from(0usize), |d| d.sans_lifetime())).collect();
+    let nulls: Vec<c_char> = args.iter().map(|a| if a.datum().is_some() { b' ' } else { b'n' } as c_char).collect();
+    Spi::connect(|_| {
+        // SAFETY: SPI is connected; the plan, values and nulls live until the call returns; the
+        // tuple table is read before SPI_finish frees it.
+        unsafe {
+            let plan = pg_sys::SPI_prepare(sql.as_ptr(), types.len() as i32, types.as_mut_ptr());
+            if plan.is_null() {
+                let code = pg_sys::SPI_result;
+                pgrx::error!("auth_jwt: SPI_prepare failed ({code})");
+            }
+            let rc = pg_sys::SPI_execute_snapshot(
+                plan,
+                values.as_mut_ptr(),
+                nulls.as_ptr(),
+                snapshot.ptr,
+                std::ptr::null_mut(),
+                true,
+                false,
+                0,
+            );
+            if rc != pg_sys::SPI_OK_SELECT as i32 {
+                pgrx::error!("auth_jwt: a key-table query failed (SPI code {rc})");
+            }
+            let table = pg_sys::SPI_tuptable;
+            (0..pg_sys::SPI_processed as usize)
+                .map(|i| each(&Row { tuple: *(*table).vals.add(i), desc: (*table).tupdesc }))
+                .collect()
+        }
+    })
+}

@@ -1,0 +1,161 @@
+"""Freshness has no escape: after a change of the key table commits, no transaction that starts
+afterwards, in any backend, accepts a removed or replaced key, whatever the isolation level, the
+interleaving of statements and commits, or the errors and interrupts of an earlier reload.
+
+Each test asserts the intended state after the attack (the deleted key refused, the remaining
+or new key accepted), not only that something failed."""
+
+import threading
+import time
+
+import psycopg
+import pytest
+
+from conftest import connect, jwk, one, sqlstate_of, token
+
+NOT_FOUND = ("28000", "unable to find matching signing key")
+BAD_SIGNATURE = ("28000", "invalid token signature")
+
+
+def sub(conn, tok):
+    return one(conn, "SELECT auth_jwt.jwt_verify(%s)->>'sub'", tok)
+
+
+def load_keys(conn, tok):
+    """Verify once, so the backend has the keys (and the token) cached."""
+    assert sub(conn, tok) == "user1"
+
+
+@pytest.mark.parametrize("isolation", ["REPEATABLE READ", "SERIALIZABLE"])
+def test_reload_under_an_old_transaction_snapshot_does_not_revive_a_deleted_key(db, isolation):
+    a, b = connect(db, autocommit=False), connect(db)
+    t1 = token(1)
+    load_keys(a, t1)
+    a.commit()
+    a.execute(f"SET TRANSACTION ISOLATION LEVEL {isolation}")
+    one(a, "SELECT count(*) FROM pg_class")  # the transaction's snapshot: k1 exists
+    b.execute("DELETE FROM jwks WHERE id = 'k1'")
+    one(a, "SELECT count(*) FROM pg_class")  # a lock: the invalidation is processed here
+    # Keys are read with the latest snapshot, not the transaction's: refused already.
+    assert sqlstate_of(a, "SELECT auth_jwt.jwt_verify(%s)", t1) == NOT_FOUND
+    a.execute("BEGIN")
+    assert sqlstate_of(a, "SELECT auth_jwt.jwt_verify(%s)", t1) == NOT_FOUND, "and in every later transaction"
+    assert sub(a, token(2)) == "user2", "the remaining key still verifies"
+    a.commit()
+
+
+def test_reload_inside_a_statement_that_began_before_the_commit(db):
+    """READ COMMITTED: the statement's snapshot predates the DELETE; the invalidation is consumed
+    later in the same statement (at the next lock it takes). The deterministic probe."""
+    su = connect(db)
+    su.execute("INSERT INTO jwks VALUES ('k3', %s, 'x', now(), NULL, 'EdDSA', 'Ed25519')", (jwk(3),))
+    su.execute(
+        """CREATE FUNCTION slow_sub(tok text) RETURNS text LANGUAGE plpgsql STABLE AS $$
+           BEGIN
+             PERFORM pg_sleep(2);
+             PERFORM count(*) FROM pg_catalog.pg_class;  -- takes a lock: invalidations are processed
+             RETURN auth_jwt.jwt_claim_sub(tok);
+           END $$"""
+    )
+    t3 = token(3, kid="k3")
+    a, b = connect(db), connect(db)
+    assert sub(a, t3) == "user3"
+    answer = {}
+
+    def slow():
+        try:
+            answer["sub"] = one(a, "SELECT slow_sub(%s)", t3)
+        except psycopg.Error as e:
+            answer["error"] = e.diag.message_primary
+
+    th = threading.Thread(target=slow)
+    th.start()
+    time.sleep(0.5)
+    b.execute("DELETE FROM jwks WHERE id = 'k3'")  # commits while slow_sub sleeps
+    th.join()
+    assert "sub" in answer or answer["error"] == NOT_FOUND[1], answer
+    # Every transaction that starts now refuses k3, and a token freshly signed by it.
+    assert sqlstate_of(a, "SELECT auth_jwt.jwt_verify(%s)", t3) == NOT_FOUND
+    assert sqlstate_of(a, "SELECT auth_jwt.jwt_verify(%s)", token(3, kid="k3", sub="fresh")) == NOT_FOUND
+    assert sub(a, token(1)) == "user1"
+
+
+def test_key_replaced_inside_a_statement_that_began_before_the_commit(db):
+    """The same interleaving with an UPDATE of "publicKey": the old key must stop, the new start."""
+    su = connect(db)
+    su.execute(
+        """CREATE FUNCTION slow_sub(tok text) RETURNS text LANGUAGE plpgsql STABLE AS $$
+           BEGIN
+             PERFORM pg_sleep(2);
+             PERFORM count(*) FROM pg_catalog.pg_class;
+             RETURN auth_jwt.jwt_claim_sub(tok);
+           END $$"""
+    )
+    a, b = connect(db), connect(db)
+    old = token(1)
+    assert sub(a, old) == "user1"
+    answer = {}
+
+    def slow():
+        try:
+            answer["sub"] = one(a, "SELECT slow_sub(%s)", old)
+        except psycopg.Error as e:
+            answer["error"] = e.diag.message_primary
+
+    th = threading.Thread(target=slow)
+    th.start()
+    time.sleep(0.5)
+    b.execute("UPDATE jwks SET \"publicKey\" = %s WHERE id = 'k1'", (jwk(7),))
+    th.join()
+    assert answer.get("sub") == "user1" or answer["error"] == BAD_SIGNATURE[1], answer
+    assert sqlstate_of(a, "SELECT auth_jwt.jwt_verify(%s)", old) == BAD_SIGNATURE
+    assert sub(a, token(7, kid="k1")) == "user7", "the new key material verifies"
+
+
+def blocked_reload(db, how):
+    """Leave backend `a` with a pending invalidation (k1 deleted), then make its reload fail by
+    `how` while another session holds the key table locked. Returns a."""
+    a, b, locker = connect(db, user="app_user"), connect(db), connect(db, autocommit=False)
+    t1 = token(1)
+    load_keys(a, t1)
+    b.execute("DELETE FROM jwks WHERE id = 'k1'")
+    locker.execute("LOCK TABLE jwks IN ACCESS EXCLUSIVE MODE")
+    if how == "lock_timeout":
+        a.execute("SET lock_timeout = '300ms'")
+        assert sqlstate_of(a, "SELECT auth_jwt.jwt_verify(%s)", t1)[0] == "55P03"
+        a.execute("RESET lock_timeout")
+    elif how == "statement_timeout":
+        a.execute("SET statement_timeout = '300ms'")
+        assert sqlstate_of(a, "SELECT auth_jwt.jwt_verify(%s)", t1)[0] == "57014"
+        a.execute("RESET statement_timeout")
+    else:  # pg_cancel_backend
+        pid = one(a, "SELECT pg_backend_pid()")
+        threading.Timer(0.3, lambda: b.execute("SELECT pg_cancel_backend(%s)", (pid,))).start()
+        assert sqlstate_of(a, "SELECT auth_jwt.jwt_verify(%s)", t1)[0] == "57014"
+    locker.rollback()
+    return a
+
+
+@pytest.mark.parametrize("how", ["lock_timeout", "statement_timeout", "cancel"])
+def test_a_reload_that_fails_leaves_the_keys_stale(db, how):
+    """An ordinary role can make its own reload fail; that must not use up the invalidation."""
+    a = blocked_reload(db, how)
+    assert sqlstate_of(a, "SELECT auth_jwt.jwt_verify(%s)", token(1)) == NOT_FOUND
+    assert sub(a, token(2)) == "user2"
+
+
+def test_a_reload_that_fails_inside_a_savepoint_leaves_the_keys_stale(db):
+    a, b, locker = connect(db, user="app_user", autocommit=False), connect(db), connect(db, autocommit=False)
+    t1 = token(1)
+    load_keys(a, t1)
+    a.commit()
+    b.execute("DELETE FROM jwks WHERE id = 'k1'")
+    locker.execute("LOCK TABLE jwks IN ACCESS EXCLUSIVE MODE")
+    a.execute("SET LOCAL lock_timeout = '300ms'")
+    a.execute("SAVEPOINT s")
+    with pytest.raises(psycopg.errors.LockNotAvailable):
+        a.execute("SELECT auth_jwt.jwt_verify(%s)", (t1,))
+    a.execute("ROLLBACK TO SAVEPOINT s")
+    locker.rollback()
+    assert sqlstate_of(a, "SELECT auth_jwt.jwt_verify(%s)", t1) == NOT_FOUND  # same transaction
+    assert sqlstate_of(a, "SELECT auth_jwt.jwt_verify(%s)", t1) == NOT_FOUND  # and the next

@@ -1,0 +1,226 @@
+"""Every shape a key table can take is either watched (a change reaches every backend as an
+invalidation) or known to be unwatched (keys re-read in every transaction, with a WARNING):
+partitioned tables and their partitions, including ones attached later; inheritance children,
+including ones created later; views over functions; triggers left in ENABLE (origin) state;
+triggers that only look like ours; and a key table fed by logical replication, whose apply
+worker fires row triggers only, with session_replication_role = replica."""
+
+import os
+import time
+import uuid
+
+import psycopg
+import pytest
+
+from conftest import ISS, JWKS_DDL, connect, jwk, one, sqlstate_of, token
+
+NOT_FOUND = ("28000", "unable to find matching signing key")
+COLUMNS = """("id" text not null, "publicKey" text not null, "privateKey" text not null,
+  "createdAt" timestamptz not null, "expiresAt" timestamptz, "alg" text, "crv" text)"""
+
+
+def sub(conn, tok):
+    return one(conn, "SELECT auth_jwt.jwt_verify(%s)->>'sub'", tok)
+
+
+def key_row(seed, created="now()"):
+    return f"('k{seed}', '{jwk(seed)}', 'x', {created}, NULL, 'EdDSA', 'Ed25519')"
+
+
+def backend(db):
+    c = connect(db)
+    notices = []
+    c.add_notice_handler(lambda d: notices.append(d.message_primary))
+    return c, notices
+
+
+def watch(su):
+    return dict(su.execute("SELECT relation, action FROM auth_jwt.watch_key_table()").fetchall())
+
+
+def use_table(su, db, table):
+    su.execute(f"ALTER DATABASE {db} SET auth_jwt.jwks_table = '{table}'")
+    su.execute(f"SET auth_jwt.jwks_table = '{table}'")
+
+
+def test_partitioned_table_and_a_partition_attached_later(db):
+    su = connect(db)
+    su.execute(f"CREATE TABLE pjwks {COLUMNS} PARTITION BY RANGE (\"createdAt\")")
+    su.execute("CREATE TABLE pjwks_old PARTITION OF pjwks FOR VALUES FROM (MINVALUE) TO ('2100-01-01')")
+    su.execute(f"INSERT INTO pjwks VALUES {key_row(1)}, {key_row(2)}")
+    use_table(su, db, "public.pjwks")
+    assert watch(su) == {
+        "public.pjwks": "trigger created",
+        "public.pjwks_old": "watched through its partitioned parent's trigger",
+    }
+    a, notices = backend(db)
+    assert sub(a, token(1)) == "user1"
+    # A DELETE on the partition itself, not through the parent.
+    su.execute("DELETE FROM pjwks_old WHERE id = 'k1'")
+    assert sqlstate_of(a, "SELECT auth_jwt.jwt_verify(%s)", token(1)) == NOT_FOUND
+    # A partition attached later, already holding a key: attaching invalidates the parent, and
+    # the parent's trigger is cloned onto it, ENABLE ALWAYS included.
+    su.execute(f"CREATE TABLE pjwks_new {COLUMNS}")
+    su.execute("INSERT INTO pjwks_new VALUES " + key_row(3, "'2101-01-01'"))
+    su.execute("ALTER TABLE pjwks ATTACH PARTITION pjwks_new FOR VALUES FROM ('2100-01-01') TO (MAXVALUE)")
+    assert sub(a, token(3, kid="k3")) == "user3"
+    su.execute("DELETE FROM pjwks_new WHERE id = 'k3'")
+    assert sqlstate_of(a, "SELECT auth_jwt.jwt_verify(%s)", token(3, kid="k3")) == NOT_FOUND
+    assert sub(a, token(2)) == "user2"
+    assert not [n for n in notices if "not watched" in n], notices
+
+
+def test_inheritance_children_including_one_created_later(db):
+    su = connect(db)
+    su.execute(f"CREATE TABLE ijwks {COLUMNS}")
+    su.execute("CREATE TABLE ijwks_child () INHERITS (ijwks)")
+    su.execute(f"INSERT INTO ijwks_child VALUES {key_row(1)}")
+    su.execute(f"INSERT INTO ijwks VALUES {key_row(2)}")
+    use_table(su, db, "public.ijwks")
+    assert watch(su) == {"public.ijwks": "trigger created", "public.ijwks_child": "trigger created"}
+    a, notices = backend(db)
+    assert sub(a, token(1)) == "user1"
+    su.execute("DELETE FROM ijwks_child WHERE id = 'k1'")
+    assert sqlstate_of(a, "SELECT auth_jwt.jwt_verify(%s)", token(1)) == NOT_FOUND
+    # A child created later has no trigger: adding it invalidates the parent, the next load
+    # finds the child unwatched, warns, and re-reads keys in every transaction.
+    su.execute("CREATE TABLE ijwks_late () INHERITS (ijwks)")
+    su.execute(f"INSERT INTO ijwks_late VALUES {key_row(3)}")
+    assert sub(a, token(3, kid="k3")) == "user3"
+    assert any("ijwks_late: it has no key-change trigger" in n for n in notices), notices
+    su.execute("DELETE FROM ijwks_late WHERE id = 'k3'")
+    assert sqlstate_of(a, "SELECT auth_jwt.jwt_verify(%s)", token(3, kid="k3")) == NOT_FOUND
+    assert watch(su)["public.ijwks_late"] == "trigger created"
+    b, notices_b = backend(db)
+    assert sub(b, token(2)) == "user2"
+    assert not notices_b, notices_b
+
+
+def test_view_over_a_function_is_never_watched(db):
+    su = connect(db)
+    su.execute("CREATE FUNCTION public.keys_fn() RETURNS SETOF public.jwks LANGUAGE sql STABLE AS 'SELECT * FROM public.jwks'")
+    su.execute("CREATE VIEW fjwks AS SELECT id, \"publicKey\" FROM public.keys_fn()")
+    use_table(su, db, "public.fjwks")
+    warnings = []
+    su.add_notice_handler(lambda d: warnings.append(d.message_primary))
+    assert watch(su)["public.fjwks"].startswith("not watchable: it is a view that calls public.keys_fn()")
+    assert any("keys_fn()" in w for w in warnings), warnings
+    a, notices = backend(db)
+    assert sub(a, token(1)) == "user1"
+    assert any("not watched" in n and "keys_fn()" in n for n in notices), notices
+    su.execute("DELETE FROM jwks WHERE id = 'k1'")  # jwks itself is watched; the view is not
+    assert sqlstate_of(a, "SELECT auth_jwt.jwt_verify(%s)", token(1)) == NOT_FOUND
+    assert sub(a, token(2)) == "user2"
+
+
+def test_trigger_left_in_origin_state_is_not_watched_until_reenabled(db):
+    """DISABLE TRIGGER ALL then ENABLE TRIGGER ALL leaves state O, which does not fire under
+    session_replication_role = replica (how logical-replication apply runs)."""
+    su = connect(db)
+    su.execute("ALTER TABLE jwks DISABLE TRIGGER ALL")
+    su.execute("ALTER TABLE jwks ENABLE TRIGGER ALL")
+    a, notices = backend(db)
+    assert sub(a, token(1)) == "user1"
+    assert any("not ENABLE ALWAYS" in n for n in notices), notices
+    su.execute("SET session_replication_role = replica")
+    su.execute("DELETE FROM jwks WHERE id = 'k1'")
+    assert sqlstate_of(a, "SELECT auth_jwt.jwt_verify(%s)", token(1)) == NOT_FOUND
+    su.execute("RESET session_replication_role")
+    assert watch(su)["public.jwks"].startswith("trigger auth_jwt_key_change re-enabled (was state O")
+    assert one(su, "SELECT tgenabled FROM pg_trigger WHERE tgname = 'auth_jwt_key_change'") == "A"
+
+
+def test_a_trigger_is_recognised_by_what_it_does_not_its_name(db):
+    su = connect(db)
+    su.execute("DROP TRIGGER auth_jwt_key_change ON jwks")
+    su.execute("CREATE FUNCTION public.noop() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END'")
+    su.execute("CREATE TRIGGER auth_jwt_key_change AFTER INSERT OR UPDATE OR DELETE ON jwks "
+               "FOR EACH ROW EXECUTE FUNCTION public.noop()")
+    su.execute("ALTER TABLE jwks ENABLE ALWAYS TRIGGER auth_jwt_key_change")
+    with pytest.raises(psycopg.errors.DuplicateObject) as e:
+        su.execute("SELECT auth_jwt.watch_key_table()")
+    assert "calls public.noop()" in e.value.diag.message_primary
+    a, notices = backend(db)
+    assert sub(a, token(1)) == "user1"
+    assert any("it has no key-change trigger" in n for n in notices), notices
+    su.execute("DELETE FROM jwks WHERE id = 'k1'")
+    assert sqlstate_of(a, "SELECT auth_jwt.jwt_verify(%s)", token(1)) == NOT_FOUND
+    # Our function, but only for one column's updates: not our trigger's job either.
+    su.execute("DROP TRIGGER auth_jwt_key_change ON jwks")
+    su.execute("CREATE TRIGGER partial AFTER UPDATE OF \"expiresAt\" ON jwks FOR EACH ROW EXECUTE FUNCTION auth_jwt.on_key_change()")
+    su.execute("ALTER TABLE jwks ENABLE ALWAYS TRIGGER partial")
+    assert watch(su)["public.jwks"] == "trigger created"
+
+
+def test_the_statement_level_trigger_of_0_2_0_is_replaced(db):
+    su = connect(db)
+    su.execute("DROP TRIGGER auth_jwt_key_change ON jwks")
+    su.execute("CREATE TRIGGER auth_jwt_key_change AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON jwks "
+               "FOR EACH STATEMENT EXECUTE FUNCTION auth_jwt.on_key_change()")
+    su.execute("ALTER TABLE jwks ENABLE ALWAYS TRIGGER auth_jwt_key_change")
+    assert watch(su) == {"public.jwks": "trigger replaced by a row-level one"}
+    assert watch(su) == {"public.jwks": "already watched"}
+
+
+@pytest.fixture
+def replicated(db):
+    """Better Auth's database (a publication of its jwks) and the app's database `db` (a
+    subscription into its own jwks, with auth_jwt), in the test cluster."""
+    pub = "pub_" + uuid.uuid4().hex[:8]
+    slot = "slot_" + uuid.uuid4().hex[:8]
+    with connect("postgres") as admin:
+        admin.execute(f"CREATE DATABASE {pub}")
+    p = connect(pub)
+    p.execute(JWKS_DDL)
+    p.execute(f"INSERT INTO jwks VALUES {key_row(1)}, {key_row(2)}, {key_row(4)}")
+    p.execute("CREATE PUBLICATION keys FOR TABLE jwks")
+    p.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
+    s = connect(db)
+    s.execute("TRUNCATE jwks")
+    s.execute(
+        f"CREATE SUBSCRIPTION keys CONNECTION 'host={os.environ['PGHOST']} port={os.environ['PGPORT']} "
+        f"dbname={pub} user=postgres' PUBLICATION keys WITH (create_slot = false, slot_name = '{slot}')"
+    )
+    wait_for(s, "SELECT count(*) = 3 FROM jwks")
+    yield p, s
+    s.execute("ALTER SUBSCRIPTION keys DISABLE")
+    s.execute("ALTER SUBSCRIPTION keys SET (slot_name = NONE)")
+    s.execute("DROP SUBSCRIPTION keys")
+    for _ in range(50):
+        try:
+            p.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+            break
+        except psycopg.errors.ObjectInUse:
+            time.sleep(0.1)
+    p.close()
+    with connect("postgres") as admin:
+        admin.execute(f"DROP DATABASE {pub} WITH (FORCE)")
+
+
+def wait_for(conn, query):
+    for _ in range(300):
+        if one(conn, query):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for: {query}")
+
+
+def test_logical_replication_apply_invalidates_every_backend(replicated, db):
+    pub, s = replicated
+    a, notices = backend(db)
+    assert sub(a, token(1)) == "user1"
+    assert sub(a, token(2)) == "user2"
+    pub.execute("DELETE FROM jwks WHERE id = 'k1'")
+    wait_for(s, "SELECT count(*) = 0 FROM jwks WHERE id = 'k1'")
+    assert sqlstate_of(a, "SELECT auth_jwt.jwt_verify(%s)", token(1)) == NOT_FOUND
+    pub.execute("UPDATE jwks SET \"publicKey\" = %s WHERE id = 'k2'", (jwk(7),))
+    wait_for(s, f"SELECT \"publicKey\" = '{jwk(7)}' FROM jwks WHERE id = 'k2'")
+    assert sqlstate_of(a, "SELECT auth_jwt.jwt_verify(%s)", token(2)) == ("28000", "invalid token signature")
+    assert sub(a, token(7, kid="k2")) == "user7"
+    pub.execute(f"INSERT INTO jwks VALUES {key_row(3)}")
+    wait_for(s, "SELECT count(*) = 1 FROM jwks WHERE id = 'k3'")
+    assert sub(a, token(3, kid="k3")) == "user3"
+    pub.execute("TRUNCATE jwks")
+    wait_for(s, "SELECT count(*) = 0 FROM jwks")
+    assert sqlstate_of(a, "SELECT auth_jwt.jwt_verify(%s)", token(4)) == NOT_FOUND
+    assert not [n for n in notices if "not watched" in n], notices
