@@ -7,6 +7,9 @@
 //!   bench raw N                        microseconds per verify_strict over N distinct signing
 //!                                     inputs: "min median max" over 7 passes
 //!   bench core N                       the same through auth_jwt_core::verify (parse + JSON + claims)
+//!   bench sweep N                      raw verify_strict at 256 stack depths (0 to 4080 bytes deeper,
+//!                                     in 16-byte steps): "offset microseconds" per line, then
+//!                                     "min median max" (see bench/FINDINGS.md)
 
 use auth_jwt_core::{b64, verify, KeyRow, KeySet, Validation};
 use ed25519_dalek::{Signature, Signer, SigningKey};
@@ -77,6 +80,31 @@ fn passes(n: usize, mut f: impl FnMut()) -> String {
     format!("{:.2} {:.2} {:.2}", us[0], us[3], us[6])
 }
 
+/// Run `f` with the stack pointer `shift` bytes lower (a multiple of 16, so the ABI's alignment
+/// holds), exactly as if it were called from that much deeper in some caller's stack.
+#[cfg(target_arch = "x86_64")]
+fn at_depth(shift: usize, f: &mut dyn FnMut()) {
+    extern "C" fn trampoline(f: *mut &mut dyn FnMut()) {
+        // SAFETY: the pointer comes from at_depth, whose borrow outlives the call.
+        unsafe { (*f)() }
+    }
+    assert_eq!(shift % 16, 0);
+    let mut f = f;
+    // SAFETY: rsp moves down by a multiple of 16 and back; r12 (callee-saved) carries the shift
+    // across the call; the asm is not `nostack`, so the compiler keeps its red zone out of the way.
+    unsafe {
+        std::arch::asm!(
+            "sub rsp, r12",
+            "call {t}",
+            "add rsp, r12",
+            t = in(reg) trampoline as *const () as usize,
+            in("r12") shift,
+            in("rdi") &mut f as *mut &mut dyn FnMut(),
+            clobber_abi("C"),
+        );
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize, d: usize| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(d);
@@ -134,8 +162,35 @@ fn main() {
                 })
             );
         }
+        #[cfg(target_arch = "x86_64")]
+        Some("sweep") => {
+            let n = arg(1, 500);
+            let (sk, v) = inputs(n);
+            let vk = sk.verifying_key();
+            let mut all = Vec::new();
+            for offset in (0..4096).step_by(16) {
+                let mut us: Vec<f64> = (0..3)
+                    .map(|_| {
+                        let t = Instant::now();
+                        at_depth(offset, &mut || {
+                            for (m, s) in &v {
+                                black_box(vk.verify_strict(black_box(m), black_box(s)).is_ok());
+                            }
+                        });
+                        t.elapsed().as_secs_f64() * 1e6 / n as f64
+                    })
+                    .collect();
+                us.sort_by(|a, b| a.partial_cmp(b).unwrap());
+                println!("{offset} {:.2}", us[1]);
+                all.push(us[1]);
+            }
+            all.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            println!("{:.2} {:.2} {:.2}", all[0], all[all.len() / 2], all[all.len() - 1]);
+        }
         _ => {
-            eprintln!("usage: bench tokens N USERS [PAD] [KEYS] | bench jwks N | bench raw N | bench core N");
+            eprintln!(
+                "usage: bench tokens N USERS [PAD] [KEYS] | bench jwks N | bench raw N | bench core N | bench sweep N"
+            );
             std::process::exit(2);
         }
     }
