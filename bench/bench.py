@@ -15,6 +15,11 @@ import psycopg
 
 BENCH = os.environ["BENCH"]  # target/release/examples/bench
 PGBIN = os.environ["PGBIN"]
+# The same release build without frame pointers, in a second cluster (bench/run): the "before"
+# of the stack-alignment finding (bench/FINDINGS.md).
+NOFP_PORT = os.environ.get("NOFP_PORT")
+NOFP_BENCH = os.environ.get("NOFP_BENCH")
+NOFP_PGBIN = os.environ.get("NOFP_PGBIN")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DB = "bench"
 ISS = "https://app.example.com"
@@ -36,12 +41,20 @@ def say(msg):
     print(msg, flush=True)
 
 
+PORT = os.environ["PGPORT"]
+
+
+def host(port):
+    return os.environ["NOFP_HOST"] if port == NOFP_PORT else os.environ["PGHOST"]
+
+
 def conn(**kw):
-    return psycopg.connect(f"host={os.environ['PGHOST']} port={os.environ['PGPORT']} user=postgres dbname={kw.pop('db', DB)}", autocommit=True, **kw)
+    port = kw.pop("port", PORT)
+    return psycopg.connect(f"host={host(port)} port={port} user=postgres dbname={kw.pop('db', DB)}", autocommit=True, **kw)
 
 
-def bench_out(*args):
-    return subprocess.run([BENCH, *map(str, args)], check=True, capture_output=True, text=True).stdout
+def bench_out(*args, binary=None):
+    return subprocess.run([binary or BENCH, *map(str, args)], check=True, capture_output=True, text=True).stdout
 
 
 def copy_lines(c, sql, lines_iter):
@@ -70,11 +83,11 @@ def verdict(target, measured, goal, met):
     say(f"  => {target}: {measured} (target {goal}) {'MET' if met else 'MISSED'}")
 
 
-def setup():
-    with conn(db="postgres") as c:
+def setup(port=PORT):
+    with conn(db="postgres", port=port) as c:
         c.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
         c.execute(f"CREATE DATABASE {DB}")
-    with conn() as c:
+    with conn(port=port) as c:
         c.execute("SET client_min_messages = warning")
         for f in ("better_auth_schema.sql", "example_app.sql"):
             c.execute(open(os.path.join(ROOT, "sql", f)).read())
@@ -227,7 +240,81 @@ def rls():
     )
 
 
-def pgbench(script, before_each=None):
+DEPTHS = range(16)
+DEPTH_FN = """CREATE OR REPLACE FUNCTION bench_depth(d int, lo int, hi int, verify bool) RETURNS int LANGUAGE plpgsql AS $$
+DECLARE t text;
+BEGIN
+  IF d > 0 THEN RETURN bench_depth(d - 1, lo, hi, verify); END IF;
+  FOR t IN SELECT tok FROM tok WHERE n >= lo AND n < hi ORDER BY n LOOP
+    IF verify THEN PERFORM auth_jwt.jwt_verify(t); ELSE PERFORM length(t); END IF;
+  END LOOP;
+  RETURN hi - lo;
+END $$"""
+
+
+def per_depth(port):
+    """Cold jwt_verify per call from PERFORM inside a PL/pgSQL function called d levels deep
+    (d = 0: the PERFORM loop itself), loop cost subtracted; and from one SQL statement."""
+    n = N_COLD // 5
+    with conn(port=port) as c:
+        c.execute("TRUNCATE tok")
+        stream_tokens(c, "tok", n + 1)
+        c.execute("ANALYZE tok")
+        c.execute(DEPTH_FN)
+    out = {}
+    for d in DEPTHS:
+        samples = []
+        for _ in range(RUNS):
+            with conn(port=port) as c:  # a new backend: empty token cache
+                c.execute("SELECT auth_jwt.jwt_verify(tok) FROM tok WHERE n = 0")
+                t = time.perf_counter(); c.execute("SELECT bench_depth(%s, 1, %s, false)", (d, n + 1)); b = time.perf_counter() - t
+                t = time.perf_counter(); c.execute("SELECT bench_depth(%s, 1, %s, true)", (d, n + 1)); f = time.perf_counter() - t
+                samples.append((f - b) * 1e6 / n)
+        out[d] = statistics.median(samples)
+    samples = []
+    for _ in range(RUNS):
+        with conn(port=port) as c:
+            c.execute("SELECT auth_jwt.jwt_verify(tok) FROM tok WHERE n = 0")
+            t = time.perf_counter(); c.execute("SELECT count(length(tok)) FROM tok WHERE n > 0").fetchone(); b = time.perf_counter() - t
+            t = time.perf_counter(); c.execute("SELECT count(auth_jwt.jwt_verify(tok)) FROM tok WHERE n > 0").fetchone(); f = time.perf_counter() - t
+            samples.append((f - b) * 1e6 / n)
+    return out, statistics.median(samples)
+
+
+def call_depth():
+    say("\n7. Call depth: cold jwt_verify from PL/pgSQL at depths 0-15, and raw verify_strict across 4 KiB of stack")
+    builds = [("frame pointers", PORT, BENCH)]
+    if NOFP_PORT:
+        builds.append(("no frame pointers (before)", NOFP_PORT, NOFP_BENCH))
+    summary = {}
+    for label, port, binary in builds:
+        lines = bench_out("sweep", 300, binary=binary).split("\n")
+        sweep = [float(l.split()[1]) for l in lines if len(l.split()) == 2]
+        raw_min, raw_med, raw_max = (float(x) for x in lines[-2].split())
+        over = sum(1 for x in sweep if x > raw_med * 1.10)
+        record("depth", f"{label}: raw verify_strict at 256 stack offsets, median over offsets", sweep)
+        depths, statement = per_depth(port)
+        vals = list(depths.values())
+        record("depth", f"{label}: jwt_verify from PL/pgSQL at depths 0-15 (per-depth medians)", vals)
+        record("depth", f"{label}: jwt_verify in one statement", [statement])
+        summary[label] = (raw_med, raw_max, over, min(vals), statistics.median(vals), max(vals), statement)
+        notes.append(
+            f"Call depth, {label}: raw verify_strict {raw_min:.1f}-{raw_max:.1f} µs over 256 stack offsets "
+            f"(median {raw_med:.1f}; {over} offsets over 1.1x the median); jwt_verify per depth 0-15: "
+            + ", ".join(f"{d}: {v:.1f}" for d, v in depths.items()) + f" µs; in one statement {statement:.1f} µs."
+        )
+    raw_med, _, _, lo, med, hi, statement = summary["frame pointers"]
+    verdict("cold jwt_verify across call depths 0-15 (frame pointers)", f"{lo:.1f}-{hi:.1f} µs (worst/best {hi / lo:.2f}x)", "flat (≤ 1.08x)", hi / lo <= 1.08)
+    verdict("worst call depth vs raw verify_strict built the same way", f"{hi / raw_med:.2f}x ({hi:.1f} vs {raw_med:.1f} µs)", "≤ 1.1x", hi / raw_med <= 1.10)
+    if NOFP_PORT:
+        b = summary["no frame pointers (before)"]
+        notes.append(
+            f"Before/after, worst call depth: {b[5]:.1f} µs without frame pointers, {hi:.1f} µs with them; "
+            f"raw verify_strict worst offset {b[1]:.1f} vs {summary['frame pointers'][1]:.1f} µs."
+        )
+
+
+def pgbench(script, before_each=None, port=PORT, pgbin=PGBIN):
     path = tempfile.mktemp(suffix=".sql")
     with open(path, "w") as f:
         f.write(script)
@@ -236,8 +323,8 @@ def pgbench(script, before_each=None):
         if before_each:
             before_each()
         out = subprocess.run(
-            [f"{PGBIN}/pgbench", "-n", "-M", "prepared", "-c", "2", "-j", "2", "-T", str(PGBENCH_SECONDS), "-f", path,
-             "-h", os.environ["PGHOST"], "-p", os.environ["PGPORT"], "-U", "authenticator", DB],
+            [f"{pgbin}/pgbench", "-n", "-M", "prepared", "-c", "2", "-j", "2", "-T", str(PGBENCH_SECONDS), "-f", path,
+             "-h", host(port), "-p", port, "-U", "authenticator", DB],
             check=True, capture_output=True, text=True,
         ).stdout
         tps.append(float(re.search(r"tps = ([\d.]+) \(without initial connection time\)", out).group(1)))
@@ -281,6 +368,23 @@ def throughput():
 
     tps["fresh"] = record("pgbench", "auth_jwt, a never-seen token every transaction (TPS)", pgbench(scripts["fresh"], reset_fresh), "tps")
     reset_fresh()
+    if NOFP_PORT:
+        # The same run, the same script, against the build without frame pointers ("before").
+        with conn(port=NOFP_PORT) as c:
+            c.execute("TRUNCATE tok")
+            stream_tokens(c, "tok", n_fresh)
+            c.execute("DROP SEQUENCE IF EXISTS fresh; CREATE SEQUENCE fresh")
+            c.execute("GRANT SELECT ON tok TO authenticated, authenticator; GRANT USAGE ON SEQUENCE fresh TO authenticated, authenticator")
+            c.execute("VACUUM ANALYZE tok")
+            set_policy(c, AUTH_JWT)
+
+        def reset_nofp():
+            with conn(port=NOFP_PORT) as c:
+                c.execute("ALTER SEQUENCE fresh RESTART")
+
+        before = record("pgbench", "auth_jwt without frame pointers (before), a never-seen token every transaction (TPS)",
+                        pgbench(scripts["fresh"], reset_nofp, port=NOFP_PORT, pgbin=NOFP_PGBIN), "tps")
+        notes.append(f"PostgREST-style pgbench, a new token every transaction: {before:.0f} TPS without frame pointers, {tps['fresh']:.0f} TPS with them ({tps['fresh'] / before:.2f}x), same run.")
     assert max(used) < n_fresh, f"ran out of fresh tokens ({max(used)} of {n_fresh})"
     notes.append(f"The never-seen-token run used at most {max(used)} of {n_fresh} pre-signed tokens per pgbench run.")
     r1 = tps["reuse"] / tps["unverified"]
@@ -390,10 +494,13 @@ def main():
     core = [float(x) for x in bench_out("core", N_COLD).split()]
     record("cold", "auth_jwt_core::verify in-process: parse, JSON, key, verify_strict, claims (per token)", core)
     setup()
+    if NOFP_PORT:
+        setup(NOFP_PORT)
     cold()
     warm()
     rls()
     throughput()
+    call_depth()
     scale()
     memory()
     write_report()

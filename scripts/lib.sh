@@ -5,12 +5,25 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 PGBIN=$("$PG_CONFIG" --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)
+export PGBIN
 PGRX_VERSION=0.18.1
+# The PostgreSQL majors the tests run against (AUTH_JWT_MAJORS="15" for a quicker local run).
+MAJORS=${AUTH_JWT_MAJORS:-15 17 18}
 export PATH="$HOME/.cargo/bin:$PATH"
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
-# Install what is missing: Debian packages, cargo-pgrx 0.18.1, and pgrx's PG15 config.
+source "$ROOT/scripts/postgres-majors.sh"
+
+# use_major N: build, install and run against PostgreSQL N from now on.
+use_major() {
+    PG_CONFIG=$(pg_config_of "$1")
+    PGBIN=$("$PG_CONFIG" --bindir)
+    export PG_CONFIG PGBIN
+}
+
+# Install what is missing: Debian packages, cargo-pgrx 0.18.1, PostgreSQL 17/18 (built from
+# Debian's sources, once), and pgrx's config for every major in $MAJORS.
 ensure_prereqs() {
     local pkgs=(postgresql-15 postgresql-server-dev-15 libclang-dev clang libssl-dev pkg-config sudo pgbouncer)
     local missing=()
@@ -26,9 +39,7 @@ ensure_prereqs() {
         log "cargo install cargo-pgrx $PGRX_VERSION (several minutes, once)"
         cargo install cargo-pgrx --version "$PGRX_VERSION" --locked
     fi
-    if [ ! -f "$HOME/.pgrx/config.toml" ] || ! grep -q "pg15" "$HOME/.pgrx/config.toml"; then
-        cargo pgrx init --pg15 "$PG_CONFIG" >/dev/null
-    fi
+    ensure_pgrx_majors "$MAJORS"
 }
 
 # Build and install the extension into the system PostgreSQL, plus the test token minter.

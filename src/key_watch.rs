@@ -27,19 +27,24 @@ use pgrx::PgSqlErrorCode;
 /// Name of the invalidation trigger `watch_key_table()` creates.
 pub const TRIGGER_NAME: &str = "auth_jwt_key_change";
 
-/// `deps(oid)`: the relation $1 and, recursively, every relation its view rules read and every
-/// partition or inheritance child (whose rows a read of the parent returns).
-const RELATIONS_UNDER: &str = "WITH RECURSIVE deps(oid) AS (
+/// `deps(oid)`: the relation $1 and, recursively, every relation its view rules or its row-level
+/// security policies read, and every partition or inheritance child (whose rows a read of the
+/// parent returns).
+const RELATIONS_UNDER: &str = "WITH RECURSIVE
+   reads(parent, child) AS (
+     SELECT r.ev_class, d.refobjid FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_depend d
+         ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid OPERATOR(pg_catalog.=) r.oid
+        AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid OPERATOR(pg_catalog.<>) r.ev_class
+     UNION ALL
+     SELECT p.polrelid, d.refobjid FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_depend d
+         ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_policy'::pg_catalog.regclass AND d.objid OPERATOR(pg_catalog.=) p.oid
+        AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid OPERATOR(pg_catalog.<>) p.polrelid
+     UNION ALL
+     SELECT i.inhparent, i.inhrelid FROM pg_catalog.pg_inherits i),
+   deps(oid) AS (
      SELECT $1::pg_catalog.oid
      UNION
-     SELECT COALESCE(d.refobjid, i.inhrelid) FROM deps
-       LEFT JOIN pg_catalog.pg_rewrite r ON r.ev_class OPERATOR(pg_catalog.=) deps.oid
-       LEFT JOIN pg_catalog.pg_depend d ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass
-            AND d.objid OPERATOR(pg_catalog.=) r.oid
-            AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
-            AND d.refobjid OPERATOR(pg_catalog.<>) deps.oid
-       LEFT JOIN pg_catalog.pg_inherits i ON i.inhparent OPERATOR(pg_catalog.=) deps.oid
-      WHERE COALESCE(d.refobjid, i.inhrelid) IS NOT NULL)";
+     SELECT reads.child FROM deps JOIN reads ON reads.parent OPERATOR(pg_catalog.=) deps.oid)";
 
 /// A trigger `t` that does our job, in any enabled state. pg_trigger.tgtype bits: ROW (1) |
 /// INSERT (4) | DELETE (8) | UPDATE (16), and not BEFORE (2), TRUNCATE (32) or INSTEAD (64).
@@ -47,25 +52,37 @@ const DOES_OUR_JOB: &str = "t.tgfoid OPERATOR(pg_catalog.=) pg_catalog.to_regpro
      AND t.tgtype OPERATOR(pg_catalog.=) 29 AND t.tgqual IS NULL AND t.tgconstraint OPERATOR(pg_catalog.=) 0
      AND pg_catalog.cardinality(t.tgattr::pg_catalog.int2[]) OPERATOR(pg_catalog.=) 0";
 
+/// The functions relation `c`'s rows depend on, other than built-in immutable ones: those called
+/// by its view rules or row-level security policies, directly or through operators, read from
+/// their stored expression trees (pg_depend records no dependency on a function an operator
+/// calls, nor on built-in functions). Such a function can read tables or the clock, so no
+/// trigger can tell when its results change. Empty when there are none.
+const UNWATCHABLE_CALLS: &str = "(SELECT pg_catalog.string_agg(DISTINCT f.oid::pg_catalog.regprocedure::pg_catalog.text, ', ')
+      FROM (SELECT r.ev_action::pg_catalog.text FROM pg_catalog.pg_rewrite r WHERE r.ev_class OPERATOR(pg_catalog.=) c.oid
+            UNION ALL
+            SELECT p.polqual::pg_catalog.text FROM pg_catalog.pg_policy p
+             WHERE p.polrelid OPERATOR(pg_catalog.=) c.oid AND c.relrowsecurity) AS tree(t),
+           pg_catalog.regexp_matches(tree.t, ':(funcid|opfuncid|aggfnoid|winfnoid|opno) ([0-9]+)', 'g') AS m
+      JOIN pg_catalog.pg_proc f ON f.oid OPERATOR(pg_catalog.=) CASE m[1]
+             WHEN 'opno' THEN (SELECT o.oprcode::pg_catalog.oid FROM pg_catalog.pg_operator o WHERE o.oid OPERATOR(pg_catalog.=) m[2]::pg_catalog.oid)
+             ELSE m[2]::pg_catalog.oid END
+     WHERE f.oid OPERATOR(pg_catalog.>=) 16384 OR f.provolatile OPERATOR(pg_catalog.<>) 'i')";
+
 /// Why relation `c` is not watched, or NULL when it is.
 fn problem_sql() -> String {
     format!(
         "CASE
+           WHEN {UNWATCHABLE_CALLS} IS NOT NULL THEN
+             CASE c.relkind WHEN 'v' THEN 'its view definition calls ' ELSE 'its row-level security policies call ' END
+             OPERATOR(pg_catalog.||) {UNWATCHABLE_CALLS}
+             OPERATOR(pg_catalog.||) ', whose results no trigger can watch'
            WHEN c.relkind OPERATOR(pg_catalog.=) ANY ('{{r,p}}'::pg_catalog.\"char\"[]) THEN CASE
              WHEN EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid OPERATOR(pg_catalog.=) c.oid
                            AND {DOES_OUR_JOB} AND t.tgenabled OPERATOR(pg_catalog.=) 'A') THEN NULL
              WHEN EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid OPERATOR(pg_catalog.=) c.oid AND {DOES_OUR_JOB})
                THEN 'its key-change trigger is not ENABLE ALWAYS, so it does not fire for logical replication apply'
              ELSE 'it has no key-change trigger' END
-           WHEN c.relkind OPERATOR(pg_catalog.=) 'v' THEN (
-             SELECT 'it is a view that calls ' OPERATOR(pg_catalog.||)
-                    pg_catalog.string_agg(DISTINCT d.refobjid::pg_catalog.regprocedure::pg_catalog.text, ', ')
-                    OPERATOR(pg_catalog.||) ', whose results no trigger can watch'
-               FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_depend d
-                 ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass
-                AND d.objid OPERATOR(pg_catalog.=) r.oid
-                AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
-              WHERE r.ev_class OPERATOR(pg_catalog.=) c.oid)
+           WHEN c.relkind OPERATOR(pg_catalog.=) 'v' THEN NULL
            WHEN c.relkind OPERATOR(pg_catalog.=) 'm' THEN 'it is a materialized view, whose REFRESH ... CONCURRENTLY sends no invalidation'
            WHEN c.relkind OPERATOR(pg_catalog.=) 'f' THEN 'it is a foreign table, whose rows change elsewhere'
            ELSE 'it cannot carry a trigger' END"
@@ -161,7 +178,7 @@ struct Trigger {
 
 fn triggers(table: pg_sys::Oid) -> Vec<Trigger> {
     snapshot_query::select(
-        &Snapshot::latest_or_active(),
+        &Snapshot::latest(),
         &format!(
             "SELECT t.tgname::pg_catalog.text, {DOES_OUR_JOB},
                     t.tgfoid OPERATOR(pg_catalog.=) pg_catalog.to_regprocedure('auth_jwt.on_key_change()'),
@@ -185,7 +202,7 @@ fn triggers(table: pg_sys::Oid) -> Vec<Trigger> {
 /// Make each relation under the key table watched where it can be; returns (relation, what was
 /// done). Partitioned parents come first: their trigger is cloned to their partitions.
 fn attach_triggers() -> (Relation, Vec<(String, String)>) {
-    let snapshot = Snapshot::latest_or_active();
+    let snapshot = Snapshot::latest();
     let rel = keys::resolve(crate::settings::str_of(&crate::settings::JWKS_TABLE), &snapshot);
     let under = snapshot_query::select(
         &snapshot,

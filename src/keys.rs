@@ -18,9 +18,15 @@
 //!
 //! What a transaction that began before a key change sees: the same as every other, as soon as
 //! its backend processes the invalidation (at its next statement that takes a lock, or at the
-//! latest its next transaction): keys are never read with the transaction's own snapshot. The
-//! one exception is parallel mode, where PostgreSQL forbids a new snapshot: a load there uses the
-//! query's snapshot and is trusted only until the transaction ends.
+//! latest its next transaction): keys are never read with the transaction's own snapshot, not
+//! even in parallel mode or under an imported one (`SET TRANSACTION SNAPSHOT`).
+//!
+//! Two changes send no relcache invalidation of a watched relation, so they are caught apart:
+//! renaming or dropping a schema can swap the relation `auth_jwt.jwks_table` names for another
+//! (any pg_namespace change counts; they are rare), and a load can read the transaction's own
+//! uncommitted key rows before their trigger has fired (an AFTER ROW trigger fires at the end of
+//! the statement): if that (sub)transaction then aborts, keys loaded in the transaction are
+//! dropped.
 //!
 //! If a relation under the key table cannot be watched (a base table without the trigger, a
 //! trigger not ENABLE ALWAYS, a view over a function, a materialized or foreign table), the keys
@@ -56,9 +62,10 @@ struct Store {
     keys: Rc<KeySet>,
     /// The invalidation count read before the load's snapshot was taken.
     seen: u64,
-    /// Trusted only in this transaction (local xid): the relations are not all watched, or the
-    /// load could not use the latest snapshot (parallel mode).
-    only_in: Option<u32>,
+    /// The transaction (local xid) of the load.
+    loaded_in: u32,
+    /// Some relation under the key table is not watched: trusted only in `loaded_in`.
+    unwatched: bool,
     last_miss_reload: Option<Instant>,
     /// The reason last warned about, so the WARNING appears once per backend and cause.
     warned: Option<String>,
@@ -75,11 +82,67 @@ thread_local! {
     static WATCHED_RELIDS: RefCell<Vec<pg_sys::Oid>> = const { RefCell::new(Vec::new()) };
     /// Bumped whenever a load yields a different key set; caches of verified tokens compare it.
     static GENERATION: Cell<u64> = const { Cell::new(1) };
+    /// The current transaction loaded keys after it had written: they may include its own
+    /// uncommitted rows, which an abort (of it or a subtransaction) takes back.
+    static LOADED_OWN_WRITES: Cell<bool> = const { Cell::new(false) };
 }
 
 pub fn init() {
-    // SAFETY: registering a callback during _PG_init; the callback only touches thread-locals.
-    unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(on_relcache_invalidation), pg_sys::Datum::from(0)) };
+    // SAFETY: registering callbacks during _PG_init; the callbacks only touch thread-locals.
+    unsafe {
+        pg_sys::CacheRegisterRelcacheCallback(Some(on_relcache_invalidation), pg_sys::Datum::from(0));
+        pg_sys::CacheRegisterSyscacheCallback(
+            pg_sys::SysCacheIdentifier::NAMESPACEOID as i32,
+            Some(on_namespace_change),
+            pg_sys::Datum::from(0),
+        );
+        pg_sys::RegisterXactCallback(Some(on_xact_event), std::ptr::null_mut());
+        pg_sys::RegisterSubXactCallback(Some(on_subxact_event), std::ptr::null_mut());
+    }
+}
+
+fn invalidate() {
+    INVALIDATIONS.with(|n| n.set(n.get().wrapping_add(1)));
+}
+
+/// A schema was renamed, dropped or created: the key table's name may now mean another relation.
+#[pg_guard]
+unsafe extern "C-unwind" fn on_namespace_change(_arg: pg_sys::Datum, _cacheid: i32, _hash: u32) {
+    invalidate();
+}
+
+/// Keys loaded in a transaction that aborts may include its own uncommitted rows, if it had
+/// written anything. (Only then: an abort after a load that read committed rows only must not
+/// force a reload, or a flood of failing requests with unknown kids would reload every time.)
+fn drop_keys_loaded_after_own_writes() {
+    if LOADED_OWN_WRITES.with(Cell::get) {
+        invalidate();
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_xact_event(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    use pg_sys::XactEvent::*;
+    match event {
+        XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => {
+            drop_keys_loaded_after_own_writes();
+            LOADED_OWN_WRITES.with(|f| f.set(false));
+        }
+        XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT | XACT_EVENT_PREPARE => LOADED_OWN_WRITES.with(|f| f.set(false)),
+        _ => {}
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_subxact_event(
+    event: pg_sys::SubXactEvent::Type,
+    _sub: pg_sys::SubTransactionId,
+    _parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
+        drop_keys_loaded_after_own_writes();
+    }
 }
 
 #[pg_guard]
@@ -89,7 +152,7 @@ unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid:
         || LOADING.with(Cell::get)
         || WATCHED_RELIDS.with(|w| w.try_borrow().map_or(true, |w| w.contains(&relid)));
     if hit {
-        INVALIDATIONS.with(|n| n.set(n.get().wrapping_add(1)));
+        invalidate();
     }
 }
 
@@ -123,7 +186,7 @@ pub fn fresh() -> bool {
     let n = INVALIDATIONS.with(Cell::get);
     STORE.with(|s| match &*s.borrow() {
         None => false,
-        Some(st) => st.seen == n && st.table == table && st.only_in.is_none_or(|x| x == local_xid()),
+        Some(st) => st.seen == n && st.table == table && (!st.unwatched || st.loaded_in == local_xid()),
     })
 }
 
@@ -351,7 +414,7 @@ pub fn read_rows(rel: &Relation, snapshot: &Snapshot) -> Vec<Row> {
 
 /// The rows of the configured key relation, read as a load reads them (for diagnostics).
 pub fn read_current_rows() -> Vec<Row> {
-    let snapshot = Snapshot::latest_or_active();
+    let snapshot = Snapshot::latest();
     with_pinned_search_path(|| read_rows(&resolve(str_of(&settings::JWKS_TABLE), &snapshot), &snapshot))
 }
 
@@ -377,17 +440,21 @@ fn load(table: &str) {
     // Order matters: the count before the snapshot, so that every invalidation it includes is
     // for a commit the snapshot shows; later ones move the count and make this load stale.
     let seen = INVALIDATIONS.with(Cell::get);
-    let (rel, watch, rows, latest) = {
+    let (rel, watch, rows) = {
         let _loading = Loading::start();
-        let snapshot = Snapshot::latest_or_active();
+        let snapshot = Snapshot::latest();
         with_pinned_search_path(|| {
             let rel = resolve(table, &snapshot);
             let watch = key_watch::status(&rel, &snapshot);
             let rows = read_rows(&rel, &snapshot);
-            (rel, watch, rows, snapshot.is_latest())
+            (rel, watch, rows)
         })
     };
     WATCHED_RELIDS.with(|w| *w.borrow_mut() = watch.relids);
+    // SAFETY: a plain read of the transaction state.
+    if unsafe { pg_sys::GetTopTransactionIdIfAny() } != pg_sys::InvalidTransactionId {
+        LOADED_OWN_WRITES.with(|f| f.set(true));
+    }
     let keys = KeySet::from_rows(rows.iter().filter_map(Row::key_row));
     let problem = watch.problems.first().cloned();
 
@@ -407,7 +474,8 @@ fn load(table: &str) {
                 _ => Rc::new(keys),
             },
             seen,
-            only_in: (problem.is_some() || !latest).then(local_xid),
+            loaded_in: local_xid(),
+            unwatched: problem.is_some(),
             last_miss_reload: old.and_then(|st| st.last_miss_reload),
             warned: problem.clone().or(warned),
         });

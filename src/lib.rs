@@ -27,6 +27,11 @@ extension_sql_file!("../sql/functions.sql", name = "functions", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
+    // pgrx captures a Rust backtrace with every error when these are set, and can put it in the
+    // error's DETAIL: internals for any client to read, and a cost on every refused token. A
+    // backend is single-threaded, and no Rust has run in it before this.
+    std::env::remove_var("RUST_BACKTRACE");
+    std::env::remove_var("RUST_LIB_BACKTRACE");
     settings::init();
     keys::init();
 }

@@ -18,8 +18,10 @@
 //! from this session, and after the refusal the variable would silently hold its compiled
 //! default. We detect exactly that (the placeholder had a default value, the variable has none
 //! after definition) and fail closed: every verification in the session raises an error naming
-//! the setting. With `shared_preload_libraries`, the variables exist before any connection, and
-//! such a connection is refused outright.
+//! the setting. The verdict lives in an internal setting, `auth_jwt.refused_settings`, so that
+//! parallel workers, which receive the leader's settings but load the library without its
+//! placeholders, fail closed too. With `shared_preload_libraries`, the variables exist before any
+//! connection, and such a connection is refused outright.
 //!
 //! `auth_jwt.token` is a bearer credential: its show hook keeps SHOW, current_setting() and
 //! pg_settings from displaying it, so no client can read (or copy into its own transaction) a
@@ -44,15 +46,14 @@ pub static TOKEN_HEADER: GucSetting<Option<CString>> = GucSetting::<Option<CStri
 pub static ALLOW_SESSION_TOKEN: GucSetting<bool> = GucSetting::<bool>::new(false);
 /// The request's token; the only setting any role may write (see `token_source`).
 pub static TOKEN: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
+/// Trust settings refused for this session (see the module comment); set by us, superuser-only.
+pub static REFUSED_SETTINGS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
 
 /// The validation rules, and the settings generation they were built for.
 type CachedValidation = (u64, Option<Result<Rc<Validation>, ConfigError>>);
 
 thread_local! {
     static GENERATION: Cell<u64> = const { Cell::new(1) };
-    /// Trust settings whose connection-option value was refused when the library loaded, taking
-    /// the DBA's value with it (see the module comment).
-    static DISPLACED: RefCell<Vec<&'static str>> = const { RefCell::new(Vec::new()) };
     static TOKEN_GENERATION: Cell<u64> = const { Cell::new(1) };
     static VALIDATION: RefCell<CachedValidation> = const { RefCell::new((0, None)) };
 }
@@ -145,7 +146,7 @@ fn reset_source(name: &CStr) -> Option<pg_sys::GucSource::Type> {
 pub fn init() {
     let before: Vec<_> = TRUST_SETTINGS.iter().map(|n| reset_source(n)).collect();
     define();
-    let displaced = TRUST_SETTINGS
+    let displaced: Vec<&str> = TRUST_SETTINGS
         .iter()
         .zip(before)
         .filter(|(name, was)| {
@@ -154,7 +155,30 @@ pub fn init() {
         })
         .filter_map(|(name, _)| name.to_str().ok())
         .collect();
-    DISPLACED.with(|d| *d.borrow_mut() = displaced);
+    if !displaced.is_empty() {
+        let list = CString::new(displaced.join(",")).unwrap_or_default();
+        // SAFETY: an internal variable we defined above; PGC_S_OVERRIDE also makes it the RESET
+        // value, so RESET ALL and DISCARD ALL keep it, and parallel workers receive it.
+        unsafe {
+            pg_sys::set_config_option(
+                c"auth_jwt.refused_settings".as_ptr(),
+                list.as_ptr(),
+                pg_sys::GucContext::PGC_INTERNAL,
+                pg_sys::GucSource::PGC_S_OVERRIDE,
+                pg_sys::GucAction::GUC_ACTION_SET,
+                true,
+                0,
+                false,
+            );
+        }
+    }
+}
+
+/// The first trust setting refused for this session, if any.
+fn refused() -> Option<&'static str> {
+    let first = str_of(&REFUSED_SETTINGS).split(',').next().filter(|s| !s.is_empty())?;
+    // Map back to the static name (and ignore anything that is not one of ours).
+    TRUST_SETTINGS.iter().filter_map(|n| n.to_str().ok()).find(|n| *n == first).or(Some("auth_jwt.refused_settings"))
 }
 
 fn define() {
@@ -290,6 +314,18 @@ fn define() {
             Some(assign_token),
             Some(show_token),
         );
+        GucRegistry::define_string_guc_with_hooks(
+            c"auth_jwt.refused_settings",
+            c"Trust settings this session's connection options displaced; verification fails while it is not empty.",
+            c"Set by auth_jwt when it loads.",
+            &REFUSED_SETTINGS,
+            // Not PGC_INTERNAL: parallel workers are not sent internal settings.
+            GucContext::Suset,
+            GucFlags::DISALLOW_IN_FILE,
+            None,
+            Some(assign_string),
+            None,
+        );
         reserve_prefix();
     }
 }
@@ -402,7 +438,7 @@ pub fn validation() -> Result<Rc<Validation>, ConfigError> {
     VALIDATION.with(|cell| {
         let mut cached = cell.borrow_mut();
         if cached.0 != generation || cached.1.is_none() {
-            let v = match DISPLACED.with(|d| d.borrow().first().copied()) {
+            let v = match refused() {
                 Some(name) => Err(displaced(name)),
                 None => expect("auth_jwt.issuer", str_of(&ISSUER), "iss")
                     .and_then(|iss| Ok(Rc::new(build(iss, expect("auth_jwt.audience", str_of(&AUDIENCE), "aud")?)))),

@@ -9,6 +9,12 @@
 //! committing transaction leaves the proc array (becomes visible to new snapshots) before it sends
 //! its invalidations, so any snapshot taken after an invalidation was processed shows that commit.
 //!
+//! In parallel mode PostgreSQL forbids GetLatestSnapshot ("cannot update SecondarySnapshot during a
+//! parallel operation"), and the query's own snapshot will not do: `SET TRANSACTION SNAPSHOT` can
+//! give a new transaction a snapshot from before a key DELETE. There we take a fresh catalog
+//! snapshot instead: an MVCC snapshot of now, which parallel workers take for their catalog reads
+//! anyway.
+//!
 //! Queries here are read-only and never assign an XID, so they work in parallel workers and on a
 //! hot standby.
 
@@ -17,36 +23,25 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::ffi::{c_char, CString};
 
-/// The snapshot a key load reads under.
+/// A registered snapshot of the latest committed state, for a key load to read under. It shows
+/// every commit whose invalidation this backend had processed before it was taken.
 pub struct Snapshot {
     ptr: pg_sys::Snapshot,
-    /// Registered by us (the latest snapshot), so unregistered on drop.
-    latest: bool,
 }
 
 impl Snapshot {
-    /// The latest committed state, except in parallel mode, where PostgreSQL forbids taking a new
-    /// snapshot ("cannot update SecondarySnapshot during a parallel operation") and the caller's
-    /// active snapshot is all there is: see [`Snapshot::is_latest`].
-    pub fn latest_or_active() -> Snapshot {
-        // SAFETY: called from SQL-callable functions, inside a transaction with an active snapshot.
+    pub fn latest() -> Snapshot {
+        // SAFETY: called from SQL-callable functions, inside a transaction. Registering copies
+        // the static snapshot, so later snapshot calls cannot change it under us.
         unsafe {
-            if pg_sys::IsInParallelMode() {
-                let ptr = pg_sys::GetActiveSnapshot();
-                if ptr.is_null() {
-                    pgrx::error!("auth_jwt: no active snapshot to read the key table with");
-                }
-                Snapshot { ptr, latest: false }
+            let now = if pg_sys::IsInParallelMode() {
+                pg_sys::InvalidateCatalogSnapshot();
+                pg_sys::GetCatalogSnapshot(pg_sys::InvalidOid)
             } else {
-                Snapshot { ptr: pg_sys::RegisterSnapshot(pg_sys::GetLatestSnapshot()), latest: true }
-            }
+                pg_sys::GetLatestSnapshot()
+            };
+            Snapshot { ptr: pg_sys::RegisterSnapshot(now) }
         }
-    }
-
-    /// Whether this shows every commit whose invalidation this backend had processed before it
-    /// was taken. A load under any other snapshot must not be trusted beyond its transaction.
-    pub fn is_latest(&self) -> bool {
-        self.latest
     }
 }
 
@@ -54,8 +49,8 @@ impl Drop for Snapshot {
     fn drop(&mut self) {
         // While unwinding from an ERROR, leave it to (sub)transaction abort, which releases the
         // resource owner's snapshots; calling into PostgreSQL mid-error is what must not happen.
-        if self.latest && !std::thread::panicking() {
-            // SAFETY: registered in latest_or_active with the same resource owner.
+        if !std::thread::panicking() {
+            // SAFETY: registered in latest() with the same resource owner.
             unsafe { pg_sys::UnregisterSnapshot(self.ptr) };
         }
     }

@@ -134,16 +134,17 @@ def pg(*args: str, **kw) -> subprocess.CompletedProcess:
 
 
 @contextlib.contextmanager
-def extra_cluster(port: int, conf: str = ""):
+def extra_cluster(port: int, conf: str = "", env: dict | None = None):
     """A throwaway cluster of its own (initdb, start, stop), for tests that need server-level
-    settings such as shared_preload_libraries. Yields the port; the socket is PGHOST's."""
+    settings such as shared_preload_libraries, or a server environment (`env`). Yields the
+    port; the socket is PGHOST's."""
     data = tempfile.mkdtemp(prefix="auth_jwt-extra-")
     shutil.chown(data, "postgres", "postgres")
     os.chmod(data, 0o700)
     pg(f"{PGBIN}/initdb", "-D", data, "-A", "trust", "-U", "postgres")
     with open(os.path.join(data, "postgresql.conf"), "a") as f:
         f.write(f"\nport = {port}\nlisten_addresses = ''\nunix_socket_directories = '{os.environ['PGHOST']}'\nfsync = off\n{conf}\n")
-    pg(f"{PGBIN}/pg_ctl", "-D", data, "-l", f"{data}/log", "-w", "start")
+    pg(f"{PGBIN}/pg_ctl", "-D", data, "-l", f"{data}/log", "-w", "start", env={**os.environ, **(env or {})})
     try:
         yield port
     finally:

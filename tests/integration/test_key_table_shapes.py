@@ -103,7 +103,7 @@ def test_view_over_a_function_is_never_watched(db):
     use_table(su, db, "public.fjwks")
     warnings = []
     su.add_notice_handler(lambda d: warnings.append(d.message_primary))
-    assert watch(su)["public.fjwks"].startswith("not watchable: it is a view that calls public.keys_fn()")
+    assert watch(su)["public.fjwks"].startswith("not watchable: its view definition calls public.keys_fn()")
     assert any("keys_fn()" in w for w in warnings), warnings
     a, notices = backend(db)
     assert sub(a, token(1)) == "user1"
@@ -224,3 +224,73 @@ def test_logical_replication_apply_invalidates_every_backend(replicated, db):
     wait_for(s, "SELECT count(*) = 0 FROM jwks")
     assert sqlstate_of(a, "SELECT auth_jwt.jwt_verify(%s)", token(4)) == NOT_FOUND
     assert not [n for n in notices if "not watched" in n], notices
+
+
+def test_a_schema_renamed_away_and_replaced(db):
+    """ALTER SCHEMA ... RENAME sends no invalidation of the key table itself, yet the name the
+    setting holds now means another relation."""
+    su = connect(db)
+    su.execute("CREATE SCHEMA auth")
+    su.execute(f"CREATE TABLE auth.jwks {COLUMNS}")
+    su.execute(f"INSERT INTO auth.jwks VALUES {key_row(1)}")
+    use_table(su, db, "auth.jwks")
+    watch(su)
+    a, _ = backend(db)
+    assert sub(a, token(1)) == "user1"
+    su.execute("ALTER SCHEMA auth RENAME TO auth_old")
+    su.execute("CREATE SCHEMA auth")
+    su.execute(f"CREATE TABLE auth.jwks {COLUMNS}")
+    su.execute(f"INSERT INTO auth.jwks VALUES {key_row(2)}")
+    watch(su)
+    assert sqlstate_of(a, "SELECT auth_jwt.jwt_verify(%s)", token(1)) == NOT_FOUND
+    assert sub(a, token(2)) == "user2"
+
+
+def test_row_level_security_on_the_key_table_is_watched_through(db):
+    """Better Auth's role owns the key table with FORCE ROW LEVEL SECURITY and a policy that
+    hides revoked ids listed in another table: that table must be watched too."""
+    su = connect(db)
+    su.execute("CREATE ROLE ba_owner NOLOGIN")
+    su.execute("CREATE TABLE revoked_keys (kid text PRIMARY KEY)")
+    su.execute("ALTER TABLE jwks OWNER TO ba_owner")
+    su.execute("ALTER TABLE revoked_keys OWNER TO ba_owner")
+    su.execute("ALTER TABLE jwks ENABLE ROW LEVEL SECURITY")
+    su.execute("ALTER TABLE jwks FORCE ROW LEVEL SECURITY")
+    su.execute("CREATE POLICY not_revoked ON jwks USING (id NOT IN (SELECT kid FROM revoked_keys))")
+    assert watch(su)["public.revoked_keys"] == "trigger created"
+    a, notices = backend(db)
+    assert sub(a, token(1)) == "user1"
+    su.execute("INSERT INTO revoked_keys VALUES ('k1')")
+    assert sqlstate_of(a, "SELECT auth_jwt.jwt_verify(%s)", token(1)) == NOT_FOUND
+    assert sub(a, token(2)) == "user2"
+    assert not [n for n in notices if "not watched" in n], notices
+    su.execute("ALTER TABLE jwks OWNER TO postgres")  # let the fixture drop the role's objects
+    su.execute("ALTER TABLE revoked_keys OWNER TO postgres")
+    su.execute("DROP ROLE ba_owner")
+
+
+def test_a_function_called_through_an_operator_is_found(db):
+    """pg_depend records the operator, not the function behind it: the view's stored expression
+    tree is read instead, and any function that is not a built-in immutable one makes the view
+    unwatchable (keys re-read in every transaction, with a WARNING)."""
+    su = connect(db)
+    su.execute("CREATE TABLE revoked_keys (kid text PRIMARY KEY)")
+    su.execute("""CREATE FUNCTION public.not_revoked(text, boolean) RETURNS boolean LANGUAGE sql STABLE
+                  AS $$ SELECT (NOT EXISTS (SELECT FROM public.revoked_keys WHERE kid = $1)) = $2 $$""")
+    su.execute("CREATE OPERATOR public.=?= (LEFTARG = text, RIGHTARG = boolean, FUNCTION = public.not_revoked)")
+    su.execute("CREATE VIEW active_keys AS SELECT * FROM jwks WHERE id OPERATOR(public.=?=) true")
+    use_table(su, db, "public.active_keys")
+    assert "public.not_revoked(text,boolean)" in watch(su)["public.active_keys"]
+    a, notices = backend(db)
+    assert sub(a, token(1)) == "user1"
+    assert any("not_revoked" in n for n in notices), notices
+    su.execute("INSERT INTO revoked_keys VALUES ('k1')")
+    assert sqlstate_of(a, "SELECT auth_jwt.jwt_verify(%s)", token(1)) == NOT_FOUND
+    # A built-in that is not immutable (the clock) is as unwatchable as a user function.
+    su.execute("CREATE VIEW current_keys AS SELECT * FROM jwks WHERE \"createdAt\" <= now()")
+    use_table(su, db, "public.current_keys")
+    assert "now()" in watch(su)["public.current_keys"]
+    # A view of built-in immutable operators only is watched through its table.
+    su.execute("CREATE VIEW plain_keys AS SELECT * FROM jwks WHERE lower(id) = id")
+    use_table(su, db, "public.plain_keys")
+    assert watch(su) == {"public.jwks": "already watched"}

@@ -12,9 +12,7 @@ import time
 import psycopg
 import pytest
 
-from conftest import as_request, connect, jwk, one, token, user_uuid
-
-PGBIN = "/usr/lib/postgresql/15/bin"
+from conftest import PGBIN, as_request, connect, jwk, one, token, user_uuid
 
 
 def test_rotation_under_load(db):

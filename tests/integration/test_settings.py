@@ -87,6 +87,34 @@ def test_connection_option_fails_closed_for_the_session(dba_db, name):
     c.execute("ROLLBACK")
 
 
+def parallel_mode(c):
+    """Make the next query run in a parallel worker (the GUC was renamed in PostgreSQL 16)."""
+    version = one(c, "SELECT current_setting('server_version_num')::int")
+    c.execute(f"SET {'debug_parallel_query' if version >= 160000 else 'force_parallel_mode'} = on")
+    c.execute("SET parallel_setup_cost = 0")
+    c.execute("SET parallel_tuple_cost = 0")
+
+
+@pytest.mark.parametrize("name", ["auth_jwt.leeway", "auth_jwt.key_grace_period", "auth_jwt.jwks_table"])
+def test_parallel_workers_fail_closed_too(dba_db, name):
+    """A parallel worker gets the leader's settings (the displaced one at its compiled default)
+    but loads the library without the leader's placeholders: it must refuse just the same."""
+    c, _ = app(dba_db, options=f"-c {name}={TRUST[name][2]}")
+    load(c)
+    parallel_mode(c)
+    plan = "\n".join(r[0] for r in c.execute("EXPLAIN SELECT auth_jwt.jwt_verify(t) FROM (VALUES (%s)) v(t)", (token(1),)).fetchall())
+    assert "Gather" in plan, plan
+    with pytest.raises(psycopg.errors.InsufficientPrivilege) as e:
+        c.execute("SELECT auth_jwt.jwt_verify(t) FROM (VALUES (%s)) v(t)", (token(1),))
+    assert e.value.diag.message_primary == f"{name} was refused for this session"
+    # RESET ALL and DISCARD ALL do not clear the verdict.
+    c.execute("RESET ALL")
+    c.execute("DISCARD ALL")
+    assert one(c, "SHOW auth_jwt.refused_settings") == name
+    assert sqlstate_of(c, "SELECT auth_jwt.jwt_verify(%s)", token(1))[0] == "42501"
+    assert sqlstate_of(c, "SET auth_jwt.refused_settings = ''")[0] == "42501"
+
+
 def test_postgresql_conf_value_is_lost_to_a_connection_option_and_the_session_fails_closed(db):
     su = connect("postgres")
     su.execute("LOAD 'auth_jwt'")  # ALTER SYSTEM accepts only settings the session knows
