@@ -1,10 +1,12 @@
 -- auth_jwt 0.2.0 -> 0.3.0. (Keep in step with what pgrx generates for src/stats.rs and with
 -- sql/functions.sql; the upgrade test compares an upgraded database with a fresh install.)
 
--- stats() counts how often the request's token source was read (the per-request memo missed).
+-- stats() counts verifications per algorithm, and how often the request's token source was read
+-- (the per-request memo missed).
 DROP FUNCTION auth_jwt.stats();
 CREATE FUNCTION auth_jwt."stats"() RETURNS TABLE (
 	"verifications" bigint,
+	"verifications_by_algorithm" jsonb,
 	"cache_hits" bigint,
 	"key_loads" bigint,
 	"unknown_kid_reloads" bigint,
@@ -16,6 +18,27 @@ CREATE FUNCTION auth_jwt."stats"() RETURNS TABLE (
 STRICT VOLATILE PARALLEL SAFE
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'stats_wrapper';
+
+-- jwks_keys() shows each usable key's type ("EC P-256", "RSA 2048 bits"); its alg and crv are
+-- the key's.
+DROP FUNCTION auth_jwt.jwks_keys();
+CREATE FUNCTION auth_jwt."jwks_keys"() RETURNS TABLE (
+	"kid" TEXT,
+	"alg" TEXT,
+	"crv" TEXT,
+	"key_type" TEXT,
+	"created_at" timestamp with time zone,
+	"expires_at" timestamp with time zone,
+	"usable_until" timestamp with time zone,
+	"status" TEXT,
+	"reason" TEXT
+)
+STRICT VOLATILE PARALLEL SAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'jwks_keys_wrapper';
+
+COMMENT ON FUNCTION auth_jwt.jwt_verify(text) IS
+'The claims of a Better Auth JWT, exactly as signed, after checking its signature (EdDSA, ES256, ES512, RS256 or PS256, as its key decides) against auth_jwt.jwks_table and its exp, nbf, iat, iss and aud; raises SQLSTATE 28000 otherwise';
 
 -- Diagnostics are for operators (see sql/functions.sql).
 REVOKE ALL ON FUNCTION auth_jwt.jwks_keys() FROM PUBLIC;

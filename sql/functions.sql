@@ -15,7 +15,7 @@ CREATE FUNCTION auth_jwt.jwt_verify(token text) RETURNS jsonb
     LANGUAGE c STRICT STABLE PARALLEL SAFE
     AS 'MODULE_PATHNAME', 'auth_jwt_verify';
 COMMENT ON FUNCTION auth_jwt.jwt_verify(text) IS
-    'The claims of a Better Auth JWT, exactly as signed, after checking its EdDSA signature against auth_jwt.jwks_table and its exp, nbf, iat, iss and aud; raises SQLSTATE 28000 otherwise';
+    'The claims of a Better Auth JWT, exactly as signed, after checking its signature (EdDSA, ES256, ES512, RS256 or PS256, as its key decides) against auth_jwt.jwks_table and its exp, nbf, iat, iss and aud; raises SQLSTATE 28000 otherwise';
 
 CREATE FUNCTION auth_jwt.jwt_claims() RETURNS jsonb
     LANGUAGE c STABLE PARALLEL RESTRICTED

@@ -4,7 +4,7 @@
 use crate::keys::{self, Row};
 use crate::settings::{self, str_of};
 use crate::verify::now;
-use auth_jwt_core::{KeySet, KeyStatus};
+use auth_jwt_core::{Alg, KeySet, KeyStatus};
 use pgrx::prelude::*;
 
 fn ts(unix: Option<f64>) -> Option<TimestampWithTimeZone> {
@@ -12,7 +12,9 @@ fn ts(unix: Option<f64>) -> Option<TimestampWithTimeZone> {
     unix.and_then(|s| TimestampWithTimeZone::try_from(((s - 946_684_800.0) * 1e6).round() as i64).ok())
 }
 
-/// One row per row of the key table, with what auth_jwt makes of it right now.
+/// One row per row of the key table, with what auth_jwt makes of it right now: for a usable key,
+/// the algorithm it verifies, its curve and its type ("OKP Ed25519", "EC P-256", "RSA 2048 bits");
+/// for an unusable one, the row's own alg and crv columns and the reason.
 #[allow(clippy::type_complexity)] // pgrx needs the named columns written out here
 #[pg_extern(schema = "auth_jwt", volatile, parallel_safe)]
 fn jwks_keys() -> TableIterator<
@@ -21,6 +23,7 @@ fn jwks_keys() -> TableIterator<
         name!(kid, Option<String>),
         name!(alg, Option<String>),
         name!(crv, Option<String>),
+        name!(key_type, Option<String>),
         name!(created_at, Option<TimestampWithTimeZone>),
         name!(expires_at, Option<TimestampWithTimeZone>),
         name!(usable_until, Option<TimestampWithTimeZone>),
@@ -49,10 +52,24 @@ fn jwks_keys() -> TableIterator<
                     (st.name().to_owned(), reason, key.usable_until(grace).map(|u| u as f64))
                 }
             };
-            (r.id.clone(), r.alg.clone(), r.crv.clone(), ts(r.created_at), ts(r.expires_at), ts(until), status, reason)
+            let (alg, crv, key_type) = match key.and_then(|k| k.key.as_ref().ok()) {
+                Some(pk) => (Some(pk.alg().name().to_owned()), curve(pk.alg()), Some(pk.describe())),
+                None => (r.alg.clone(), r.crv.clone(), None),
+            };
+            (r.id.clone(), alg, crv, key_type, ts(r.created_at), ts(r.expires_at), ts(until), status, reason)
         })
         .collect();
     TableIterator::new(out)
+}
+
+/// The JWK curve of a key that verifies `alg` (RSA has none).
+fn curve(alg: Alg) -> Option<String> {
+    match alg {
+        Alg::EdDSA => Some("Ed25519".into()),
+        Alg::ES256 => Some("P-256".into()),
+        Alg::ES512 => Some("P-521".into()),
+        Alg::RS256 | Alg::PS256 => None,
+    }
 }
 
 /// One row per verification step for `token`: whether it passed and why. Never raises for a

@@ -17,14 +17,14 @@ pub fn hint(kind: ErrorKind) -> &'static str {
             "Check that the database and Better Auth clocks agree; auth_jwt.leeway sets the tolerance."
         }
         ErrorKind::KeyNotFound => {
-            "The key must be a usable Ed25519 row of auth_jwt.jwks_table, and not past its expiresAt plus auth_jwt.key_grace_period; see SELECT * FROM auth_jwt.jwks_keys()."
+            "The kid must name a usable row of auth_jwt.jwks_table whose key verifies the token's alg, not past its expiresAt plus auth_jwt.key_grace_period; see SELECT * FROM auth_jwt.jwks_keys()."
         }
         ErrorKind::InvalidSignature => "The token was not signed by the key its kid names: it is forged or corrupted.",
         ErrorKind::Malformed => {
             "Send the compact JWT exactly as Better Auth issued it (header.payload.signature), with no quotes or whitespace."
         }
         ErrorKind::UnsupportedAlgorithm => {
-            "auth_jwt verifies EdDSA (Ed25519) tokens, Better Auth's default; other algorithms are refused."
+            "auth_jwt verifies the algorithms Better Auth signs with: EdDSA (its default), ES256, ES512, RS256 and PS256; HMAC, none and others are refused."
         }
         ErrorKind::InvalidClaims => {
             "Compare the token's claims with auth_jwt.issuer, auth_jwt.audience and the claims the policy needs."

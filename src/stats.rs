@@ -2,7 +2,7 @@
 //! so it is free on the per-row path and shows what the caches really did (tests assert on it
 //! instead of on timings).
 
-use auth_jwt_core::ErrorKind;
+use auth_jwt_core::{Alg, ErrorKind};
 use pgrx::prelude::*;
 use std::cell::Cell;
 
@@ -15,6 +15,7 @@ thread_local! {
     static UNKNOWN_KID_RELOADS: Cell<i64> = const { Cell::new(0) };
     static REQUEST_TOKEN_READS: Cell<i64> = const { Cell::new(0) };
     static REJECTIONS: [Cell<i64>; N] = const { [const { Cell::new(0) }; N] };
+    static BY_ALGORITHM: [Cell<i64>; 5] = const { [const { Cell::new(0) }; 5] };
 }
 
 fn inc(c: &'static std::thread::LocalKey<Cell<i64>>) {
@@ -22,8 +23,10 @@ fn inc(c: &'static std::thread::LocalKey<Cell<i64>>) {
 }
 
 /// A full verification: signature checked and claims validated.
-pub fn verified() {
+pub fn verified(alg: Alg) {
     inc(&VERIFICATIONS);
+    let i = Alg::ALL.iter().position(|a| *a == alg).unwrap_or(0);
+    BY_ALGORITHM.with(|c| c[i].set(c[i].get() + 1));
 }
 
 /// A result served from a cache (the token cache or the per-request memo).
@@ -57,6 +60,7 @@ fn stats() -> TableIterator<
     'static,
     (
         name!(verifications, i64),
+        name!(verifications_by_algorithm, pgrx::JsonB),
         name!(cache_hits, i64),
         name!(key_loads, i64),
         name!(unknown_kid_reloads, i64),
@@ -69,8 +73,11 @@ fn stats() -> TableIterator<
     let rejections: Vec<i64> = REJECTIONS.with(|r| r.iter().map(Cell::get).collect());
     let by_reason: serde_json::Map<String, serde_json::Value> =
         ErrorKind::ALL.iter().zip(&rejections).map(|(k, n)| (k.name().to_owned(), (*n).into())).collect();
+    let by_alg: serde_json::Map<String, serde_json::Value> =
+        BY_ALGORITHM.with(|c| Alg::ALL.iter().zip(c).map(|(a, n)| (a.name().to_owned(), n.get().into())).collect());
     TableIterator::once((
         VERIFICATIONS.with(Cell::get),
+        pgrx::JsonB(serde_json::Value::Object(by_alg)),
         CACHE_HITS.with(Cell::get),
         KEY_LOADS.with(Cell::get),
         UNKNOWN_KID_RELOADS.with(Cell::get),
@@ -88,4 +95,5 @@ fn stats_reset() {
         c.with(|c| c.set(0));
     }
     REJECTIONS.with(|r| r.iter().for_each(|c| c.set(0)));
+    BY_ALGORITHM.with(|r| r.iter().for_each(|c| c.set(0)));
 }

@@ -47,7 +47,7 @@ pub fn verify(token: &str) -> Rc<Entry> {
         }
     }
     let verified = verify_compact(&compact, &keys, &validation, now).unwrap_or_else(|e| errors::rejected(&e));
-    stats::verified();
+    stats::verified(compact.header.alg);
     let entry = Rc::new(Entry::new(verified));
     token_cache::sync(keys::generation(), settings::generation());
     token_cache::put(token, entry.clone(), now);

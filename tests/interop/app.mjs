@@ -35,7 +35,7 @@ export async function dropDatabase(name) {
 /** Better Auth options as an app would write them. `payload: "custom"` adds the uuid claim with
  *  jwt.definePayload; `payload: "default"` signs Better Auth's default payload (the user object,
  *  which carries the uuid additional field too). */
-export function authOptions(db, { payload = "custom", jwks = {}, schema, generateId, expirationTime = "15m" } = {}) {
+export function authOptions(db, { payload = "custom", jwks = {}, schema, generateId, expirationTime = "15m", cookieCache = false } = {}) {
   return {
     database: db,
     baseURL: BASE_URL,
@@ -47,6 +47,8 @@ export function authOptions(db, { payload = "custom", jwks = {}, schema, generat
       },
     },
     ...(generateId ? { advanced: { database: { generateId } } } : {}),
+    // The session cookie cache as signed JWTs, with the same keys (see algorithms.test.mjs).
+    ...(cookieCache ? { session: { cookieCache: { enabled: true, strategy: "jwt" } } } : {}),
     plugins: [
       jwt({
         jwt: {
@@ -56,6 +58,7 @@ export function authOptions(db, { payload = "custom", jwks = {}, schema, generat
             : {}),
         },
         jwks,
+        ...(cookieCache ? { sessionCookieCache: true } : {}),
         ...(schema ? { schema } : {}),
       }),
     ],

@@ -1,8 +1,10 @@
-//! Test-only token minter (never part of the extension): deterministic Ed25519 keys from a
-//! one-byte seed, Better-Auth-shaped tokens, and hand-made variants for negative tests.
+//! Test-only token minter (never part of the extension): deterministic keys of every algorithm
+//! (tests/common/signers.rs), Better-Auth-shaped tokens, and hand-made variants for negative tests.
 //!
-//!   mint jwk SEED                      public JWK JSON for the key of SEED
+//!   mint jwk SEED [ALG]                public JWK JSON for the key of SEED (ALG: EdDSA by default,
+//!                                      ES256, ES512, RS256 or PS256; RSA seed 4 is 4096 bits)
 //!   mint token SEED [name=value ...]   a signed token; names:
+//!       alg=ALG                        the key's algorithm (and the header's, unless header= is given)
 //!       kid=K | nokid=1                header kid (default "k<SEED>")
 //!       header=JSON                    the exact header text (overrides kid)
 //!       payload=TEXT                   the exact payload text (overrides everything below)
@@ -14,13 +16,21 @@
 //!       nest=N                         a claim nested N arrays deep
 //!       malleate=1                     add L (the group order) to S: same R, non-canonical S
 
-use auth_jwt_core::b64;
-use ed25519_dalek::{Signer, SigningKey};
+#[path = "../tests/common/signers.rs"]
+#[allow(dead_code)]
+mod signers;
+
+use auth_jwt_core::{b64, Alg};
 use serde_json::{json, Map, Value};
+use signers::Signer;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-fn key(seed: &str) -> SigningKey {
-    SigningKey::from_bytes(&[seed.parse::<u8>().expect("SEED is 0-255"); 32])
+fn key(seed: &str, alg: Alg) -> Signer {
+    Signer::new(alg, seed.parse::<u8>().expect("SEED is 0-255"))
+}
+
+fn alg_of(name: &str) -> Alg {
+    Alg::from_name(name).expect("ALG is EdDSA, ES256, ES512, RS256 or PS256")
 }
 
 fn time(v: &str, now: i64) -> Value {
@@ -38,13 +48,13 @@ fn main() {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
     match args.first().map(String::as_str) {
         Some("jwk") => {
-            let sk = key(&args[1]);
-            println!(r#"{{"crv":"Ed25519","x":"{}","kty":"OKP"}}"#, b64::encode(sk.verifying_key().as_bytes()));
+            println!("{}", key(&args[1], args.get(2).map_or(Alg::EdDSA, |a| alg_of(a))).public_jwk());
         }
         Some("token") => {
             let seed = &args[1];
-            let sk = key(seed);
-            let mut header = format!(r#"{{"alg":"EdDSA","kid":"k{seed}"}}"#);
+            let alg = args[2..].iter().find_map(|a| a.strip_prefix("alg=")).map_or(Alg::EdDSA, alg_of);
+            let sk = key(seed, alg);
+            let mut header = format!(r#"{{"alg":"{alg}","kid":"k{seed}"}}"#);
             let mut claims: Map<String, Value> = json!({
                 "iat": now, "exp": now + 600, "iss": "https://app.example.com", "aud": "https://app.example.com",
                 "sub": format!("user{seed}"), "uuid": format!("00000000-0000-4000-8000-{:012}", seed.parse::<u64>().unwrap()),
@@ -57,8 +67,9 @@ fn main() {
             for a in &args[2..] {
                 let (k, v) = a.split_once('=').expect("name=value");
                 match k {
-                    "kid" => header = format!(r#"{{"alg":"EdDSA","kid":{}}}"#, json!(v)),
-                    "nokid" => header = r#"{"alg":"EdDSA"}"#.to_string(),
+                    "alg" => {}
+                    "kid" => header = format!(r#"{{"alg":"{alg}","kid":{}}}"#, json!(v)),
+                    "nokid" => header = format!(r#"{{"alg":"{alg}"}}"#),
                     "header" => header = v.to_string(),
                     "payload" => payload = Some(v.as_bytes().to_vec()),
                     "payloadhex" => {
@@ -103,7 +114,7 @@ fn main() {
                 text.replace("\"@DEEP@\"", &format!("{}1{}", "[".repeat(n), "]".repeat(n))).into_bytes()
             });
             let input = format!("{}.{}", b64::encode(header.as_bytes()), b64::encode(&payload));
-            let mut sig = sk.sign(input.as_bytes()).to_bytes();
+            let mut sig = sk.sign(input.as_bytes());
             if malleate {
                 // S + L, little-endian: still < 2^256, so it encodes; verify_strict must refuse it.
                 const L: [u8; 32] = [

@@ -78,8 +78,8 @@ pub fn explain(token: &str, keys: &KeySet, validation: &Validation, now: i64, uu
 
     // Header and algorithm: token::parse checks both (algorithm first); split its verdict.
     let parsed = token::parse(token, max);
-    let header: Option<Header> = match &parsed {
-        Ok(c) => Some(c.header.clone()),
+    let header: Option<(Option<String>, Option<crate::Alg>)> = match &parsed {
+        Ok(c) => Some((c.header.kid.clone(), Some(c.header.alg))),
         Err(e) => header_only(segs[0], e),
     };
     match (&parsed, &header) {
@@ -87,15 +87,16 @@ pub fn explain(token: &str, keys: &KeySet, validation: &Validation, now: i64, uu
             out.push(step("header", Err(e.detail().to_owned())));
             out.extend(rest[2..5].iter().map(|n| skipped(n, "the header is not usable")));
         }
-        (Err(e), Some(h)) if e.kind() == crate::ErrorKind::UnsupportedAlgorithm => {
-            out.push(step("header", Ok(header_summary(h))));
+        (Err(e), Some((kid, None))) => {
+            out.push(step("header", Ok(header_summary(kid))));
             out.push(step("algorithm", Err(e.detail().to_owned())));
             out.extend(rest[3..5].iter().map(|n| skipped(n, "the algorithm is not accepted")));
         }
-        (Err(e), Some(h)) => {
+        (Err(e), Some((kid, Some(alg)))) => {
+            let h = &Header { alg: *alg, kid: kid.clone() };
             // Header and algorithm fine; the payload or signature segment failed to decode.
-            out.push(step("header", Ok(header_summary(h))));
-            out.push(step("algorithm", Ok(format!("{} (Ed25519)", h.alg))));
+            out.push(step("header", Ok(header_summary(&h.kid))));
+            out.push(step("algorithm", Ok(h.alg.describe().to_owned())));
             out.push(key_step(keys, h, validation, now).0);
             if e.detail().starts_with("payload") {
                 out.push(skipped("signature", "the payload segment is not canonical base64url"));
@@ -104,16 +105,19 @@ pub fn explain(token: &str, keys: &KeySet, validation: &Validation, now: i64, uu
             }
         }
         (Ok(c), _) => {
-            out.push(step("header", Ok(header_summary(&c.header))));
-            out.push(step("algorithm", Ok(format!("{} (Ed25519)", c.header.alg))));
+            out.push(step("header", Ok(header_summary(&c.header.kid))));
+            out.push(step("algorithm", Ok(c.header.alg.describe().to_owned())));
             let (key_row, key) = key_step(keys, &c.header, validation, now);
             out.push(key_row);
             out.push(match key {
                 None => skipped("signature", "no usable key"),
-                Some(vk) => step(
+                Some(key) => step(
                     "signature",
-                    crate::verify_signature(c, vk)
-                        .map(|_| "valid (ed25519-dalek verify_strict)".to_owned())
+                    crate::verify_signature(c, key)
+                        .map(|_| match key.alg() {
+                            crate::Alg::EdDSA => "valid (ed25519-dalek verify_strict)".to_owned(),
+                            alg => format!("valid ({alg}, aws-lc-rs)"),
+                        })
                         .map_err(|e| e.detail().to_owned()),
                 ),
             });
@@ -193,38 +197,34 @@ fn detail(e: Error) -> String {
     e.detail().to_owned()
 }
 
-fn header_summary(h: &Header) -> String {
-    match &h.kid {
+fn header_summary(kid: &Option<String>) -> String {
+    match kid {
         Some(k) => format!("a JSON object; kid \"{}\"", crate::error::printable(k, 64)),
         None => "a JSON object; no kid".into(),
     }
 }
 
-/// The header alone, when token::parse failed for a reason that may lie after it.
-fn header_only(seg: &str, e: &Error) -> Option<Header> {
+/// The header's kid and algorithm alone, when token::parse failed for a reason that may lie
+/// after them (the algorithm is None when it is not one auth_jwt verifies).
+fn header_only(seg: &str, e: &Error) -> Option<(Option<String>, Option<crate::Alg>)> {
     if e.kind() == crate::ErrorKind::Malformed && e.detail().starts_with("header") {
         return None;
     }
     let bytes = b64::decode(seg).ok()?;
     let map = json::parse_object(&bytes).ok()?;
-    let alg = map.get("alg")?.as_str()?.to_owned();
+    let alg = crate::Alg::from_name(map.get("alg")?.as_str()?);
     let kid = map.get("kid").and_then(|k| k.as_str()).map(str::to_owned);
-    Some(Header { alg, kid })
+    Some((kid, alg))
 }
 
-fn key_step<'k>(
-    keys: &'k KeySet,
-    h: &Header,
-    v: &Validation,
-    now: i64,
-) -> (Step, Option<&'k ed25519_dalek::VerifyingKey>) {
-    match keys.select(h.kid.as_deref(), now, v.key_grace_period) {
-        Ok((vk, until)) => {
+fn key_step<'k>(keys: &'k KeySet, h: &Header, v: &Validation, now: i64) -> (Step, Option<&'k crate::PublicKey>) {
+    match keys.select(h.kid.as_deref(), h.alg, now, v.key_grace_period) {
+        Ok((key, until)) => {
             let d = match until {
-                Some(u) => format!("found; usable until {}", iso8601(u)),
-                None => "found; does not expire".into(),
+                Some(u) => format!("found: {}; usable until {}", key.describe(), iso8601(u)),
+                None => format!("found: {}; does not expire", key.describe()),
             };
-            (step("key", Ok(d)), Some(vk))
+            (step("key", Ok(d)), Some(key))
         }
         Err(e) => (step("key", Err(e.detail().to_owned())), None),
     }

@@ -1,17 +1,30 @@
 //! Public keys from Better Auth's `jwks` table, parsed once and selected by `kid`.
 //!
-//! A row becomes a [`Key`] that is either usable (an Ed25519 point that passed every check) or
-//! carries the reason it is not, so diagnostics can show it and selection can say why it failed.
-//! Only Ed25519 is accepted: `kty` "OKP", `crv` "Ed25519", and `x` exactly 32 bytes that decode
-//! to a canonical, non-small-order curve point (weak keys make `verify_strict` meaningless).
+//! A row becomes a [`Key`] that is either usable (a [`PublicKey`] that passed every check, bound
+//! to the one algorithm it verifies) or carries the reason it is not, so diagnostics can show it
+//! and selection can say why it failed. The key decides the algorithm, never the token: the JWK's
+//! `kty` and `crv`, and the row's `alg` column or the JWK's own `alg` member where present, fix
+//! it (an RSA key must name RS256 or PS256 in one of them), and a token whose header says another
+//! algorithm finds no matching key. Checks per type, when the keys are loaded:
+//! - OKP: `crv` Ed25519; `x` exactly 32 bytes, a canonical, non-small-order point;
+//! - EC: `crv` P-256 or P-521; `x` and `y` exactly 32 or 66 bytes, a point on the curve;
+//! - RSA: `n` and `e` without leading zero octets, a modulus of 2048 to 8192 bits, odd, and a
+//!   public exponent that is odd, at least 3 and at most 2^33 - 1 (what AWS-LC verifies with);
+//! - every member base64url as strictly as in tokens, no private key material, `use` sig.
 
+use crate::alg::Alg;
 use crate::b64;
 use crate::error::{printable, Error, ErrorKind};
 use crate::json;
+use aws_lc_rs::signature::{
+    ParsedPublicKey, RsaParameters, RsaPublicKeyComponents, VerificationAlgorithm, ECDSA_P256_SHA256_FIXED,
+    ECDSA_P521_SHA512_FIXED, RSA_PKCS1_2048_8192_SHA256, RSA_PSS_2048_8192_SHA256,
+};
 use curve25519_dalek::edwards::CompressedEdwardsY;
 use ed25519_dalek::VerifyingKey;
 use serde_json::Value;
 use std::collections::HashMap;
+use std::fmt;
 
 /// One row of the key table, as read (Better Auth 1.7 columns; the optional ones may be absent).
 #[derive(Debug, Clone, Copy)]
@@ -30,7 +43,95 @@ pub struct Key {
     pub kid: String,
     pub expires_at: Option<i64>,
     /// The key, or why the row is unusable.
-    pub key: Result<VerifyingKey, String>,
+    pub key: Result<PublicKey, String>,
+}
+
+/// A public key that passed every check, and the one algorithm it verifies.
+#[derive(Clone)]
+pub struct PublicKey {
+    alg: Alg,
+    /// Curve order or modulus size.
+    bits: u32,
+    /// The encoded key, for equality (a reload that changed nothing keeps the caches).
+    material: Box<[u8]>,
+    verifier: Verifier,
+}
+
+#[derive(Clone)]
+enum Verifier {
+    Ed25519(VerifyingKey),
+    /// ECDSA and RSA, parsed once.
+    AwsLc(ParsedPublicKey),
+}
+
+impl PartialEq for PublicKey {
+    fn eq(&self, other: &PublicKey) -> bool {
+        self.alg == other.alg && self.material == other.material
+    }
+}
+
+impl Eq for PublicKey {}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey({}, {})", self.alg, self.describe())
+    }
+}
+
+impl PublicKey {
+    /// An Ed25519 key taken as is, without the key table's checks (canonical encoding, small
+    /// order): for the signature step alone, as in the "Taming the many EdDSAs" vectors.
+    pub fn from_ed25519(vk: VerifyingKey) -> PublicKey {
+        PublicKey { alg: Alg::EdDSA, bits: 256, material: vk.to_bytes().into(), verifier: Verifier::Ed25519(vk) }
+    }
+
+    pub fn alg(&self) -> Alg {
+        self.alg
+    }
+
+    pub fn bits(&self) -> u32 {
+        self.bits
+    }
+
+    /// The key type, for people: "OKP Ed25519", "EC P-256", "RSA 2048 bits".
+    pub fn describe(&self) -> String {
+        match self.alg {
+            Alg::EdDSA => "OKP Ed25519".into(),
+            Alg::ES256 => "EC P-256".into(),
+            Alg::ES512 => "EC P-521".into(),
+            Alg::RS256 | Alg::PS256 => format!("RSA {} bits", self.bits),
+        }
+    }
+
+    /// Check `signature` over `input` with this key's algorithm (the caller has checked that the
+    /// token's header names it). EdDSA uses `verify_strict`: non-canonical S, small-order R and A
+    /// refused, one valid encoding per (message, key). ECDSA takes raw r || s with r and s in
+    /// [1, n - 1] (high S accepted, as JWS and jose do); RSA needs a signature exactly as long as
+    /// the modulus, and PSS a salt of exactly 32 bytes.
+    pub fn verify(&self, input: &[u8], signature: &[u8]) -> Result<(), Error> {
+        let bad = |why: String| Err(Error::new(ErrorKind::InvalidSignature, why));
+        match &self.verifier {
+            Verifier::Ed25519(vk) => {
+                let Ok(sig) = <[u8; 64]>::try_from(signature) else {
+                    return bad(format!("the Ed25519 signature is {} bytes, not 64", signature.len()));
+                };
+                vk.verify_strict(input, &ed25519_dalek::Signature::from_bytes(&sig))
+                    .or_else(|_| bad("the Ed25519 signature does not verify under the selected key".into()))
+            }
+            Verifier::AwsLc(key) => {
+                if matches!(self.alg, Alg::RS256 | Alg::PS256) && signature.len() != (self.bits as usize).div_ceil(8) {
+                    return bad(format!(
+                        "the RSA signature is {} bytes; the key's modulus is {}",
+                        signature.len(),
+                        self.bits.div_ceil(8)
+                    ));
+                }
+                key.verify_sig(input, signature).or_else(|_| {
+                    bad(format!("the {} signature does not verify under the selected key", self.alg.describe()))
+                })
+            }
+        }
+    }
 }
 
 /// Where a key stands at a given time.
@@ -63,11 +164,6 @@ impl KeyStatus {
     }
 }
 
-/// `EdDSA` (RFC 8037) or its fully-specified successor `Ed25519` (RFC 9864). Exact, case-sensitive.
-pub fn is_ed25519_alg(alg: &str) -> bool {
-    alg == "EdDSA" || alg == "Ed25519"
-}
-
 impl Key {
     pub fn from_row(row: &KeyRow<'_>) -> Key {
         Key { kid: row.id.to_owned(), expires_at: row.expires_at, key: parse_row(row) }
@@ -88,19 +184,17 @@ impl Key {
             _ => KeyStatus::Usable,
         }
     }
+
+    /// The algorithm this row's key verifies, when it is usable.
+    pub fn alg(&self) -> Option<Alg> {
+        self.key.as_ref().ok().map(PublicKey::alg)
+    }
 }
 
-fn parse_row(row: &KeyRow<'_>) -> Result<VerifyingKey, String> {
-    if let Some(alg) = row.alg {
-        if !is_ed25519_alg(alg) {
-            return Err(format!("alg column is \"{}\"; only EdDSA keys are supported", printable(alg, 32)));
-        }
-    }
-    if let Some(crv) = row.crv {
-        if crv != "Ed25519" {
-            return Err(format!("crv column is \"{}\", not \"Ed25519\"", printable(crv, 32)));
-        }
-    }
+/// The JWK members that only a private key has.
+const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+
+fn parse_row(row: &KeyRow<'_>) -> Result<PublicKey, String> {
     let jwk = json::parse_object(row.public_key.as_bytes()).map_err(|e| format!("publicKey {e}"))?;
     let member = |name: &str| -> Result<Option<&str>, String> {
         match jwk.get(name) {
@@ -109,32 +203,84 @@ fn parse_row(row: &KeyRow<'_>) -> Result<VerifyingKey, String> {
             Some(other) => Err(format!("publicKey member \"{name}\" is {}, not a string", json::a_type(other))),
         }
     };
-    match member("kty")? {
-        Some("OKP") => {}
-        Some(kty) => return Err(format!("publicKey kty is \"{}\", not \"OKP\"", printable(kty, 16))),
-        None => return Err("publicKey has no kty".into()),
-    }
-    match member("crv")? {
-        Some("Ed25519") => {}
-        Some(crv) => return Err(format!("publicKey crv is \"{}\", not \"Ed25519\"", printable(crv, 16))),
-        None => return Err("publicKey has no crv".into()),
-    }
-    if let Some(alg) = member("alg")? {
-        if !is_ed25519_alg(alg) {
-            return Err(format!("publicKey alg is \"{}\"", printable(alg, 16)));
-        }
+    if let Some(p) = PRIVATE_MEMBERS.iter().find(|p| jwk.contains_key(**p)) {
+        // Never echo it; say only that it is there, so the operator can rotate the key.
+        return Err(format!("publicKey contains private key material (\"{p}\"); rotate this key"));
     }
     if let Some(usage) = member("use")? {
         if usage != "sig" {
             return Err(format!("publicKey use is \"{}\", not \"sig\"", printable(usage, 16)));
         }
     }
-    if jwk.contains_key("d") {
-        // Never echo it; say only that it is there, so the operator can rotate the key.
-        return Err("publicKey contains private key material (\"d\"); rotate this key".into());
+    // What the JWK itself can be: kty and crv decide the family of algorithms.
+    let kty = member("kty")?.ok_or("publicKey has no kty")?;
+    let crv = member("crv")?;
+    let family: &[Alg] = match (kty, crv) {
+        ("OKP", Some("Ed25519")) => &[Alg::EdDSA],
+        ("EC", Some("P-256")) => &[Alg::ES256],
+        ("EC", Some("P-521")) => &[Alg::ES512],
+        ("RSA", _) => &[Alg::RS256, Alg::PS256],
+        ("OKP" | "EC", None) => return Err("publicKey has no crv".into()),
+        ("OKP" | "EC", Some(c)) => {
+            return Err(format!(
+                "publicKey crv is \"{}\"; auth_jwt verifies Ed25519 (OKP), P-256 and P-521 (EC) keys",
+                printable(c, 16)
+            ))
+        }
+        (k, _) => {
+            return Err(format!(
+                "publicKey kty is \"{}\"; auth_jwt verifies OKP (Ed25519), EC (P-256, P-521) and RSA keys",
+                printable(k, 16)
+            ))
+        }
+    };
+    let what = if kty == "RSA" { "an RSA key".to_owned() } else { format!("an {kty} {} key", crv.unwrap_or("")) };
+    match (row.crv, kty) {
+        (Some(c), "RSA") => return Err(format!("crv column is \"{}\", but publicKey is an RSA key", printable(c, 32))),
+        (Some(c), _) if Some(c) != crv => {
+            return Err(format!("crv column is \"{}\", but publicKey is {what}", printable(c, 32)));
+        }
+        _ => {}
     }
-    let x = member("x")?.ok_or("publicKey has no x")?;
-    let bytes = b64::decode(x).map_err(|e| format!("publicKey x {e}"))?;
+    // The row's alg column and the JWK's alg member, where present, must name an algorithm of
+    // that family, and the same one.
+    let named = |source: &str, value: Option<&str>| -> Result<Option<Alg>, String> {
+        let Some(v) = value else { return Ok(None) };
+        match Alg::from_name(v) {
+            Some(a) if family.contains(&a) => Ok(Some(a)),
+            Some(a) => Err(format!("{source} is {a}, but publicKey is {what}")),
+            None => Err(format!("{source} is \"{}\", not an algorithm auth_jwt verifies", printable(v, 32))),
+        }
+    };
+    let column = named("alg column", row.alg)?;
+    let own = named("publicKey alg", member("alg")?)?;
+    let alg = match (column, own) {
+        (Some(c), Some(o)) if c != o => return Err(format!("publicKey alg is {o}, but the alg column is {c}")),
+        (Some(a), _) | (None, Some(a)) => a,
+        (None, None) if family.len() == 1 => family[0],
+        (None, None) => {
+            return Err("an RSA key verifies RS256 or PS256, and neither the alg column nor publicKey says which; auth_jwt never lets the token choose".into())
+        }
+    };
+    match alg {
+        Alg::EdDSA => ed25519(&member),
+        Alg::ES256 => ecdsa(&member, alg, 32, &ECDSA_P256_SHA256_FIXED, "P-256"),
+        Alg::ES512 => ecdsa(&member, alg, 66, &ECDSA_P521_SHA512_FIXED, "P-521"),
+        Alg::RS256 => rsa(&member, alg, &RSA_PKCS1_2048_8192_SHA256),
+        Alg::PS256 => rsa(&member, alg, &RSA_PSS_2048_8192_SHA256),
+    }
+}
+
+type Member<'m> = dyn Fn(&str) -> Result<Option<&'m str>, String> + 'm;
+
+/// A required base64url member, decoded strictly.
+fn bytes(member: &Member<'_>, name: &str) -> Result<Vec<u8>, String> {
+    let v = member(name)?.ok_or_else(|| format!("publicKey has no {name}"))?;
+    b64::decode(v).map_err(|e| format!("publicKey {name} {e}"))
+}
+
+fn ed25519(member: &Member<'_>) -> Result<PublicKey, String> {
+    let bytes = bytes(member, "x")?;
     let bytes: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| format!("publicKey x is {} bytes, not 32", b.len()))?;
     let point = CompressedEdwardsY(bytes).decompress().ok_or("publicKey x is not a point on Ed25519")?;
     if point.compress().to_bytes() != bytes {
@@ -143,7 +289,66 @@ fn parse_row(row: &KeyRow<'_>) -> Result<VerifyingKey, String> {
     if point.is_small_order() {
         return Err("publicKey x is a weak (small-order) point".into());
     }
-    VerifyingKey::from_bytes(&bytes).map_err(|_| "publicKey x is not a valid Ed25519 key".into())
+    let vk = VerifyingKey::from_bytes(&bytes).map_err(|_| "publicKey x is not a valid Ed25519 key")?;
+    Ok(PublicKey { alg: Alg::EdDSA, bits: 256, material: bytes.into(), verifier: Verifier::Ed25519(vk) })
+}
+
+fn ecdsa(
+    member: &Member<'_>,
+    alg: Alg,
+    len: usize,
+    algorithm: &'static dyn VerificationAlgorithm,
+    curve: &str,
+) -> Result<PublicKey, String> {
+    let x = bytes(member, "x")?;
+    let y = bytes(member, "y")?;
+    // RFC 7518 6.2.1.2: full-length coordinates. (Concatenated, a short x and a long y would
+    // still have the right total length.)
+    for (name, c) in [("x", &x), ("y", &y)] {
+        if c.len() != len {
+            return Err(format!("publicKey {name} is {} bytes, not {len} ({curve})", c.len()));
+        }
+    }
+    let mut point = Vec::with_capacity(1 + 2 * len);
+    point.push(4); // SEC1 uncompressed
+    point.extend_from_slice(&x);
+    point.extend_from_slice(&y);
+    // AWS-LC checks that the coordinates are below p and the point is on the curve (the point at
+    // infinity has no affine coordinates).
+    let key =
+        ParsedPublicKey::new(algorithm, &point).map_err(|_| format!("publicKey x, y is not a point on {curve}"))?;
+    let bits = if len == 32 { 256 } else { 521 };
+    Ok(PublicKey { alg, bits, material: point.into(), verifier: Verifier::AwsLc(key) })
+}
+
+fn rsa(member: &Member<'_>, alg: Alg, params: &'static RsaParameters) -> Result<PublicKey, String> {
+    let n = bytes(member, "n")?;
+    let e = bytes(member, "e")?;
+    // RFC 7518 6.3.1: the minimum number of octets.
+    for (name, v) in [("n", &n), ("e", &e)] {
+        if v.first().is_none_or(|b| *b == 0) {
+            return Err(format!("publicKey {name} is empty or has leading zero octets"));
+        }
+    }
+    let bits = (n.len() as u32 - 1) * 8 + (8 - n[0].leading_zeros());
+    if !(2048..=8192).contains(&bits) {
+        return Err(format!("publicKey n is a {bits}-bit modulus; 2048 to 8192 bits are accepted"));
+    }
+    if n[n.len() - 1] & 1 == 0 {
+        return Err("publicKey n is even, not an RSA modulus".into());
+    }
+    let e_value = e.iter().try_fold(0u64, |acc, b| acc.checked_mul(256).map(|a| a | u64::from(*b)));
+    match e_value {
+        Some(v) if v >= 3 && v % 2 == 1 && v < (1 << 33) => {}
+        _ => return Err("publicKey e must be odd, at least 3 and below 2^33".into()),
+    }
+    let key = RsaPublicKeyComponents { n: n.as_slice(), e: e.as_slice() }
+        .to_parsed_public_key(params)
+        .map_err(|_| "publicKey n, e is not a valid RSA public key")?;
+    let mut material = n;
+    material.push(0xff);
+    material.extend_from_slice(&e);
+    Ok(PublicKey { alg, bits, material: material.into(), verifier: Verifier::AwsLc(key) })
 }
 
 /// The keys of one load of the key table.
@@ -189,8 +394,16 @@ impl KeySet {
     }
 
     /// The key a token must verify under, and the last second it may be used (if it expires).
-    /// `kid` is compared exactly; a token without `kid` needs exactly one usable key.
-    pub fn select(&self, kid: Option<&str>, now: i64, grace: i64) -> Result<(&VerifyingKey, Option<i64>), Error> {
+    /// `kid` is compared exactly, and the key must be one of the token's algorithm (`alg`, from
+    /// the header): a key verifies one algorithm only. A token without `kid` needs exactly one
+    /// usable key of its algorithm.
+    pub fn select(
+        &self,
+        kid: Option<&str>,
+        alg: Alg,
+        now: i64,
+        grace: i64,
+    ) -> Result<(&PublicKey, Option<i64>), Error> {
         let not_found = |d: String| Error::new(ErrorKind::KeyNotFound, d);
         let key = match kid {
             Some(kid) => {
@@ -201,12 +414,12 @@ impl KeySet {
                 &self.keys[i]
             }
             None => {
-                let mut usable = self.keys.iter().filter(|k| k.status(now, grace).verifies());
+                let mut usable = self.keys.iter().filter(|k| k.alg() == Some(alg) && k.status(now, grace).verifies());
                 match (usable.next(), usable.next()) {
                     (Some(k), None) => k,
-                    (None, _) => return Err(not_found("token has no kid and no key is usable".into())),
+                    (None, _) => return Err(not_found(format!("token has no kid and no {alg} key is usable"))),
                     (Some(_), Some(_)) => {
-                        return Err(not_found("token has no kid and more than one key is usable".into()))
+                        return Err(not_found(format!("token has no kid and more than one {alg} key is usable")))
                     }
                 }
             }
@@ -219,7 +432,12 @@ impl KeySet {
                 crate::error::iso8601(since)
             ))),
             KeyStatus::Usable | KeyStatus::InGrace { .. } => match &key.key {
-                Ok(vk) => Ok((vk, key.usable_until(grace))),
+                Ok(pk) if pk.alg() == alg => Ok((pk, key.usable_until(grace))),
+                Ok(pk) => Err(not_found(format!(
+                    "key \"{who}\" verifies {} ({}), not the token's {alg}: a key verifies one algorithm only",
+                    pk.alg(),
+                    pk.describe()
+                ))),
                 Err(why) => Err(not_found(format!("key \"{who}\" is unusable: {why}"))),
             },
         }
@@ -261,13 +479,22 @@ mod tests {
 
     #[test]
     fn rejects_wrong_kind_of_key() {
-        assert!(reason(r#"{"kty":"EC","crv":"P-256","x":"a","y":"b"}"#).contains("kty is \"EC\""));
-        assert!(reason(r#"{"kty":"RSA","n":"a","e":"AQAB"}"#).contains("kty is \"RSA\""));
+        assert!(reason(r#"{"kty":"oct","k":"AAAA"}"#).contains("private key material"));
+        assert!(reason(r#"{"kty":"EC","crv":"P-384","x":"AAAA","y":"AAAA"}"#).contains("crv is \"P-384\""));
+        assert!(reason(r#"{"kty":"EC","crv":"secp256k1","x":"AAAA","y":"AAAA"}"#).contains("secp256k1"));
+        assert!(reason(r#"{"kty":"EC","x":"AAAA","y":"AAAA"}"#).contains("no crv"));
+        assert!(reason(r#"{"kty":"EC","crv":"P-256","x":"a","y":"b"}"#).contains("publicKey x"));
+        assert!(reason(r#"{"kty":"RSA","n":"AQAB","e":"AQAB"}"#).contains("neither the alg column nor publicKey"));
+        assert!(reason(r#"{"kty":"XYZ"}"#).contains("kty is \"XYZ\""));
+        assert!(reason(r#"{"crv":"Ed25519"}"#).contains("no kty"));
         assert!(reason(&format!(r#"{{"kty":"OKP","crv":"X25519","x":"{RFC8037_X}"}}"#)).contains("crv is \"X25519\""));
         assert!(reason(&format!(r#"{{"kty":"OKP","crv":"Ed448","x":"{RFC8037_X}"}}"#)).contains("Ed448"));
         assert!(reason(&format!(r#"{{"kty":"OKP","x":"{RFC8037_X}"}}"#)).contains("no crv"));
         assert!(reason(r#"{"kty":"OKP","crv":"Ed25519"}"#).contains("no x"));
-        assert!(reason(&format!(r#"{{"kty":"OKP","crv":"Ed25519","x":"{RFC8037_X}","alg":"ES256"}}"#)).contains("alg"));
+        assert!(reason(&format!(r#"{{"kty":"OKP","crv":"Ed25519","x":"{RFC8037_X}","alg":"ES256"}}"#))
+            .contains("publicKey alg is ES256, but publicKey is an OKP Ed25519 key"));
+        assert!(reason(&format!(r#"{{"kty":"OKP","crv":"Ed25519","x":"{RFC8037_X}","alg":"HS256"}}"#))
+            .contains("not an algorithm auth_jwt verifies"));
         assert!(reason(&format!(r#"{{"kty":"OKP","crv":"Ed25519","x":"{RFC8037_X}","use":"enc"}}"#)).contains("use"));
         assert!(reason("not json").contains("publicKey is not valid JSON"));
         assert!(
@@ -275,7 +502,18 @@ mod tests {
         );
         let pk = jwk(RFC8037_X);
         let k = Key::from_row(&KeyRow { id: "k", public_key: &pk, expires_at: None, alg: Some("ES256"), crv: None });
-        assert!(k.key.unwrap_err().contains("alg column"));
+        assert!(k.key.unwrap_err().contains("alg column is ES256, but publicKey is an OKP Ed25519 key"));
+        let k = Key::from_row(&KeyRow { id: "k", public_key: &pk, expires_at: None, alg: Some("ES384"), crv: None });
+        assert!(k.key.unwrap_err().contains("not an algorithm auth_jwt verifies"));
+        let with_alg = format!(r#"{{"alg":"EdDSA","crv":"Ed25519","x":"{RFC8037_X}","kty":"OKP"}}"#);
+        let k = Key::from_row(&KeyRow {
+            id: "k",
+            public_key: &with_alg,
+            expires_at: None,
+            alg: Some("Ed25519"),
+            crv: None,
+        });
+        assert!(k.key.is_ok(), "EdDSA and Ed25519 name the same algorithm");
         let k = Key::from_row(&KeyRow { id: "k", public_key: &pk, expires_at: None, alg: None, crv: Some("P-256") });
         assert!(k.key.unwrap_err().contains("crv column"));
     }
@@ -315,12 +553,15 @@ mod tests {
     fn selection_by_kid_is_exact() {
         let pk = jwk(RFC8037_X);
         let set = KeySet::from_rows([row("AbC", &pk)]);
-        assert!(set.select(Some("AbC"), 0, 0).is_ok());
+        assert!(set.select(Some("AbC"), Alg::EdDSA, 0, 0).is_ok());
         for kid in ["abc", "AbC ", " AbC", "AbC\0", "AB", ""] {
-            let e = set.select(Some(kid), 0, 0).unwrap_err();
+            let e = set.select(Some(kid), Alg::EdDSA, 0, 0).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::KeyNotFound, "{kid:?}");
         }
-        let e = set.select(Some("nope"), 0, 0).unwrap_err();
+        let e = set.select(Some("AbC"), Alg::ES256, 0, 0).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::KeyNotFound);
+        assert!(e.detail().contains("verifies EdDSA (OKP Ed25519), not the token's ES256"), "{e}");
+        let e = set.select(Some("nope"), Alg::EdDSA, 0, 0).unwrap_err();
         assert!(e.detail().contains("\"nope\""), "detail names the kid");
     }
 
@@ -328,11 +569,20 @@ mod tests {
     fn no_kid_needs_exactly_one_usable_key() {
         let pk = jwk(RFC8037_X);
         let bad = r#"{"kty":"RSA"}"#;
-        assert!(KeySet::from_rows([row("a", &pk)]).select(None, 0, 0).is_ok());
-        assert!(KeySet::from_rows([row("a", &pk), row("b", bad)]).select(None, 0, 0).is_ok());
+        assert!(KeySet::from_rows([row("a", &pk)]).select(None, Alg::EdDSA, 0, 0).is_ok());
+        assert!(KeySet::from_rows([row("a", &pk), row("b", bad)]).select(None, Alg::EdDSA, 0, 0).is_ok());
+        assert!(KeySet::from_rows([row("a", &pk)])
+            .select(None, Alg::RS256, 0, 0)
+            .unwrap_err()
+            .detail()
+            .contains("no RS256 key"));
         let two = KeySet::from_rows([row("a", &pk), row("b", &pk)]);
-        assert!(two.select(None, 0, 0).unwrap_err().detail().contains("more than one"));
-        assert!(KeySet::from_rows([]).select(None, 0, 0).unwrap_err().detail().contains("no key is usable"));
+        assert!(two.select(None, Alg::EdDSA, 0, 0).unwrap_err().detail().contains("more than one"));
+        assert!(KeySet::from_rows([])
+            .select(None, Alg::EdDSA, 0, 0)
+            .unwrap_err()
+            .detail()
+            .contains("no EdDSA key is usable"));
     }
 
     #[test]
@@ -345,16 +595,16 @@ mod tests {
         assert_eq!(k.status(1050, 100), KeyStatus::InGrace { until: 1100 });
         assert_eq!(k.status(1100, 100), KeyStatus::InGrace { until: 1100 });
         assert_eq!(k.status(1101, 100), KeyStatus::Expired { since: 1100 });
-        assert_eq!(set.select(Some("a"), 1100, 100).unwrap().1, Some(1100));
-        let e = set.select(Some("a"), 1101, 100).unwrap_err();
+        assert_eq!(set.select(Some("a"), Alg::EdDSA, 1100, 100).unwrap().1, Some(1100));
+        let e = set.select(Some("a"), Alg::EdDSA, 1101, 100).unwrap_err();
         assert!(e.detail().contains("grace period"));
-        assert!(set.select(None, 1101, 100).is_err(), "an expired key does not count as usable");
+        assert!(set.select(None, Alg::EdDSA, 1101, 100).is_err(), "an expired key does not count as usable");
     }
 
     #[test]
     fn duplicate_ids_are_ambiguous() {
         let pk = jwk(RFC8037_X);
         let set = KeySet::from_rows([row("a", &pk), row("a", &pk)]);
-        assert!(set.select(Some("a"), 0, 0).unwrap_err().detail().contains("more than one row"));
+        assert!(set.select(Some("a"), Alg::EdDSA, 0, 0).unwrap_err().detail().contains("more than one row"));
     }
 }

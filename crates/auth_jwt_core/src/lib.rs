@@ -1,10 +1,12 @@
-//! auth_jwt_core: verify Better Auth JWTs (compact JWS, EdDSA/Ed25519) with no database and no
-//! global clock. The PostgreSQL extension is a thin layer over [`verify`].
+//! auth_jwt_core: verify Better Auth JWTs (compact JWS signed with EdDSA, ES256, ES512, RS256 or
+//! PS256) with no database and no global clock. The PostgreSQL extension is a thin layer over
+//! [`verify`].
 //!
 //! Order of checks, as in `jsonwebtoken`: size, structure and header (algorithm first), then the
 //! key, then the signature, and only then the payload and its claims. Nothing in the payload is
 //! parsed before the signature over it has verified.
 
+pub mod alg;
 pub mod b64;
 pub mod claims;
 pub mod error;
@@ -13,13 +15,13 @@ pub mod json;
 pub mod keys;
 pub mod token;
 
+pub use alg::Alg;
 pub use claims::{Expect, Times, Validation};
 pub use error::{Error, ErrorKind, Part};
 pub use explain::{explain, Step};
-pub use keys::{Key, KeyRow, KeySet, KeyStatus};
+pub use keys::{Key, KeyRow, KeySet, KeyStatus, PublicKey};
 pub use token::{Compact, Header};
 
-use ed25519_dalek::{Signature, VerifyingKey};
 use serde_json::{Map, Value};
 
 /// A token that passed every check.
@@ -43,7 +45,7 @@ pub fn verify(token: &str, keys: &KeySet, v: &Validation, now: i64) -> Result<Ve
 /// The rest of [`verify`] for a token already split by [`token::parse`] (the extension looks at
 /// the `kid` in between to decide whether its key cache must be reloaded).
 pub fn verify_compact(c: &Compact<'_>, keys: &KeySet, v: &Validation, now: i64) -> Result<Verified, Error> {
-    let (key, key_until) = keys.select(c.header.kid.as_deref(), now, v.key_grace_period)?;
+    let (key, key_until) = keys.select(c.header.kid.as_deref(), c.header.alg, now, v.key_grace_period)?;
     verify_signature(c, key)?;
     let payload = decode_payload(c)?;
     let claims = parse_payload(&payload)?;
@@ -53,12 +55,10 @@ pub fn verify_compact(c: &Compact<'_>, keys: &KeySet, v: &Validation, now: i64) 
     Ok(Verified { kid: c.header.kid.clone(), payload, claims, times, valid_until })
 }
 
-/// Ed25519 with `verify_strict`: rejects non-canonical S (S >= L), small-order R and A, and
-/// uses the cofactorless equation, so one (message, key) has one valid signature encoding.
-pub fn verify_signature(c: &Compact<'_>, key: &VerifyingKey) -> Result<(), Error> {
-    key.verify_strict(c.signing_input, &Signature::from_bytes(&c.signature)).map_err(|_| {
-        Error::new(ErrorKind::InvalidSignature, "the Ed25519 signature does not verify under the selected key")
-    })
+/// The signature over the signing input, under the key selected for the token's algorithm
+/// (see [`PublicKey::verify`] for what each algorithm checks).
+pub fn verify_signature(c: &Compact<'_>, key: &PublicKey) -> Result<(), Error> {
+    key.verify(c.signing_input, &c.signature)
 }
 
 /// The payload as a strict JSON object whose numbers all fit jsonb.

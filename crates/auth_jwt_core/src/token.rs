@@ -3,10 +3,10 @@
 //! Only what is needed to pick a key and check the signature is decoded here; the payload stays
 //! encoded until the signature has verified (see [`crate::verify`]).
 
+use crate::alg::Alg;
 use crate::b64;
 use crate::error::{printable, Error, ErrorKind, Part};
 use crate::json;
-use crate::keys::is_ed25519_alg;
 use serde_json::Value;
 
 /// Header parameters that carry or point at a key. A verifier that honoured them would let the
@@ -16,7 +16,7 @@ const KEY_BEARING: [&str; 6] = ["jwk", "jku", "x5u", "x5c", "x5t", "x5t#S256"];
 /// The checked protected header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
-    pub alg: String,
+    pub alg: Alg,
     pub kid: Option<String>,
 }
 
@@ -28,7 +28,9 @@ pub struct Compact<'a> {
     /// `BASE64URL(header) '.' BASE64URL(payload)`, the bytes the signature covers.
     pub signing_input: &'a [u8],
     pub payload: Vec<u8>,
-    pub signature: [u8; 64],
+    /// Checked against the algorithm's fixed length here (EdDSA and ES256 64 bytes, ES512 132);
+    /// an RSA signature's length is checked against the key's modulus.
+    pub signature: Vec<u8>,
 }
 
 /// Split and decode `token`. `max_size` is checked first, before any other work.
@@ -69,10 +71,14 @@ pub fn parse(token: &str, max_size: usize) -> Result<Compact<'_>, Error> {
     }
     let header = parse_header(h)?;
     let payload = b64::decode(p).map_err(|e| Error::malformed(Part::Payload, e))?;
-    let sig = b64::decode(s).map_err(|e| Error::malformed(Part::Signature, e))?;
-    let signature: [u8; 64] = sig
-        .try_into()
-        .map_err(|v: Vec<u8>| Error::malformed(Part::Signature, format!("is {} bytes, not 64", v.len())))?;
+    let signature = b64::decode(s).map_err(|e| Error::malformed(Part::Signature, e))?;
+    if let Some(len) = header.alg.signature_len().filter(|len| *len != signature.len()) {
+        let note = if header.alg == Alg::EdDSA { "" } else { "; a JWS ECDSA signature is raw r || s, never DER" };
+        return Err(Error::malformed(
+            Part::Signature,
+            format!("is {} bytes, not {len} for {}{note}", signature.len(), header.alg),
+        ));
+    }
     Ok(Compact { header, signing_input: &token.as_bytes()[..h.len() + 1 + p.len()], payload, signature })
 }
 
@@ -86,12 +92,15 @@ fn parse_header(h: &str) -> Result<Header, Error> {
         Some(v) => return Err(Error::malformed(Part::Header, format!("\"alg\" is {}, not a string", json::a_type(v)))),
         None => return Err(Error::malformed(Part::Header, "has no \"alg\"")),
     };
-    if !is_ed25519_alg(alg) {
+    let Some(alg) = Alg::from_name(alg) else {
         return Err(Error::new(
             ErrorKind::UnsupportedAlgorithm,
-            format!("the header's alg is \"{}\"; only EdDSA (Ed25519) is accepted", printable(alg, 32)),
+            format!(
+                "the header's alg is \"{}\"; auth_jwt verifies EdDSA, ES256, ES512, RS256 and PS256, Better Auth's algorithms",
+                printable(alg, 32)
+            ),
         ));
-    }
+    };
     if map.contains_key("crit") {
         return Err(Error::malformed(Part::Header, "has \"crit\"; no critical extensions are supported"));
     }
@@ -120,7 +129,7 @@ fn parse_header(h: &str) -> Result<Header, Error> {
         Some(Value::String(k)) => Some(k.clone()),
         Some(v) => return Err(Error::malformed(Part::Header, format!("\"kid\" is {}, not a string", json::a_type(v)))),
     };
-    Ok(Header { alg: alg.clone(), kid })
+    Ok(Header { alg, kid })
 }
 
 #[cfg(test)]
@@ -139,7 +148,7 @@ mod tests {
     fn parses_better_auth_header() {
         let t = tok(r#"{"alg":"EdDSA","kid":"sYSuBKRL0FQJT8vj2sY9i6ZiGHLcG8OK"}"#);
         let c = parse(&t, 16384).unwrap();
-        assert_eq!(c.header.alg, "EdDSA");
+        assert_eq!(c.header.alg, Alg::EdDSA);
         assert_eq!(c.header.kid.as_deref(), Some("sYSuBKRL0FQJT8vj2sY9i6ZiGHLcG8OK"));
         assert_eq!(c.signing_input, t.rsplit_once('.').unwrap().0.as_bytes());
         assert!(parse(&tok(r#"{"alg":"Ed25519","typ":"JWT"}"#), 16384).is_ok());
@@ -174,9 +183,13 @@ mod tests {
             "None",
             "NONE",
             "HS256",
-            "RS256",
-            "ES256",
-            "PS256",
+            "HS512",
+            "RS384",
+            "RS512",
+            "ES384",
+            "PS384",
+            "ES256K",
+            "rs256",
             "eddsa",
             "EDDSA",
             "Ed25519ph",
@@ -239,5 +252,24 @@ mod tests {
         s.pop();
         s.push('B'); // 64 bytes end in 2 trailing bits: 'B' sets one
         assert!(parse(&format!("{h}.{p}.{s}"), 1000).unwrap_err().detail().contains("trailing bits"));
+    }
+
+    #[test]
+    fn ecdsa_signatures_have_their_fixed_length_and_rsa_any() {
+        let p = b64::encode(b"{}");
+        for (alg, len) in [("ES256", 64), ("ES512", 132)] {
+            let h = b64::encode(format!(r#"{{"alg":"{alg}"}}"#).as_bytes());
+            assert!(parse(&format!("{h}.{p}.{}", b64::encode(&vec![1u8; len])), 1000).is_ok(), "{alg}");
+            for wrong in [len - 1, len + 1, 70, 72] {
+                let e = parse(&format!("{h}.{p}.{}", b64::encode(&vec![1u8; wrong])), 1000).unwrap_err();
+                assert_eq!(e.kind(), ErrorKind::Malformed, "{alg} {wrong}");
+                assert!(e.detail().contains("never DER"), "{e}");
+            }
+        }
+        for alg in ["RS256", "PS256"] {
+            let h = b64::encode(format!(r#"{{"alg":"{alg}"}}"#).as_bytes());
+            let t = format!("{h}.{p}.{}", b64::encode(&[1u8; 256]));
+            assert_eq!(parse(&t, 1000).unwrap().signature.len(), 256, "checked against the key's modulus later");
+        }
     }
 }

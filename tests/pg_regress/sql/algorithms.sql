@@ -1,5 +1,6 @@
--- alg must be exactly EdDSA or Ed25519 (RFC 9864), checked before the key; no crit; typ, when
--- present, must be JWT; embedded keys (jwk, jku, x5u, x5c) are refused, never fetched.
+-- alg must be exactly one of Better Auth's algorithms (EdDSA or its name Ed25519 (RFC 9864),
+-- ES256, ES512, RS256, PS256), checked before the key, and the key's (key_types.sql); no crit;
+-- typ, when present, must be JWT; embedded keys (jwk, jku, x5u, x5c) are refused, never fetched.
 begin;
 \set eddsa `"$MINT" token 1 'header={"alg":"EdDSA","kid":"k1"}'`
 \set ed25519 `"$MINT" token 1 'header={"alg":"Ed25519","kid":"k1"}'`
@@ -11,10 +12,16 @@ select t.check(:'none');
 select t.check(split_part(:'none', '.', 1) || '.' || split_part(:'none', '.', 2) || '.');
 \set hs256 `"$MINT" token 1 'header={"alg":"HS256","kid":"k1"}'`
 select t.check(:'hs256');
+-- Algorithms auth_jwt verifies, but not with k1, an Ed25519 key.
 \set rs256 `"$MINT" token 1 'header={"alg":"RS256","kid":"k1"}'`
 select t.check(:'rs256');
 \set es256 `"$MINT" token 1 'header={"alg":"ES256","kid":"k1"}'`
 select t.check(:'es256');
+-- Algorithms Better Auth does not sign with.
+\set es384 `"$MINT" token 1 'header={"alg":"ES384","kid":"k1"}'`
+\set rs512 `"$MINT" token 1 'header={"alg":"RS512","kid":"k1"}'`
+\set hs512 `"$MINT" token 1 'header={"alg":"HS512","kid":"k1"}'`
+select t.check(:'es384') as es384, t.check(:'rs512') as rs512, t.check(:'hs512') as hs512;
 \set lower `"$MINT" token 1 'header={"alg":"eddsa","kid":"k1"}'`
 select t.check(:'lower');
 \set upper `"$MINT" token 1 'header={"alg":"EDDSA","kid":"k1"}'`

@@ -1,9 +1,12 @@
 #![allow(dead_code)]
-//! Token minting for tests: a real Ed25519 signer over hand-written header and payload JSON.
+//! Token minting for tests: real signers over hand-written header and payload JSON.
+
+pub mod signers;
 
 use auth_jwt_core::b64;
-use auth_jwt_core::{KeyRow, KeySet, Validation};
-use ed25519_dalek::{Signer, SigningKey};
+use auth_jwt_core::{Alg, KeyRow, KeySet, Validation};
+use ed25519_dalek::{Signer as _, SigningKey};
+pub use signers::Signer;
 
 pub const ISS: &str = "https://app.example.com";
 pub const NOW: i64 = 1_800_000_000;
@@ -38,6 +41,36 @@ pub fn token(sk: &SigningKey, kid: &str) -> String {
 pub fn keyset(keys: &[(&str, &SigningKey)]) -> KeySet {
     let jwks: Vec<(String, String)> = keys.iter().map(|(id, sk)| (id.to_string(), public_jwk(sk))).collect();
     KeySet::from_rows(jwks.iter().map(|(id, pk)| KeyRow { id, public_key: pk, expires_at: None, alg: None, crv: None }))
+}
+
+/// Sign exactly these header and payload bytes with any signer.
+pub fn sign_with(signer: &Signer, header: &str, payload: &str) -> String {
+    let input = format!("{}.{}", b64::encode(header.as_bytes()), b64::encode(payload.as_bytes()));
+    let sig = signer.sign(input.as_bytes());
+    format!("{input}.{}", b64::encode(&sig))
+}
+
+/// A Better-Auth-shaped token of the signer's algorithm for key `kid`.
+pub fn token_with(signer: &Signer, kid: &str) -> String {
+    sign_with(signer, &format!(r#"{{"alg":"{}","kid":"{kid}"}}"#, signer.alg()), &claims_json(NOW + 600))
+}
+
+/// Key rows as Better Auth 1.7 writes them: the alg and crv columns filled in.
+pub fn keyset_of(keys: &[(&str, &Signer)]) -> KeySet {
+    let rows: Vec<(String, String, Alg)> =
+        keys.iter().map(|(id, s)| (id.to_string(), s.public_jwk(), s.alg())).collect();
+    KeySet::from_rows(rows.iter().map(|(id, pk, alg)| KeyRow {
+        id,
+        public_key: pk,
+        expires_at: None,
+        alg: Some(alg.name()),
+        crv: match alg {
+            Alg::EdDSA => Some("Ed25519"),
+            Alg::ES256 => Some("P-256"),
+            Alg::ES512 => Some("P-521"),
+            Alg::RS256 | Alg::PS256 => None,
+        },
+    }))
 }
 
 pub fn validation() -> Validation {
