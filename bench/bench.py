@@ -63,8 +63,9 @@ def copy_lines(c, sql, lines_iter):
             cp.write(line)
 
 
-def stream_tokens(c, table, n, users=1000, pad=0, keys=1, cols="n, u, tok, hdr, claims"):
-    proc = subprocess.Popen([BENCH, "tokens", str(n), str(users), str(pad), str(keys)], stdout=subprocess.PIPE)
+def stream_tokens(c, table, n, users=1000, pad=0, keys=1, cols="n, u, tok, hdr, claims", alg=None):
+    args = ["alg-tokens", str(n), alg] if alg else ["tokens", str(n), str(users), str(pad), str(keys)]
+    proc = subprocess.Popen([BENCH, *args], stdout=subprocess.PIPE)
     with c.cursor() as cur, cur.copy(f"COPY {table} ({cols}) FROM STDIN") as cp:
         while chunk := proc.stdout.read(1 << 20):
             cp.write(chunk)
@@ -201,6 +202,53 @@ def timed_count(tok_row, query="SELECT count(*) FROM tasks"):
     return samples
 
 
+POSTGREST_HEADERS = {
+    "host": "api.example.com", "user-agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36",
+    "accept": "application/json", "accept-encoding": "gzip, deflate, br", "accept-language": "en-US,en;q=0.9",
+    "origin": "https://app.example.com", "referer": "https://app.example.com/tasks", "x-forwarded-for": "203.0.113.7",
+    "x-forwarded-proto": "https", "prefer": "count=exact",
+}
+
+
+def timed_headers(headers, expected):
+    """count(*) under the policy with the request's token (or none) in PostgREST's request.headers."""
+    import json
+
+    samples = []
+    for _ in range(RUNS):
+        with conn() as c:
+            c.execute("BEGIN")
+            c.execute("SET LOCAL ROLE authenticated")
+            c.execute("SELECT set_config('request.headers', %s, true)", (json.dumps(headers),))
+            c.execute("SELECT count(*) FROM tasks").fetchone()
+            t = time.perf_counter()
+            n = c.execute("SELECT count(*) FROM tasks").fetchone()[0]
+            samples.append((time.perf_counter() - t) * 1e3)
+            c.execute("COMMIT")
+    assert n == expected, (n, expected)
+    return samples
+
+
+def anonymous(ms_a, row):
+    """Anonymous requests (PostgREST headers, no authorization header) against authenticated ones
+    with the same headers: the absence of a token is remembered per statement like a token."""
+    say("\n3b. RLS per-row cost through request.headers: anonymous vs authenticated, typical and 32 KB headers")
+    tok = row[0]
+    per_row = {}
+    for size, extra in (("typical", {}), ("32 KB", {"cookie": "x" * 32 * 1024})):
+        headers = dict(POSTGREST_HEADERS, **extra)
+        auth = record("rls", f"authenticated, {size} request.headers ({len(str(headers)) + len(tok)} bytes)",
+                      timed_headers(dict(headers, authorization=f"Bearer {tok}"), N_ROWS // 1000), "ms")
+        anon = record("rls", f"anonymous, {size} request.headers ({len(str(headers))} bytes)", timed_headers(headers, 0), "ms")
+        per_row[size] = ((auth - ms_a) * 1e6 / N_ROWS, (anon - ms_a) * 1e6 / N_ROWS)
+    for size, (auth, anon) in per_row.items():
+        say(f"  per-row overhead, {size} headers: authenticated {auth:.0f} ns, anonymous {anon:.0f} ns")
+        verdict(f"RLS per-row, anonymous vs authenticated ({size} headers)", f"{anon:.0f} vs {auth:.0f} ns per row",
+                "anonymous ≤ authenticated + 10%", anon <= auth * 1.10 + 5)
+    notes.append("Per-row overhead through request.headers (ns/row over the constant filter): "
+                 + ", ".join(f"{size}: authenticated {a:.0f}, anonymous {b:.0f}" for size, (a, b) in per_row.items()) + ".")
+
+
 def rls():
     say(f"\n3. RLS per-row cost: count(*) over {N_ROWS} rows of 1000 users, no index, as authenticated")
     with conn() as c:
@@ -224,6 +272,8 @@ def rls():
             set_policy(c, expr)
             ms[key] = record("rls", label, timed_count(tokrow), "ms")
         set_policy(c, AUTH_JWT)
+    anonymous(ms["a"], row)
+    with conn() as c:
         c.execute("CREATE INDEX tasks_user_id_idx ON tasks (user_id)")
     per_row = {k: (v - ms["a"]) * 1e6 / N_ROWS for k, v in ms.items()}  # ns per row
     for k in ("b", "c", "c4k", "db", "dc"):
@@ -433,6 +483,44 @@ def memory():
     )
 
 
+ALGS = ["EdDSA", "ES256", "ES512", "RS256", "PS256"]
+
+
+def algorithms():
+    say("\n8. Every algorithm: cold jwt_verify against the crate's own verification, in the same run")
+    ratios = {}
+    for alg in ALGS:
+        n = 500 if alg == "ES512" else 2000
+        with conn() as c:
+            c.execute("TRUNCATE jwks")
+            line = bench_out("alg-jwks", 0, alg).strip().split("\t")
+            c.execute('INSERT INTO jwks (id, "publicKey", "privateKey", "createdAt", alg) VALUES (%s, %s, %s, now(), %s)',
+                      (line[0], line[1], "x", line[2]))
+            c.execute("TRUNCATE tok")
+            stream_tokens(c, "tok", n + 1, alg=alg)
+            c.execute("ANALYZE tok")
+        raw, per_call, rs = [], [], []
+        for _ in range(RUNS):
+            r = statistics.median(float(x) for x in bench_out("alg-raw", n, alg).split())
+            with conn() as c:
+                c.execute("SELECT auth_jwt.jwt_verify(tok) FROM tok WHERE n = 0")
+                t = time.perf_counter(); c.execute("SELECT count(length(tok)) FROM tok WHERE n > 0").fetchone(); b = time.perf_counter() - t
+                t = time.perf_counter(); c.execute("SELECT count(auth_jwt.jwt_verify(tok)) FROM tok WHERE n > 0").fetchone(); f = time.perf_counter() - t
+                assert c.execute("SELECT verifications FROM auth_jwt.stats()").fetchone()[0] == n + 1
+            raw.append(r)
+            per_call.append((f - b) * 1e6 / n)
+            rs.append(per_call[-1] / r)
+        record("algorithms", f"{alg}: the crate's own verify (per op)", raw)
+        med = record("algorithms", f"{alg}: auth_jwt.jwt_verify, {n} distinct tokens (per call)", per_call)
+        ratios[alg] = (record("algorithms", f"{alg}: ratio, per pair", rs, "x"), med, statistics.median(raw))
+    for alg, (r, med, raw_med) in ratios.items():
+        verdict(f"cold {alg} vs the crate's own verify", f"{r:.2f}x ({med:.1f} vs {raw_med:.1f} µs)", "≤ 1.2x", r <= 1.2)
+    with conn() as c:  # back to the Ed25519 key the other sections use
+        c.execute("TRUNCATE jwks")
+        copy_lines(c, 'COPY jwks (id, "publicKey", "privateKey", "createdAt") FROM STDIN',
+                   (f"{l.split(chr(9))[0]}\t{l.split(chr(9))[1]}\tx\tnow\n" for l in bench_out("jwks", 1).splitlines()))
+
+
 def scale():
     say("\n6. Key-table size: cost per cold call with 1, 10 and 1000 keys")
     per = {}
@@ -501,6 +589,7 @@ def main():
     rls()
     throughput()
     call_depth()
+    algorithms()
     scale()
     memory()
     write_report()

@@ -1,4 +1,4 @@
-//! Benchmark helper (bench/run): token generation at scale and the raw Ed25519 baseline.
+//! Benchmark helper (bench/run): token generation at scale and the raw verification baselines.
 //!
 //!   bench tokens N USERS [PAD] [KEYS]  COPY-format lines "n<TAB>user<TAB>token<TAB>headers<TAB>claims"
 //!                                     for N distinct valid tokens (1 h lifetime) spread over USERS
@@ -7,11 +7,21 @@
 //!   bench raw N                        microseconds per verify_strict over N distinct signing
 //!                                     inputs: "min median max" over 7 passes
 //!   bench core N                       the same through auth_jwt_core::verify (parse + JSON + claims)
+//!   bench alg-tokens N ALG             like `tokens N 1000`, signed with ALG by key "k1" of ALG
+//!   bench alg-jwks ALG                 the COPY line "k1<TAB>public JWK<TAB>ALG" of that key
+//!   bench alg-raw N ALG                microseconds per verification with the crate's own API
+//!                                     (ed25519-dalek verify_strict, aws-lc-rs ParsedPublicKey),
+//!                                     key parsed once: "min median max" over 7 passes
 //!   bench sweep N                      raw verify_strict at 256 stack depths (0 to 4080 bytes deeper,
 //!                                     in 16-byte steps): "offset microseconds" per line, then
 //!                                     "min median max" (see bench/FINDINGS.md)
 
-use auth_jwt_core::{b64, verify, KeyRow, KeySet, Validation};
+#[path = "../tests/common/signers.rs"]
+#[allow(dead_code)]
+mod signers;
+
+use auth_jwt_core::{b64, verify, Alg, KeyRow, KeySet, Validation};
+use aws_lc_rs::signature::{ParsedPublicKey, RsaPublicKeyComponents};
 use ed25519_dalek::{Signature, Signer, SigningKey};
 use std::hint::black_box;
 use std::io::Write;
@@ -105,6 +115,10 @@ fn at_depth(shift: usize, f: &mut dyn FnMut()) {
     }
 }
 
+fn alg_arg(args: &[String]) -> Alg {
+    args.get(2).and_then(|a| Alg::from_name(a)).expect("ALG: EdDSA, ES256, ES512, RS256 or PS256")
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize, d: usize| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(d);
@@ -158,6 +172,72 @@ fn main() {
                 passes(n, || {
                     for tok in &toks {
                         black_box(verify(black_box(tok), &keys, &v, t as i64).is_ok());
+                    }
+                })
+            );
+        }
+        Some("alg-tokens") => {
+            let (n, alg) = (arg(1, 1000), alg_arg(&args));
+            let signer = signers::Signer::new(alg, 1);
+            let t = now();
+            let out = std::io::stdout();
+            let mut out = std::io::BufWriter::new(out.lock());
+            for i in 0..n as u64 {
+                let user = i % 1000;
+                let c = claims(i, user, t, 0);
+                let input = format!(
+                    "{}.{}",
+                    b64::encode(format!(r#"{{"alg":"{alg}","kid":"k1"}}"#).as_bytes()),
+                    b64::encode(c.as_bytes())
+                );
+                let tok = format!("{input}.{}", b64::encode(&signer.sign(input.as_bytes())));
+                let headers = format!(r#"{{"authorization":"Bearer {tok}","accept":"*/*"}}"#);
+                writeln!(out, "{i}\t{user}\t{tok}\t{headers}\t{c}").unwrap();
+            }
+        }
+        Some("alg-jwks") => {
+            let alg = alg_arg(&args);
+            println!("k1\t{}\t{alg}", signers::Signer::new(alg, 1).public_jwk());
+        }
+        Some("alg-raw") => {
+            let (n, alg) = (arg(1, 1000), alg_arg(&args));
+            let signer = signers::Signer::new(alg, 1);
+            let t = now();
+            let msgs: Vec<(Vec<u8>, Vec<u8>)> = (0..n as u64)
+                .map(|i| {
+                    let m = format!("eyJhbGciOiJFUzI1NiJ9.{}", b64::encode(claims(i, i % 1000, t, 0).as_bytes()));
+                    let sig = signer.sign(m.as_bytes());
+                    (m.into_bytes(), sig)
+                })
+                .collect();
+            let jwk: serde_json::Value = serde_json::from_str(&signer.public_jwk()).unwrap();
+            let part = |name: &str| b64::decode(jwk[name].as_str().unwrap()).unwrap();
+            use aws_lc_rs::signature as s;
+            let verify: Box<dyn Fn(&[u8], &[u8]) -> bool> = match alg {
+                Alg::EdDSA => {
+                    let vk = ed25519_dalek::VerifyingKey::from_bytes(&part("x").try_into().unwrap()).unwrap();
+                    Box::new(move |m, sig| vk.verify_strict(m, &Signature::from_slice(sig).unwrap()).is_ok())
+                }
+                Alg::ES256 | Alg::ES512 => {
+                    let point = [&[4u8][..], &part("x"), &part("y")].concat();
+                    let a: &'static dyn s::VerificationAlgorithm =
+                        if alg == Alg::ES256 { &s::ECDSA_P256_SHA256_FIXED } else { &s::ECDSA_P521_SHA512_FIXED };
+                    let key = ParsedPublicKey::new(a, point).unwrap();
+                    Box::new(move |m, sig| key.verify_sig(m, sig).is_ok())
+                }
+                Alg::RS256 | Alg::PS256 => {
+                    let params =
+                        if alg == Alg::RS256 { &s::RSA_PKCS1_2048_8192_SHA256 } else { &s::RSA_PSS_2048_8192_SHA256 };
+                    let (nn, e) = (part("n"), part("e"));
+                    let key = RsaPublicKeyComponents { n: nn.as_slice(), e: e.as_slice() }.to_parsed_public_key(params).unwrap();
+                    Box::new(move |m, sig| key.verify_sig(m, sig).is_ok())
+                }
+            };
+            println!(
+                "{}",
+                passes(n, || {
+                    for (m, sig) in &msgs {
+                        assert!(black_box(verify(black_box(m), black_box(sig))));
                     }
                 })
             );
