@@ -30,10 +30,10 @@ before(async () => {
 });
 
 after(async () => {
-  await new Promise((resolve) => server.close(resolve));
-  await pgl.release();
-  await api.end();
-  await db.drop();
+  if (server) await new Promise((resolve) => server.close(resolve));
+  await pgl?.release();
+  await api?.end();
+  await db?.drop();
 });
 
 interface Task {
@@ -63,7 +63,11 @@ const list = async (as?: User | string): Promise<Task[]> => {
   return (r.data!.allTasks.nodes as Task[]).sort((x, y) => x.title.localeCompare(y.title));
 };
 const create = async (as: User, title: string): Promise<Task> => {
-  const r = await gql(`mutation($title: String!) { createTask(input: { task: { title: $title } }) { task { ${TASK} } } }`, { title }, as);
+  const r = await gql(
+    `mutation($title: String!) { createTask(input: { task: { title: $title } }) { task { ${TASK} } } }`,
+    { title },
+    as,
+  );
   assert.equal(r.errors, undefined, r.text);
   return r.data!.createTask.task;
 };
@@ -73,7 +77,8 @@ test("only the tasks table is exposed, not Better Auth's", async () => {
   const r = await gql("{ __schema { types { name } } }");
   const names = r.data!.__schema.types.map((t: { name: string }) => t.name);
   assert.ok(names.includes("Task"));
-  for (const hidden of ["User", "Session", "Account", "Verification", "Jwk", "Jwks"]) assert.ok(!names.includes(hidden), hidden);
+  for (const hidden of ["User", "Session", "Account", "Verification", "Jwk", "Jwks"])
+    assert.ok(!names.includes(hidden), hidden);
 });
 
 test("two users see and mutate only their own tasks", async () => {
@@ -109,7 +114,10 @@ test("two users see and mutate only their own tasks", async () => {
   );
   assert.equal(updated.data!.updateTaskByRowId.task.title, "b's, edited", updated.text);
   assert.deepEqual(await list(a), [aTask], "a's task is untouched");
-  assert.deepEqual((await list(b)).map((t) => t.title), ["b's, edited"]);
+  assert.deepEqual(
+    (await list(b)).map((t) => t.title),
+    ["b's, edited"],
+  );
 });
 
 test("an invalid or expired token gets a GraphQL error that says why, and no data", async () => {
@@ -161,7 +169,13 @@ test("concurrent users on a shared pool of 4 never see each other's rows", async
     }),
   );
   for (const { u, rows } of results) {
-    assert.deepEqual(rows.map((t) => [t.userId, t.title]), [[u.uuid, `${u.email} #1`], [u.uuid, `${u.email} #2`]]);
+    assert.deepEqual(
+      rows.map((t) => [t.userId, t.title]),
+      [
+        [u.uuid, `${u.email} #1`],
+        [u.uuid, `${u.email} #2`],
+      ],
+    );
   }
   // Every connection went back to the pool as the bare login role, without a token.
   const clients = await Promise.all([1, 2, 3, 4].map(() => api.connect()));

@@ -23,7 +23,12 @@ export function pool(database: string, user: string, max = 4): pg.Pool {
 }
 
 async function admin(sql: string): Promise<void> {
-  const c = new pg.Client({ host: process.env.PGHOST, port: Number(process.env.PGPORT), user: "postgres", database: "postgres" });
+  const c = new pg.Client({
+    host: process.env.PGHOST,
+    port: Number(process.env.PGPORT),
+    user: "postgres",
+    database: "postgres",
+  });
   await c.connect();
   try {
     await c.query(sql);
@@ -38,7 +43,9 @@ function authOptions(database: pg.Pool, expirationTime: string) {
     baseURL: BASE_URL,
     secret: "postgraphile-test-secret-postgraphile-test-secret",
     emailAndPassword: { enabled: true },
-    user: { additionalFields: { uuid: { type: "string", required: false, input: false, defaultValue: () => randomUUID() } } },
+    user: {
+      additionalFields: { uuid: { type: "string", required: false, input: false, defaultValue: () => randomUUID() } },
+    },
     plugins: [jwt({ jwt: { expirationTime, definePayload: ({ user }) => ({ uuid: user.uuid }) } })],
   } satisfies BetterAuthOptions;
 }
@@ -63,9 +70,14 @@ export async function createDatabase() {
       body: { email, password: "correct horse battery staple", name: email.split("@")[0] },
       returnHeaders: true,
     });
-    const cookie = headers.getSetCookie().map((c) => c.split(";")[0]).join("; ");
+    const cookie = headers
+      .getSetCookie()
+      .map((c) => c.split(";")[0])
+      .join("; ");
     const { token } = await auth.api.getToken({ headers: new Headers({ cookie }) });
-    const { rows } = await owner.query<{ uuid: string }>('select uuid::text from "user" where id = $1', [response.user.id]);
+    const { rows } = await owner.query<{ uuid: string }>('select uuid::text from "user" where id = $1', [
+      response.user.id,
+    ]);
     return { email, uuid: rows[0].uuid, token };
   }
 

@@ -29,6 +29,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 const ISS: &str = "https://app.example.com";
 
+/// A crate's own verify call, for the raw per-algorithm baseline.
+type RawVerify = dyn Fn(&[u8], &[u8]) -> bool;
+
 fn key(seed: u32) -> SigningKey {
     let mut b = [0u8; 32];
     b[..4].copy_from_slice(&seed.to_le_bytes());
@@ -213,7 +216,7 @@ fn main() {
             let jwk: serde_json::Value = serde_json::from_str(&signer.public_jwk()).unwrap();
             let part = |name: &str| b64::decode(jwk[name].as_str().unwrap()).unwrap();
             use aws_lc_rs::signature as s;
-            let verify: Box<dyn Fn(&[u8], &[u8]) -> bool> = match alg {
+            let verify: Box<RawVerify> = match alg {
                 Alg::EdDSA => {
                     let vk = ed25519_dalek::VerifyingKey::from_bytes(&part("x").try_into().unwrap()).unwrap();
                     Box::new(move |m, sig| vk.verify_strict(m, &Signature::from_slice(sig).unwrap()).is_ok())
@@ -229,7 +232,9 @@ fn main() {
                     let params =
                         if alg == Alg::RS256 { &s::RSA_PKCS1_2048_8192_SHA256 } else { &s::RSA_PSS_2048_8192_SHA256 };
                     let (nn, e) = (part("n"), part("e"));
-                    let key = RsaPublicKeyComponents { n: nn.as_slice(), e: e.as_slice() }.to_parsed_public_key(params).unwrap();
+                    let key = RsaPublicKeyComponents { n: nn.as_slice(), e: e.as_slice() }
+                        .to_parsed_public_key(params)
+                        .unwrap();
                     Box::new(move |m, sig| key.verify_sig(m, sig).is_ok())
                 }
             };
