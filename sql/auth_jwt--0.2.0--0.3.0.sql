@@ -1,8 +1,8 @@
 -- auth_jwt 0.2.0 -> 0.3.0. (Keep in step with what pgrx generates for src/stats.rs and with
 -- sql/functions.sql; the upgrade test compares an upgraded database with a fresh install.)
 
--- stats() counts verifications per algorithm, and how often the request's token source was read
--- (the per-request memo missed).
+-- stats() counts verifications per algorithm, how often the request's token source was read (the
+-- per-request memo missed), and session lookups (auth_jwt.require_session).
 DROP FUNCTION auth_jwt.stats();
 CREATE FUNCTION auth_jwt."stats"() RETURNS TABLE (
 	"verifications" bigint,
@@ -11,6 +11,7 @@ CREATE FUNCTION auth_jwt."stats"() RETURNS TABLE (
 	"key_loads" bigint,
 	"unknown_kid_reloads" bigint,
 	"request_token_reads" bigint,
+	"session_lookups" bigint,
 	"rejections" bigint,
 	"rejections_by_reason" jsonb,
 	"cached_tokens" bigint

@@ -91,5 +91,17 @@ fn jwt_explain(
     for s in auth_jwt_core::explain(token, &keys, &validation, now(), str_of(&settings::UUID_CLAIM)) {
         rows.push((s.name.to_owned(), s.ok, crate::errors::sentence(&s.detail)));
     }
+    let session = if !settings::REQUIRE_SESSION.get() {
+        (None, "not checked: auth_jwt.require_session is off".to_owned())
+    } else {
+        match auth_jwt_core::verify(token, &keys, &validation, now()) {
+            Err(_) => (None, "not checked: the token did not pass the steps above".to_owned()),
+            Ok(v) => match crate::sessions::explain(&v.claims) {
+                Ok(d) => (Some(true), d),
+                Err(e) => (Some(false), format!("{}: {}", e.message(), e.detail())),
+            },
+        }
+    };
+    rows.push(("session".to_owned(), session.0, crate::errors::sentence(&session.1)));
     TableIterator::new(rows)
 }

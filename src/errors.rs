@@ -29,6 +29,16 @@ pub fn hint(kind: ErrorKind) -> &'static str {
         ErrorKind::InvalidClaims => {
             "Compare the token's claims with auth_jwt.issuer, auth_jwt.audience and the claims the policy needs."
         }
+        ErrorKind::NoSessionId => {
+            "auth_jwt.require_session is on: put the session id in the token with Better Auth's jwt({ jwt: { definePayload: ({ user, session }) => ({ ...user, sid: session.id }) } }) (never session.token), or set auth_jwt.session_claim to the claim that carries it."
+        }
+        ErrorKind::SessionEnded => {
+            "The user signed out, or the session was revoked or its user banned: the client must sign in again."
+        }
+        ErrorKind::SessionExpired => "The Better Auth session has expired: the client must sign in again.",
+        ErrorKind::SessionMismatch => {
+            "The token names a session of another user: it was not issued by Better Auth for that session. Check jwt.definePayload."
+        }
     }
 }
 
@@ -84,7 +94,7 @@ pub fn config(e: &ConfigError) -> ! {
     raise(code, config_message(e), e.detail.clone(), e.hint.clone())
 }
 
-/// The key table cannot be read as configured.
-pub fn key_table(code: PgSqlErrorCode, message: String, detail: String, hint: &str) -> ! {
+/// A relation a setting names (the key table, the session table) cannot be read as configured.
+pub fn configured_relation(code: PgSqlErrorCode, message: String, detail: String, hint: &str) -> ! {
     raise(code, message, detail, hint.to_owned())
 }

@@ -18,7 +18,8 @@
 //! materialized view, a foreign table, an inheritance child created later, a trigger left in
 //! another state) makes the table unwatched: keys are then re-read in every transaction.
 
-use crate::keys::{self, Relation};
+use crate::keys;
+use crate::relation::Relation;
 use crate::snapshot_query::{self, Snapshot};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -152,7 +153,7 @@ fn watch_key_table() -> TableIterator<'static, (name!(relation, String), name!(a
             "only a superuser can run auth_jwt.watch_key_table()"
         );
     }
-    let (rel, out) = keys::with_pinned_search_path(attach_triggers);
+    let (rel, out) = crate::relation::with_pinned_settings(attach_triggers);
     for (name, action) in &out {
         if action.starts_with("not watchable") {
             pgrx::warning!("auth_jwt: {name} is {action}");
@@ -270,7 +271,7 @@ fn quote(ident: &str) -> String {
 
 /// Record that the trigger on `table` goes away with the extension.
 fn depend_on_extension(table: pg_sys::Oid) {
-    let trigger: Option<pg_sys::Oid> = keys::select_one(
+    let trigger: Option<pg_sys::Oid> = crate::relation::select_one(
         "SELECT oid FROM pg_catalog.pg_trigger WHERE tgrelid OPERATOR(pg_catalog.=) $1 AND tgname OPERATOR(pg_catalog.=) $2",
         &[table.into(), TRIGGER_NAME.into()],
     );

@@ -36,13 +36,13 @@
 //! An unknown `kid` triggers at most one reload, and such reloads are rate-limited to one per
 //! second per backend, so a flood of random kids cannot become a flood of queries.
 //!
-//! The read runs as the key relation's owner with `search_path = pg_catalog, pg_temp`: the caller
-//! needs no privilege on the table, and neither search_path nor a temp table named `jwks` can
-//! redirect it. Owner rather than superuser, so a view's functions never run with more rights
-//! than the view's owner already has. `"privateKey"` is never read.
+//! The read runs as the key relation's owner with settings pinned (see `relation`): the caller
+//! needs no privilege on the table, and neither search_path, a temp table named `jwks` nor
+//! TimeZone can change what is read. `"privateKey"` is never read.
 
 use crate::errors;
 use crate::key_watch;
+use crate::relation::{self, Relation, Unresolved};
 use crate::settings::{self, str_of};
 use crate::snapshot_query::{self, Snapshot};
 use crate::stats;
@@ -222,38 +222,11 @@ pub fn reload_for_unknown_kid(kid: &str) -> Option<Rc<KeySet>> {
     })
 }
 
-/// The first column of the first row of a read-only query that reads no table (its snapshot
-/// does not matter). Never `Spi::get_one*`: those mark the transaction as writing, which assigns
-/// an XID, and that fails in a parallel worker and on a hot standby.
-pub fn select_one<A: pgrx::datum::FromDatum + pgrx::datum::IntoDatum>(
-    query: &str,
-    args: &[pgrx::datum::DatumWithOid<'_>],
-) -> Option<A> {
-    Spi::connect(|c| c.select(query, Some(1), args)?.first().get_one::<A>()).ok().flatten()
-}
-
-/// The key relation, resolved from the setting.
-pub struct Relation {
-    pub oid: pg_sys::Oid,
-    /// `schema.table`, each part quoted as needed.
-    pub qualified: String,
-    pub owner: pg_sys::Oid,
-}
-
-/// Parse and resolve `auth_jwt.jwks_table`: it must be schema-qualified and exist.
+/// Resolve `auth_jwt.jwks_table`, or raise an error that says how to fix it.
 pub fn resolve(table: &str, snapshot: &Snapshot) -> Relation {
-    // parse_ident raises its own clear error for a name that is not an identifier.
-    let parts: Vec<String> =
-        select_one::<Vec<String>>("SELECT pg_catalog.parse_ident($1)", &[table.into()]).unwrap_or_default();
-    let why = if parts.len() != 2 {
-        Some("an unqualified name would depend on search_path, which the caller controls")
-    } else if parts[0].starts_with("pg_temp") {
-        Some("a temporary table belongs to the session that created it")
-    } else {
-        None
-    };
-    if let Some(why) = why {
-        errors::key_table(
+    match relation::resolve(table, snapshot) {
+        Ok(rel) => rel,
+        Err(Unresolved::Unqualified(why)) => errors::configured_relation(
             PgSqlErrorCode::ERRCODE_INVALID_NAME,
             format!(
                 "auth_jwt.jwks_table must name a table in a regular schema: \"{}\"",
@@ -261,21 +234,8 @@ pub fn resolve(table: &str, snapshot: &Snapshot) -> Relation {
             ),
             why.into(),
             "Use schema.table, e.g. ALTER DATABASE mydb SET auth_jwt.jwks_table = 'public.jwks';",
-        );
-    }
-    let row = snapshot_query::select(
-        snapshot,
-        "SELECT c.oid, c.relowner, pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname)
-           FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
-          WHERE n.nspname OPERATOR(pg_catalog.=) $1 AND c.relname OPERATOR(pg_catalog.=) $2
-            AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p,v,m,f}'::pg_catalog.\"char\"[])",
-        &[parts[0].as_str().into(), parts[1].as_str().into()],
-        |r| (r.get::<pg_sys::Oid>(1), r.get::<pg_sys::Oid>(2), r.get::<String>(3)),
-    )
-    .pop();
-    match row {
-        Some((Some(oid), Some(owner), Some(qualified))) => Relation { oid, qualified, owner },
-        _ => errors::key_table(
+        ),
+        Err(Unresolved::Missing) => errors::configured_relation(
             PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
             format!("auth_jwt key table \"{}\" does not exist", auth_jwt_core::error::printable(table, 128)),
             "Better Auth's public keys are read from the relation named by auth_jwt.jwks_table.".into(),
@@ -293,16 +253,10 @@ struct Columns {
 }
 
 fn columns(rel: &Relation, snapshot: &Snapshot) -> Columns {
-    let names: Vec<String> = snapshot_query::select(
-        snapshot,
-        "SELECT attname::pg_catalog.text FROM pg_catalog.pg_attribute
-          WHERE attrelid OPERATOR(pg_catalog.=) $1 AND attnum OPERATOR(pg_catalog.>) 0 AND NOT attisdropped",
-        &[rel.oid.into()],
-        |r| r.get::<String>(1).unwrap_or_default(),
-    );
+    let names: Vec<String> = relation::columns(rel, snapshot).into_iter().map(|c| c.name).collect();
     for required in ["id", "publicKey"] {
         if !names.iter().any(|n| n == required) {
-            errors::key_table(
+            errors::configured_relation(
                 PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
                 format!("auth_jwt key table {} has no column \"{required}\"", rel.qualified),
                 "The key table needs the columns id and \"publicKey\" (and uses \"expiresAt\", \"alg\", \"crv\" when present), as Better Auth 1.7 creates them.".into(),
@@ -312,50 +266,6 @@ fn columns(rel: &Relation, snapshot: &Snapshot) -> Columns {
     }
     let has = |n: &str| names.iter().any(|c| c == n);
     Columns { created_at: has("createdAt"), expires_at: has("expiresAt"), alg: has("alg"), crv: has("crv") }
-}
-
-/// Run `f` with SPI as `user`, with search_path pinned to pg_catalog, like a SECURITY DEFINER
-/// function with `SET search_path`. On error, transaction (or subtransaction) abort restores
-/// both, as it does for SECURITY DEFINER.
-pub fn as_owner<R>(user: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
-    let mut saved_user = pg_sys::InvalidOid;
-    let mut saved_ctx = 0;
-    // SAFETY: plain calls into miscinit.c/guc.c with valid arguments, undone below in order.
-    unsafe {
-        pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_ctx);
-        pg_sys::SetUserIdAndSecContext(
-            user,
-            saved_ctx | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32 | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
-        );
-    }
-    let r = with_pinned_search_path(f);
-    // SAFETY: restores what we saved above.
-    unsafe { pg_sys::SetUserIdAndSecContext(saved_user, saved_ctx) };
-    r
-}
-
-/// Run `f` with search_path = pg_catalog, pg_temp, as a function's `SET search_path` clause
-/// would; an error in `f` pops the GUC nest level through (sub)transaction abort.
-pub fn with_pinned_search_path<R>(f: impl FnOnce() -> R) -> R {
-    // SAFETY: a new GUC nest level, popped below; set_config_option as for SET.
-    let nest = unsafe {
-        let nest = pg_sys::NewGUCNestLevel();
-        pg_sys::set_config_option(
-            c"search_path".as_ptr(),
-            c"pg_catalog, pg_temp".as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SAVE,
-            true,
-            0,
-            false,
-        );
-        nest
-    };
-    let r = f();
-    // SAFETY: pops the nest level pushed above.
-    unsafe { pg_sys::AtEOXact_GUC(true, nest) };
-    r
 }
 
 /// One row of the key table, as read.
@@ -387,7 +297,7 @@ pub fn read_rows(rel: &Relation, snapshot: &Snapshot) -> Vec<Row> {
     let cols = columns(rel, snapshot);
     let epoch = |present: bool, col: &str| {
         if present {
-            format!("pg_catalog.date_part('epoch', \"{col}\"::pg_catalog.timestamptz)::pg_catalog.float8")
+            relation::epoch_sql(col)
         } else {
             "NULL::pg_catalog.float8".to_owned()
         }
@@ -400,7 +310,7 @@ pub fn read_rows(rel: &Relation, snapshot: &Snapshot) -> Vec<Row> {
         if cols.crv { "crv::pg_catalog.text" } else { "NULL::pg_catalog.text" },
         rel.qualified
     );
-    as_owner(rel.owner, || {
+    relation::as_owner(rel.owner, || {
         snapshot_query::select(snapshot, &q, &[], |r| Row {
             id: r.get(1),
             public_key: r.get(2),
@@ -415,7 +325,7 @@ pub fn read_rows(rel: &Relation, snapshot: &Snapshot) -> Vec<Row> {
 /// The rows of the configured key relation, read as a load reads them (for diagnostics).
 pub fn read_current_rows() -> Vec<Row> {
     let snapshot = Snapshot::latest();
-    with_pinned_search_path(|| read_rows(&resolve(str_of(&settings::JWKS_TABLE), &snapshot), &snapshot))
+    relation::with_pinned_settings(|| read_rows(&resolve(str_of(&settings::JWKS_TABLE), &snapshot), &snapshot))
 }
 
 /// Resets LOADING however the load ends (an ERROR unwinds through here as a Rust panic).
@@ -443,7 +353,7 @@ fn load(table: &str) {
     let (rel, watch, rows) = {
         let _loading = Loading::start();
         let snapshot = Snapshot::latest();
-        with_pinned_search_path(|| {
+        relation::with_pinned_settings(|| {
             let rel = resolve(table, &snapshot);
             let watch = key_watch::status(&rel, &snapshot);
             let rows = read_rows(&rel, &snapshot);

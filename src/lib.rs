@@ -1,7 +1,8 @@
 //! auth_jwt: verify Better Auth JWTs inside PostgreSQL.
 //!
 //! A thin layer over `auth_jwt_core`: settings, the key store (SPI + cache + invalidation),
-//! the request's token source, the SQL functions, and the mapping of errors to SQLSTATEs.
+//! session binding, the request's token source, the SQL functions, and the mapping of errors to
+//! SQLSTATEs.
 
 use pgrx::prelude::*;
 
@@ -11,6 +12,8 @@ mod functions;
 mod jsonb;
 mod key_watch;
 mod keys;
+mod relation;
+mod sessions;
 mod settings;
 mod snapshot_query;
 mod stats;
@@ -34,6 +37,7 @@ pub extern "C-unwind" fn _PG_init() {
     std::env::remove_var("RUST_LIB_BACKTRACE");
     settings::init();
     keys::init();
+    sessions::init();
 }
 
 /// Required by `cargo pgrx test`.

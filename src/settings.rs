@@ -44,6 +44,9 @@ pub static CACHE_SIZE: GucSetting<i32> = GucSetting::<i32>::new(1000);
 pub static UUID_CLAIM: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"uuid"));
 pub static TOKEN_HEADER: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"authorization"));
 pub static ALLOW_SESSION_TOKEN: GucSetting<bool> = GucSetting::<bool>::new(false);
+pub static REQUIRE_SESSION: GucSetting<bool> = GucSetting::<bool>::new(false);
+pub static SESSION_TABLE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"public.session"));
+pub static SESSION_CLAIM: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"sid"));
 /// The request's token; the only setting any role may write (see `token_source`).
 pub static TOKEN: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
 /// Trust settings refused for this session (see the module comment); set by us, superuser-only.
@@ -102,7 +105,7 @@ unsafe extern "C-unwind" fn show_token() -> *const c_char {
 }
 
 /// The settings that decide what is trusted (all but `auth_jwt.token`).
-pub const TRUST_SETTINGS: [&CStr; 10] = [
+pub const TRUST_SETTINGS: [&CStr; 13] = [
     c"auth_jwt.jwks_table",
     c"auth_jwt.issuer",
     c"auth_jwt.audience",
@@ -113,6 +116,9 @@ pub const TRUST_SETTINGS: [&CStr; 10] = [
     c"auth_jwt.uuid_claim",
     c"auth_jwt.token_header",
     c"auth_jwt.allow_session_token",
+    c"auth_jwt.require_session",
+    c"auth_jwt.session_table",
+    c"auth_jwt.session_claim",
 ];
 
 /// The GUC record of a setting (or placeholder), by name, case-insensitively as guc.c compares.
@@ -301,6 +307,39 @@ fn define() {
             s,
             None,
             Some(assign_bool),
+            None,
+        );
+        GucRegistry::define_bool_guc_with_hooks(
+            c"auth_jwt.require_session",
+            c"Accept a token only while the Better Auth session it names (claim auth_jwt.session_claim) is live in auth_jwt.session_table.",
+            c"Sign-out, revocation and bans then take effect at the next transaction instead of at the token's exp.",
+            &REQUIRE_SESSION,
+            GucContext::Suset,
+            s,
+            None,
+            Some(assign_bool),
+            None,
+        );
+        GucRegistry::define_string_guc_with_hooks(
+            c"auth_jwt.session_table",
+            c"Schema-qualified table or view holding Better Auth's sessions (used when auth_jwt.require_session is on).",
+            c"Columns id, \"userId\" and \"expiresAt\"; the session's token column is never read.",
+            &SESSION_TABLE,
+            GucContext::Suset,
+            s,
+            None,
+            Some(assign_string),
+            None,
+        );
+        GucRegistry::define_string_guc_with_hooks(
+            c"auth_jwt.session_claim",
+            c"Claim that carries the Better Auth session id (sid: session.id in definePayload).",
+            c"",
+            &SESSION_CLAIM,
+            GucContext::Suset,
+            s,
+            None,
+            Some(assign_string),
             None,
         );
         GucRegistry::define_string_guc_with_hooks(

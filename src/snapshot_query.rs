@@ -76,38 +76,86 @@ impl Row {
 
 /// Run a read-only `sql` with `args` under `snapshot`, mapping each row with `each` (which must
 /// copy what it keeps: the rows are freed when SPI disconnects).
-pub fn select<R>(snapshot: &Snapshot, sql: &str, args: &[DatumWithOid<'_>], mut each: impl FnMut(&Row) -> R) -> Vec<R> {
+pub fn select<R>(snapshot: &Snapshot, sql: &str, args: &[DatumWithOid<'_>], each: impl FnMut(&Row) -> R) -> Vec<R> {
+    let types: Vec<pg_sys::Oid> = args.iter().map(|a| a.oid()).collect();
+    Spi::connect(|_| {
+        let plan = prepare(sql, &types);
+        execute(plan, snapshot, args, each)
+    })
+}
+
+/// A prepared read-only query kept across transactions (`SPI_keepplan`): the plan cache replans it
+/// by itself when a relation it reads changes. Freed with [`Plan::free`]; never in a callback.
+pub struct Plan {
+    ptr: pg_sys::SPIPlanPtr,
+    types: Vec<pg_sys::Oid>,
+}
+
+impl Plan {
+    pub fn new(sql: &str, types: &[pg_sys::Oid]) -> Plan {
+        Spi::connect(|_| {
+            let ptr = prepare(sql, types);
+            // SAFETY: a plan SPI_prepare just returned, in this SPI connection.
+            if unsafe { pg_sys::SPI_keepplan(ptr) } != 0 {
+                pgrx::error!("auth_jwt: SPI_keepplan failed");
+            }
+            Plan { ptr, types: types.to_vec() }
+        })
+    }
+
+    /// Run the plan with `args` (of the types it was prepared for) under `snapshot`.
+    pub fn select<R>(&self, snapshot: &Snapshot, args: &[DatumWithOid<'_>], each: impl FnMut(&Row) -> R) -> Vec<R> {
+        assert!(args.iter().map(|a| a.oid()).eq(self.types.iter().copied()), "auth_jwt: plan argument types");
+        Spi::connect(|_| execute(self.ptr, snapshot, args, each))
+    }
+
+    pub fn free(self) {
+        // SAFETY: kept by Plan::new, and not in use (plans are run only through &self).
+        unsafe { pg_sys::SPI_freeplan(self.ptr) };
+    }
+}
+
+fn prepare(sql: &str, types: &[pg_sys::Oid]) -> pg_sys::SPIPlanPtr {
     let sql = CString::new(sql).unwrap_or_else(|_| pgrx::error!("auth_jwt: query text contains NUL"));
-    let mut types: Vec<pg_sys::Oid> = args.iter().map(|a| a.oid()).collect();
+    let mut types = types.to_vec();
+    // SAFETY: SPI is connected (the callers run this inside Spi::connect).
+    let plan = unsafe { pg_sys::SPI_prepare(sql.as_ptr(), types.len() as i32, types.as_mut_ptr()) };
+    if plan.is_null() {
+        // SAFETY: a plain read of SPI's result code.
+        let code = unsafe { pg_sys::SPI_result };
+        pgrx::error!("auth_jwt: SPI_prepare failed ({code})");
+    }
+    plan
+}
+
+fn execute<R>(
+    plan: pg_sys::SPIPlanPtr,
+    snapshot: &Snapshot,
+    args: &[DatumWithOid<'_>],
+    mut each: impl FnMut(&Row) -> R,
+) -> Vec<R> {
     let mut values: Vec<pg_sys::Datum> =
         args.iter().map(|a| a.datum().map_or(pg_sys::Datum::from(0usize), |d| d.sans_lifetime())).collect();
     let nulls: Vec<c_char> = args.iter().map(|a| if a.datum().is_some() { b' ' } else { b'n' } as c_char).collect();
-    Spi::connect(|_| {
-        // SAFETY: SPI is connected; the plan, values and nulls live until the call returns; the
-        // tuple table is read before SPI_finish frees it.
-        unsafe {
-            let plan = pg_sys::SPI_prepare(sql.as_ptr(), types.len() as i32, types.as_mut_ptr());
-            if plan.is_null() {
-                let code = pg_sys::SPI_result;
-                pgrx::error!("auth_jwt: SPI_prepare failed ({code})");
-            }
-            let rc = pg_sys::SPI_execute_snapshot(
-                plan,
-                values.as_mut_ptr(),
-                nulls.as_ptr(),
-                snapshot.ptr,
-                std::ptr::null_mut(),
-                true,
-                false,
-                0,
-            );
-            if rc != pg_sys::SPI_OK_SELECT as i32 {
-                pgrx::error!("auth_jwt: a key-table query failed (SPI code {rc})");
-            }
-            let table = pg_sys::SPI_tuptable;
-            (0..pg_sys::SPI_processed as usize)
-                .map(|i| each(&Row { tuple: *(*table).vals.add(i), desc: (*table).tupdesc }))
-                .collect()
+    // SAFETY: SPI is connected; the plan, values and nulls live until the call returns; the tuple
+    // table is read before SPI_finish frees it.
+    unsafe {
+        let rc = pg_sys::SPI_execute_snapshot(
+            plan,
+            values.as_mut_ptr(),
+            nulls.as_ptr(),
+            snapshot.ptr,
+            std::ptr::null_mut(),
+            true,
+            false,
+            0,
+        );
+        if rc != pg_sys::SPI_OK_SELECT as i32 {
+            pgrx::error!("auth_jwt: a read of a configured relation failed (SPI code {rc})");
         }
-    })
+        let table = pg_sys::SPI_tuptable;
+        (0..pg_sys::SPI_processed as usize)
+            .map(|i| each(&Row { tuple: *(*table).vals.add(i), desc: (*table).tupdesc }))
+            .collect()
+    }
 }

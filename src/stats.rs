@@ -14,6 +14,7 @@ thread_local! {
     static KEY_LOADS: Cell<i64> = const { Cell::new(0) };
     static UNKNOWN_KID_RELOADS: Cell<i64> = const { Cell::new(0) };
     static REQUEST_TOKEN_READS: Cell<i64> = const { Cell::new(0) };
+    static SESSION_LOOKUPS: Cell<i64> = const { Cell::new(0) };
     static REJECTIONS: [Cell<i64>; N] = const { [const { Cell::new(0) }; N] };
     static BY_ALGORITHM: [Cell<i64>; 5] = const { [const { Cell::new(0) }; 5] };
 }
@@ -48,6 +49,11 @@ pub fn request_token_read() {
     inc(&REQUEST_TOKEN_READS);
 }
 
+/// A session was looked up in `auth_jwt.session_table` (the per-transaction memo missed).
+pub fn session_lookup() {
+    inc(&SESSION_LOOKUPS);
+}
+
 pub fn rejected(kind: ErrorKind) {
     let i = ErrorKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
     REJECTIONS.with(|r| r[i].set(r[i].get() + 1));
@@ -65,6 +71,7 @@ fn stats() -> TableIterator<
         name!(key_loads, i64),
         name!(unknown_kid_reloads, i64),
         name!(request_token_reads, i64),
+        name!(session_lookups, i64),
         name!(rejections, i64),
         name!(rejections_by_reason, pgrx::JsonB),
         name!(cached_tokens, i64),
@@ -82,6 +89,7 @@ fn stats() -> TableIterator<
         KEY_LOADS.with(Cell::get),
         UNKNOWN_KID_RELOADS.with(Cell::get),
         REQUEST_TOKEN_READS.with(Cell::get),
+        SESSION_LOOKUPS.with(Cell::get),
         rejections.iter().sum(),
         pgrx::JsonB(serde_json::Value::Object(by_reason)),
         crate::token_cache::len() as i64,
@@ -91,7 +99,7 @@ fn stats() -> TableIterator<
 /// Zero this backend's counters.
 #[pg_extern(schema = "auth_jwt", volatile, parallel_safe)]
 fn stats_reset() {
-    for c in [&VERIFICATIONS, &CACHE_HITS, &KEY_LOADS, &UNKNOWN_KID_RELOADS, &REQUEST_TOKEN_READS] {
+    for c in [&VERIFICATIONS, &CACHE_HITS, &KEY_LOADS, &UNKNOWN_KID_RELOADS, &REQUEST_TOKEN_READS, &SESSION_LOOKUPS] {
         c.with(|c| c.set(0));
     }
     REJECTIONS.with(|r| r.iter().for_each(|c| c.set(0)));

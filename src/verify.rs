@@ -1,4 +1,5 @@
-//! Verify one token: settings, fresh keys, the token cache, then the core verifier.
+//! Verify one token: settings, fresh keys, the token cache, then the core verifier; then, when
+//! sessions are required, the session check.
 //!
 //! Warm path (a repeated token): a generation compare, a clock read and one hash lookup, no SPI.
 //! A new token signed by a cached key: parse and verify_strict, no SPI. SPI runs only to load
@@ -6,6 +7,7 @@
 
 use crate::errors;
 use crate::keys;
+use crate::sessions;
 use crate::settings;
 use crate::stats;
 use crate::token_cache::{self, Entry};
@@ -19,9 +21,16 @@ pub fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
-/// The verified entry for `token`, or an ERROR (28000 for a bad token, a configuration error
-/// for a database that is not set up).
+/// The verified entry for `token`, or an ERROR (28000 for a bad token or, when sessions are
+/// required, one whose session has ended; a configuration error for a database that is not set
+/// up). The token cache spans transactions; the session check never does (see `sessions`).
 pub fn verify(token: &str) -> Rc<Entry> {
+    let entry = verify_token(token);
+    sessions::check(&entry.verified.claims);
+    entry
+}
+
+fn verify_token(token: &str) -> Rc<Entry> {
     let validation = settings::validation().unwrap_or_else(|e| errors::config(&e));
     let now = now();
     let fresh = keys::fresh();

@@ -26,7 +26,8 @@ if [ ! -f prisma/generated/client.ts ] || [ prisma/schema.prisma -nt prisma/gene
     fi
 fi
 
-node_modules/.bin/tsc -p . && node_modules/.bin/tsc -p prisma
+node_modules/.bin/tsc -p .
+node_modules/.bin/tsc -p prisma
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -113,3 +113,27 @@ def test_hot_standby_verifies_and_enforces_policies(standby):
     primary.execute("INSERT INTO jwks VALUES ('k3', %s, 'x', now(), NULL, NULL, NULL)", (jwk(3),))
     caught_up(primary, r)
     assert one(r, "SELECT auth_jwt.jwt_verify(%s)->>'sub'", token(3, kid="k3")) == "user3"
+
+
+def test_hot_standby_sees_a_sign_out_once_replayed(standby):
+    """auth_jwt.require_session on a replica: the lookup writes nothing; a session deleted on the
+    primary is refused on the standby once the deletion is replayed."""
+    db, port = standby
+    primary = connect(db)
+    primary.execute("INSERT INTO session (id, \"expiresAt\", token, \"updatedAt\", \"userId\") "
+                    "VALUES ('s1', now() + interval '1 day', 'secret', now(), 'user1')")
+    primary.execute(f"ALTER DATABASE {db} SET auth_jwt.require_session = on")
+    t1 = token(1, claims='{"sid":"s1"}')
+    r = replica(db, port)
+    caught_up(primary, r)
+    app = replica(db, port, "authenticator")
+    as_request(app, t1)
+    assert [x[0] for x in app.execute("SELECT title FROM tasks").fetchall()] == ["task of user1"]
+    app.execute("COMMIT")
+    primary.execute("DELETE FROM session WHERE id = 's1'")
+    caught_up(primary, r)
+    as_request(app, t1)
+    with pytest.raises(psycopg.Error) as e:
+        app.execute("SELECT title FROM tasks")
+    assert e.value.diag.message_primary == "session has ended"
+    app.execute("ROLLBACK")

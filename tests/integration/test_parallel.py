@@ -126,3 +126,30 @@ def test_wrapped_policy_still_scans_in_parallel(app_db):
     assert "Parallel Seq Scan" in plan, plan
     assert one(c, "SELECT count(*) FROM tasks") == 25001
     c.execute("ROLLBACK")
+
+
+@pytest.mark.parametrize("leader", [True, False])
+def test_sessions_are_checked_in_parallel_workers(db, leader):
+    """auth_jwt.require_session in workers (jwt_verify of an explicit token is PARALLEL SAFE):
+    each looks the session up under a fresh snapshot, read-only with no XID, and a signed-out
+    session is refused there too."""
+    c = connect(db)
+    c.execute('CREATE TABLE public.session (id text PRIMARY KEY, "userId" text NOT NULL, "expiresAt" timestamptz NOT NULL)')
+    c.execute("INSERT INTO public.session VALUES ('s1', 'user1', now() + interval '1 day')")
+    c.execute("CREATE TABLE toks AS SELECT i, %s::text AS tok FROM generate_series(1, 5000) i", (token(1, claims='{"sid":"s1"}'),))
+    c.execute("ANALYZE toks")
+    c.execute("SET auth_jwt.require_session = on")
+    q = "SELECT count(auth_jwt.jwt_verify(tok)) FROM toks"
+    c.execute("BEGIN")
+    parallel(c, leader)
+    plan = "\n".join(r[0] for r in c.execute(f"EXPLAIN {q}").fetchall())
+    assert "Gather" in plan, plan
+    assert one(c, q) == 5000
+    c.execute("COMMIT")
+    c.execute("DELETE FROM public.session")
+    c.execute("BEGIN")
+    parallel(c, leader)
+    with pytest.raises(psycopg.Error) as e:
+        c.execute(q)
+    assert e.value.diag.message_primary == "session has ended"
+    c.execute("ROLLBACK")

@@ -2,6 +2,7 @@
 interleaved transactions never see each other's rows, and a token one client leaves behind with
 a session-level SET never authenticates the other."""
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -20,6 +21,12 @@ PORT = int(os.environ["PGPORT"]) + 10000
 
 @pytest.fixture
 def bouncer(app_db):
+    with pgbouncer(app_db):
+        yield app_db
+
+
+@contextlib.contextmanager
+def pgbouncer(app_db):
     d = tempfile.mkdtemp(prefix="auth_jwt-pgbouncer-")
     shutil.chown(d, "postgres", "postgres")
     with open(os.path.join(d, "userlist.txt"), "w") as f:
@@ -48,10 +55,12 @@ pidfile = {d}/pgbouncer.pid
             break
         except psycopg.OperationalError:
             time.sleep(0.05)
-    yield app_db
-    proc.terminate()
-    proc.wait(timeout=10)
-    shutil.rmtree(d, ignore_errors=True)
+    try:
+        yield app_db
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def client(db):
@@ -116,3 +125,33 @@ def test_concurrent_clients(bouncer):
     for t in threads:
         t.join()
     assert not errors, errors
+
+
+def test_sign_out_through_pgbouncer(app_db):
+    """auth_jwt.require_session behind a transaction pooler: two clients on one server connection;
+    one user's sign-out refuses that token at its next transaction, the other's keeps working."""
+    su = psycopg.connect(f"host={os.environ['PGHOST']} port={os.environ['PGPORT']} dbname={app_db} user=postgres",
+                         autocommit=True)
+    for sid, user in (("s1", "user1"), ("s2", "user2")):
+        su.execute("INSERT INTO session (id, \"expiresAt\", token, \"updatedAt\", \"userId\") "
+                   "VALUES (%s, now() + interval '1 day', %s, now(), %s)", (sid, "secret-" + sid, user))
+    su.execute(f"ALTER DATABASE {app_db} SET auth_jwt.require_session = on")
+    with pgbouncer(app_db):
+        a, b = client(app_db), client(app_db)
+        ta, tb = token(1, claims='{"sid":"s1"}'), token(2, claims='{"sid":"s2"}')
+        pids = set()
+        for _ in range(5):
+            pid, rows = request(a, ta)
+            pids.add(pid)
+            assert rows == ["task of user1"]
+            pid, rows = request(b, tb)
+            pids.add(pid)
+            assert rows == ["task of user2"]
+        su.execute("DELETE FROM session WHERE id = 's1'")
+        with pytest.raises(psycopg.Error) as e:
+            request(a, ta)
+        assert e.value.diag.message_primary == "session has ended"
+        pid, rows = request(b, tb)
+        pids.add(pid)
+        assert rows == ["task of user2"]
+        assert len(pids) == 1, "both clients shared one server connection"

@@ -24,7 +24,14 @@ TRUST = {
     "auth_jwt.uuid_claim": ("uid", "uuid", "sub"),
     "auth_jwt.token_header": ("x-db", "authorization", "x-evil"),
     "auth_jwt.allow_session_token": ("off", "off", "on"),
+    "auth_jwt.require_session": ("off", "on", "off"),
+    "auth_jwt.session_table": ("public.session_db", "public.session", "public.evil"),
+    "auth_jwt.session_claim": ("sid_db", "sid", "nope"),
 }
+SESSION_DDL = """
+CREATE TABLE public.session ("id" text not null primary key, "expiresAt" timestamptz not null,
+  "token" text not null unique, "userId" text not null);
+INSERT INTO public.session VALUES ('s1', now() + interval '1 day', 'secret', 'user1')"""
 
 
 @pytest.fixture
@@ -32,6 +39,7 @@ def dba_db(db):
     """The `db` fixture with a database-level and a database+role-level value of every trust
     setting for app_user, as a DBA would set them."""
     su = connect(db)
+    su.execute(SESSION_DDL)
     su.execute("LOAD 'auth_jwt'")
     for name, (db_value, role_value, _) in TRUST.items():
         su.execute(f"ALTER DATABASE {db} SET {name} = '{db_value}'")
@@ -53,7 +61,9 @@ def load(c):
 def assert_dba_values_in_force(c):
     for name, (_, role_value, _) in TRUST.items():
         assert one(c, f"SHOW {name}") == role_value, name
-    assert one(c, "SELECT auth_jwt.jwt_verify(%s)->>'sub'", token(1)) == "user1"
+    assert one(c, "SELECT auth_jwt.jwt_verify(%s)->>'sub'", token(1, claims='{"sid":"s1"}')) == "user1"
+    # Sessions required, from the DBA's table and claim: a token without one is refused.
+    assert sqlstate_of(c, "SELECT auth_jwt.jwt_verify(%s)", token(1)) == ("28000", "token has no session id")
 
 
 def test_without_any_attempt_the_dba_values_are_in_force(dba_db):
@@ -70,7 +80,8 @@ def test_connection_option_fails_closed_for_the_session(dba_db, name):
     c, notices = app(dba_db, options=f"-c {name}={attacker}")
     load(c)
     assert any("permission denied to set parameter" in n for n in notices), notices
-    assert one(c, f"SHOW {name}") != attacker
+    # The client's value is refused, and the DBA's is gone too: the compiled default is left.
+    assert one(c, "SELECT setting = boot_val FROM pg_settings WHERE name = %s", name) is True
     with pytest.raises(psycopg.errors.InsufficientPrivilege) as e:
         c.execute("SELECT auth_jwt.jwt_verify(%s)", (token(1),))
     assert e.value.diag.message_primary == f"{name} was refused for this session"

@@ -32,11 +32,17 @@ export async function dropDatabase(name) {
   await admin.end();
 }
 
-/** Better Auth options as an app would write them. `payload: "custom"` adds the uuid claim with
- *  jwt.definePayload; `payload: "default"` signs Better Auth's default payload (the user object,
- *  which carries the uuid additional field too). */
-export function authOptions(db, { payload = "custom", jwks = {}, schema, generateId, expirationTime = "15m", cookieCache = false } = {}) {
+/** Better Auth options as an app would write them. `payload: "custom"` adds the uuid claim and
+ *  the session id (sid, for auth_jwt.require_session) with jwt.definePayload; `payload: "default"`
+ *  signs Better Auth's default payload (the user object, which carries the uuid additional field
+ *  too, and no session id). `session` and `plugins` are passed through, `extra` is spread into the
+ *  options (secondaryStorage, ...). */
+export function authOptions(
+  db,
+  { payload = "custom", jwks = {}, schema, generateId, expirationTime = "15m", cookieCache = false, session = {}, plugins = [], extra = {} } = {},
+) {
   return {
+    ...extra,
     database: db,
     baseURL: BASE_URL,
     secret: "interop-test-secret-interop-test-secret-0123456789",
@@ -48,19 +54,22 @@ export function authOptions(db, { payload = "custom", jwks = {}, schema, generat
     },
     ...(generateId ? { advanced: { database: { generateId } } } : {}),
     // The session cookie cache as signed JWTs, with the same keys (see algorithms.test.mjs).
-    ...(cookieCache ? { session: { cookieCache: { enabled: true, strategy: "jwt" } } } : {}),
+    session: { ...session, ...(cookieCache ? { cookieCache: { enabled: true, strategy: "jwt" } } : {}) },
     plugins: [
       jwt({
         jwt: {
           expirationTime,
           ...(payload === "custom"
-            ? { definePayload: ({ user }) => ({ uuid: user.uuid, email: user.email, name: user.name }) }
+            ? {
+                definePayload: ({ user, session }) => ({ uuid: user.uuid, email: user.email, name: user.name, sid: session.id }),
+              }
             : {}),
         },
         jwks,
         ...(cookieCache ? { sessionCookieCache: true } : {}),
         ...(schema ? { schema } : {}),
       }),
+      ...plugins,
     ],
   };
 }
@@ -91,6 +100,15 @@ export async function signUp(auth, email) {
   });
   const cookie = headers.getSetCookie().map((c) => c.split(";")[0]).join("; ");
   return { user: response.user, cookie };
+}
+
+/** Sign in again (another session of the same user); returns its session cookie. */
+export async function signIn(auth, email) {
+  const { headers } = await auth.api.signInEmail({
+    body: { email, password: "correct horse battery staple" },
+    returnHeaders: true,
+  });
+  return headers.getSetCookie().map((c) => c.split(";")[0]).join("; ");
 }
 
 /** A JWT for the session behind `cookie`, from auth.api.getToken. */

@@ -47,7 +47,7 @@ fn user_uuid(u: u64) -> String {
 fn claims(n: u64, user: u64, now: u64, pad: usize) -> String {
     let pad = if pad > 0 { format!(r#","pad":"{}""#, "x".repeat(pad)) } else { String::new() };
     format!(
-        r#"{{"iat":{now},"uuid":"{}","email":"user{user}@example.com","name":"User {user}","sub":"ba{user:030}","exp":{},"iss":"{ISS}","aud":"{ISS}","jti":"{n}"{pad}}}"#,
+        r#"{{"iat":{now},"uuid":"{}","email":"user{user}@example.com","name":"User {user}","sid":"se{user:030}","sub":"ba{user:030}","exp":{},"iss":"{ISS}","aud":"{ISS}","jti":"{n}"{pad}}}"#,
         user_uuid(user),
         now + 3600
     )

@@ -12,11 +12,11 @@ use std::fmt;
 pub enum ErrorKind {
     /// Not a well-formed compact JWS/JWT (size, segments, base64url, JSON, header fields).
     Malformed,
-    /// `alg` is not EdDSA/Ed25519.
+    /// `alg` is not one auth_jwt verifies.
     UnsupportedAlgorithm,
     /// No usable key for the token's `kid`.
     KeyNotFound,
-    /// The Ed25519 signature does not verify under the selected key.
+    /// The signature does not verify under the selected key.
     InvalidSignature,
     /// `exp` is in the past (beyond the leeway).
     Expired,
@@ -24,6 +24,14 @@ pub enum ErrorKind {
     NotYetValid,
     /// A claim is missing, of the wrong type, or has the wrong value.
     InvalidClaims,
+    /// Sessions are required and the token names none (no session-id claim).
+    NoSessionId,
+    /// The session the token names no longer exists: signed out, revoked, or the user banned.
+    SessionEnded,
+    /// The session the token names is past its `expiresAt`.
+    SessionExpired,
+    /// The session the token names belongs to another user than the token's `sub`.
+    SessionMismatch,
 }
 
 impl ErrorKind {
@@ -37,6 +45,10 @@ impl ErrorKind {
             ErrorKind::Expired => "token has expired",
             ErrorKind::NotYetValid => "token is not yet valid",
             ErrorKind::InvalidClaims => "invalid token claims",
+            ErrorKind::NoSessionId => "token has no session id",
+            ErrorKind::SessionEnded => "session has ended",
+            ErrorKind::SessionExpired => "session has expired",
+            ErrorKind::SessionMismatch => "session belongs to another user",
         }
     }
 
@@ -50,10 +62,14 @@ impl ErrorKind {
             ErrorKind::Expired => "expired",
             ErrorKind::NotYetValid => "not_yet_valid",
             ErrorKind::InvalidClaims => "invalid_claims",
+            ErrorKind::NoSessionId => "no_session_id",
+            ErrorKind::SessionEnded => "session_ended",
+            ErrorKind::SessionExpired => "session_expired",
+            ErrorKind::SessionMismatch => "session_mismatch",
         }
     }
 
-    pub const ALL: [ErrorKind; 7] = [
+    pub const ALL: [ErrorKind; 11] = [
         ErrorKind::Malformed,
         ErrorKind::UnsupportedAlgorithm,
         ErrorKind::KeyNotFound,
@@ -61,6 +77,10 @@ impl ErrorKind {
         ErrorKind::Expired,
         ErrorKind::NotYetValid,
         ErrorKind::InvalidClaims,
+        ErrorKind::NoSessionId,
+        ErrorKind::SessionEnded,
+        ErrorKind::SessionExpired,
+        ErrorKind::SessionMismatch,
     ];
 }
 

@@ -13,6 +13,7 @@ pub mod error;
 pub mod explain;
 pub mod json;
 pub mod keys;
+pub mod session;
 pub mod token;
 
 pub use alg::Alg;
@@ -20,6 +21,7 @@ pub use claims::{Expect, Times, Validation};
 pub use error::{Error, ErrorKind, Part};
 pub use explain::{explain, Step};
 pub use keys::{Key, KeyRow, KeySet, KeyStatus, PublicKey};
+pub use session::{check_session, session_id, Session};
 pub use token::{Compact, Header};
 
 use serde_json::{Map, Value};

@@ -1,6 +1,7 @@
 """The tasks API end to end: real Better Auth tokens, real PostgreSQL with auth_jwt and RLS."""
 
 import asyncio
+import json
 import importlib
 import sys
 
@@ -177,3 +178,41 @@ async def test_token_expiring_mid_session_answers_401(short, api):
     r = await api.get(base, headers=auth(short))
     assert r.status_code == 401 and r.json()["reason"] == "token has expired", r.text
     assert short["token"] not in r.text
+
+
+@pytest.fixture
+def sessions_required(world):
+    """auth_jwt.require_session = on for the world's database (before the app opens its pool)."""
+    with admin(world["db"]) as c:
+        c.execute(f"ALTER DATABASE {world['db']} SET auth_jwt.require_session = on")
+    yield
+    with admin(world["db"]) as c:
+        c.execute(f"ALTER DATABASE {world['db']} RESET auth_jwt.require_session")
+
+
+def sign_out(world, user):
+    """The real Better Auth signOut, with the user's session cookie."""
+    import subprocess
+
+    from conftest import ROOT
+
+    script = f"""
+      import {{ betterAuth }} from "better-auth";
+      import {{ authOptions, pool }} from "./app.mjs";
+      const db = pool("{world['db']}");
+      await betterAuth(authOptions(db)).api.signOut({{ headers: new Headers({{ cookie: {json.dumps(user['cookie'])} }}) }});
+      await db.end();
+    """
+    subprocess.run(["node", "--input-type=module", "-e", script], cwd=f"{ROOT}/tests/interop", check=True, capture_output=True, text=True)
+
+
+async def test_sign_out_answers_401_at_the_next_request(sessions_required, api, world):
+    """Last in this file: it signs a user of the shared world out."""
+    gone, stays = world["users"][0], world["users"][1]
+    for u in (gone, stays):
+        assert (await api.get(f"/api/{u['uuid']}/tasks", headers=auth(u))).status_code == 200
+    sign_out(world, gone)
+    r = await api.get(f"/api/{gone['uuid']}/tasks", headers=auth(gone))
+    assert r.status_code == 401 and r.json()["reason"] == "session has ended", r.text
+    assert gone["token"] not in r.text
+    assert (await api.get(f"/api/{stays['uuid']}/tasks", headers=auth(stays))).status_code == 200

@@ -1,5 +1,6 @@
 // Better Auth in the same app and database: email and password sign-in, and the jwt() plugin,
-// whose tokens carry the user's uuid for the database to verify (auth_jwt) and RLS to use.
+// whose tokens carry the user's uuid for the database to verify (auth_jwt) and RLS to use, and
+// the session id, so that signing out ends the token in the database too.
 import { betterAuth } from "better-auth";
 import { drizzleAdapter } from "better-auth/adapters/drizzle";
 import { jwt } from "better-auth/plugins";
@@ -31,7 +32,11 @@ export function createAuth(
     emailAndPassword: { enabled: true },
     // The database fills it in (default gen_random_uuid()); clients can never set it.
     user: { additionalFields: { uuid: { type: "string", required: false, input: false } } },
-    plugins: [jwt({ jwt: { expirationTime, definePayload: ({ user }) => ({ uuid: user.uuid }) } })],
+    // sid: the session the token belongs to, so the database refuses it once the user signs out
+    // (auth_jwt.require_session, set by the bootstrap). Never session.token: a bearer credential.
+    plugins: [
+      jwt({ jwt: { expirationTime, definePayload: ({ user, session }) => ({ uuid: user.uuid, sid: session.id }) } }),
+    ],
   });
 }
 

@@ -247,7 +247,7 @@ test("a token that expires mid-session gets 401; the token endpoint gives a fres
     .join("; ");
   const { token } = await shortLived.api.getToken({ headers: new Headers({ cookie }) });
   const uuid: string = (response.user as { uuid: string }).uuid;
-  const u = { email: "short@example.com", uuid, token };
+  const u = { email: "short@example.com", uuid, token, cookie };
   const base = `/api/${uuid}/tasks`;
   await json(call("POST", base, u, { title: "before" }), 201);
 
@@ -266,6 +266,25 @@ test("a token that expires mid-session gets 401; the token endpoint gives a fres
     rows.map((t) => t.title),
     ["before"],
   );
+});
+
+test("signing out ends the token in the database: 401 at the next request; the user's other session keeps working", async () => {
+  const u = await world.signUp("leaving@example.com");
+  const other = await world.signIn(u.email);
+  const base = `/api/${u.uuid}/tasks`;
+  await json(call("GET", base, u), 200);
+  await json(call("GET", base, { ...u, token: other.token }), 200);
+  const out = await world.api.request(`${BASE_URL}/api/auth/sign-out`, {
+    method: "POST",
+    headers: { cookie: u.cookie, origin: FRONTEND },
+  });
+  assert.equal(out.status, 200, await out.text());
+  const res = await call("GET", base, u);
+  const text = await res.text();
+  assert.equal(res.status, 401, text);
+  assert.equal(JSON.parse(text).reason, "session has ended");
+  assert.ok(!text.includes(u.token.split(".")[2]), "the answer never echoes the token");
+  await json(call("GET", base, { ...u, token: other.token }), 200);
 });
 
 test("a pooled connection carries no identity from one request to the next", async () => {

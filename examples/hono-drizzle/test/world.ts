@@ -19,6 +19,8 @@ export interface User {
   email: string;
   uuid: string;
   token: string;
+  /** The Better Auth session cookie the token was issued for. */
+  cookie: string;
 }
 
 function url(user: string, database: string): string {
@@ -89,7 +91,22 @@ export async function createWorld() {
       .getSetCookie()
       .map((c) => c.split(";")[0])
       .join("; ");
-    return { email, uuid: user.uuid, token: await freshToken(cookie) };
+    return { email, uuid: user.uuid, token: await freshToken(cookie), cookie };
+  }
+
+  /** Sign in over HTTP (another session of the same user); its cookie and token. */
+  async function signIn(email: string): Promise<{ cookie: string; token: string }> {
+    const res = await api.request(`${BASE_URL}/api/auth/sign-in/email`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ email, password: "correct horse battery staple" }),
+    });
+    if (res.status !== 200) throw new Error(`sign-in: ${res.status} ${await res.text()}`);
+    const cookie = res.headers
+      .getSetCookie()
+      .map((c) => c.split(";")[0])
+      .join("; ");
+    return { cookie, token: await freshToken(cookie) };
   }
 
   async function freshToken(cookie: string): Promise<string> {
@@ -106,6 +123,7 @@ export async function createWorld() {
     app,
     apiPool,
     signUp,
+    signIn,
     warnings,
     async close() {
       await Promise.all(pools.map((p) => p.end()));

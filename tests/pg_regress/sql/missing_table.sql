@@ -2,12 +2,14 @@
 begin;
 set local auth_jwt.jwks_table = 'public.no_such_table';
 \set ok `"$MINT" token 1`
-\set VERBOSITY verbose
+-- The SQLSTATE, then the whole error as a client sees it (message, detail, hint).
+select t.check(:'ok') as sqlstate;
 select auth_jwt.jwt_verify(:'ok');
 rollback;
 begin;
 create table public.wrong_columns (kid text, key text);
 set local auth_jwt.jwks_table = 'public.wrong_columns';
+select t.check(:'ok') as sqlstate;
 select auth_jwt.jwt_verify(:'ok');
 rollback;
 -- A renamed table and columns (Better Auth's schema option) are served through a view.

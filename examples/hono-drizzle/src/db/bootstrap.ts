@@ -1,6 +1,6 @@
 // What migrations cannot do, because it takes a superuser: the auth_jwt extension, the roles the
-// API switches between, and the issuer/audience auth_jwt requires of every token (Better Auth's
-// baseURL origin). Idempotent. `npm run db:setup` runs it, then `drizzle-kit migrate`, then it
+// API switches between, the issuer/audience auth_jwt requires of every token (Better Auth's
+// baseURL origin), and sessions required. Idempotent. `npm run db:setup` runs it, then `drizzle-kit migrate`, then it
 // again, to attach auth_jwt's key-change trigger to the jwks table the migrations created.
 //
 //   ADMIN_DATABASE_URL=postgresql://postgres@localhost/tasks BETTER_AUTH_URL=http://localhost:3000 npm run db:bootstrap
@@ -23,6 +23,9 @@ export async function bootstrap(admin: pg.ClientBase, betterAuthUrl: string): Pr
     grant anon, authenticated to authenticator;
     alter database ${admin.escapeIdentifier(db)} set auth_jwt.issuer = ${admin.escapeLiteral(origin)};
     alter database ${admin.escapeIdentifier(db)} set auth_jwt.audience = ${admin.escapeLiteral(origin)};
+    -- Sign-out, revoked sessions and bans end the token at the next transaction, not at its exp:
+    -- a token passes only while Better Auth's session row its sid names is live.
+    alter database ${admin.escapeIdentifier(db)} set auth_jwt.require_session = on;
   `);
   const { rows } = await admin.query<{ jwks: boolean }>("select to_regclass('public.jwks') is not null as jwks");
   // A trigger on the key table tells every backend when Better Auth adds or removes a key.

@@ -1,0 +1,129 @@
+//! Session binding: a verified token passes only while the Better Auth session it names is live.
+//!
+//! A JWT outlives sign-out: it stays valid until its `exp`. Better Auth deletes the session row on
+//! sign-out, revocation and ban, so a verifier next to the session table can refuse such tokens.
+//! The token names its session by id (`sid: session.id` in `definePayload`), never by the
+//! session's `token`, which is a bearer credential: the lookup is by id alone.
+//!
+//! This module is the decision; the extension does the lookup and passes in what it found.
+
+use crate::error::{iso8601, printable, Error, ErrorKind};
+use crate::json::a_type;
+use serde_json::{Map, Value};
+
+/// What a lookup of the session table by id found: only the columns the check needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Session {
+    /// `"userId"` as text (NULL in a view that does not have it).
+    pub user_id: Option<String>,
+    /// `"expiresAt"` in Unix seconds, fractional.
+    pub expires_at: Option<f64>,
+}
+
+/// The session id the token names: claim `claim`, a non-empty string.
+pub fn session_id<'a>(claims: &'a Map<String, Value>, claim: &str) -> Result<&'a str, Error> {
+    let name = printable(claim, 64);
+    match claims.get(claim) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s),
+        Some(Value::String(_)) => Err(Error::new(ErrorKind::NoSessionId, format!("the \"{name}\" claim is empty"))),
+        None | Some(Value::Null) => Err(Error::new(
+            ErrorKind::NoSessionId,
+            format!("the token has no \"{name}\" claim, and auth_jwt.require_session is on"),
+        )),
+        Some(other) => {
+            Err(Error::new(ErrorKind::NoSessionId, format!("the \"{name}\" claim is {}, not a string", a_type(other))))
+        }
+    }
+}
+
+/// Whether the session a lookup found (None: no row with that id) lets the token through at
+/// `now` (Unix seconds, fractional): it exists, belongs to the token's `sub`, and has not expired
+/// (as Better Auth decides: live while `now` is before `expiresAt`).
+pub fn check_session(claims: &Map<String, Value>, found: Option<&Session>, now: f64) -> Result<(), Error> {
+    let Some(session) = found else {
+        return Err(Error::new(
+            ErrorKind::SessionEnded,
+            "no session has the id the token names: the user signed out, or the session was revoked or deleted",
+        ));
+    };
+    match (claims.get("sub").and_then(Value::as_str), session.user_id.as_deref()) {
+        (Some(sub), Some(user)) if sub == user => {}
+        (None, _) => return Err(Error::new(ErrorKind::SessionMismatch, "the token has no sub claim to compare")),
+        (Some(_), None) => {
+            return Err(Error::new(ErrorKind::SessionMismatch, "the session's \"userId\" is NULL"));
+        }
+        (Some(_), Some(_)) => {
+            return Err(Error::new(
+                ErrorKind::SessionMismatch,
+                "the token's sub is not the \"userId\" of the session it names",
+            ))
+        }
+    }
+    match session.expires_at {
+        Some(at) if now < at => Ok(()),
+        Some(at) => Err(Error::new(
+            ErrorKind::SessionExpired,
+            format!("the session expired at {}", iso8601(at.clamp(-1e15, 1e15).floor() as i64)),
+        )),
+        None => Err(Error::new(ErrorKind::SessionExpired, "the session's \"expiresAt\" is NULL")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn claims(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap()
+    }
+
+    fn live(user: &str) -> Session {
+        Session { user_id: Some(user.into()), expires_at: Some(2_000_000_000.0) }
+    }
+
+    #[test]
+    fn session_id_is_a_non_empty_string_claim() {
+        let c = claims(json!({ "sid": "s1", "other": 5, "empty": "", "null": null }));
+        assert_eq!(session_id(&c, "sid").unwrap(), "s1");
+        let kind = |claim| session_id(&c, claim).unwrap_err().kind();
+        for claim in ["missing", "other", "empty", "null"] {
+            assert_eq!(kind(claim), ErrorKind::NoSessionId, "{claim}");
+        }
+        assert!(session_id(&c, "other").unwrap_err().detail().contains("a number"));
+    }
+
+    #[test]
+    fn a_live_session_of_the_same_user_passes() {
+        let c = claims(json!({ "sub": "u1", "sid": "s1" }));
+        assert_eq!(check_session(&c, Some(&live("u1")), 1_900_000_000.0), Ok(()));
+    }
+
+    #[test]
+    fn ended_expired_and_foreign_sessions_are_refused() {
+        let c = claims(json!({ "sub": "u1", "sid": "s1" }));
+        let kind = |s: Option<&Session>, now: f64| check_session(&c, s, now).unwrap_err().kind();
+        assert_eq!(kind(None, 0.0), ErrorKind::SessionEnded);
+        assert_eq!(kind(Some(&live("u2")), 0.0), ErrorKind::SessionMismatch);
+        assert_eq!(kind(Some(&Session { user_id: None, ..live("u1") }), 0.0), ErrorKind::SessionMismatch);
+        assert_eq!(
+            check_session(&claims(json!({ "sid": "s1" })), Some(&live("u1")), 0.0).unwrap_err().kind(),
+            ErrorKind::SessionMismatch
+        );
+        // Expiry is exact, with no leeway: the same clock wrote and reads it.
+        assert_eq!(kind(Some(&live("u1")), 2_000_000_000.0), ErrorKind::SessionExpired);
+        assert_eq!(check_session(&c, Some(&live("u1")), 1_999_999_999.999), Ok(()));
+        assert_eq!(kind(Some(&Session { expires_at: None, ..live("u1") }), 0.0), ErrorKind::SessionExpired);
+        assert_eq!(
+            check_session(&c, Some(&live("u1")), 2_000_000_001.0).unwrap_err().detail(),
+            "the session expired at 2033-05-18T03:33:20Z"
+        );
+    }
+
+    #[test]
+    fn a_foreign_user_is_refused_before_expiry_is_looked_at() {
+        let c = claims(json!({ "sub": "u1", "sid": "s1" }));
+        let expired_foreign = Session { user_id: Some("u2".into()), expires_at: Some(1.0) };
+        assert_eq!(check_session(&c, Some(&expired_foreign), 5.0).unwrap_err().kind(), ErrorKind::SessionMismatch);
+    }
+}

@@ -1,0 +1,295 @@
+//! Session binding (`auth_jwt.require_session`): a token passes only while the Better Auth session
+//! it names is live in `auth_jwt.session_table`, so sign-out, revocation and bans take effect in
+//! the database at the next transaction instead of at the token's `exp`.
+//!
+//! Cost. At most one lookup per session id per transaction: an index probe through a plan prepared
+//! once per backend and kept (the plan cache replans it by itself when the relation changes). The
+//! answer is remembered for the rest of the transaction and never longer, so a sign-out that
+//! commits is seen by every backend's next transaction. The per-row path does not come here at
+//! all: the request memo in `functions` already holds a token that passed in this transaction.
+//!
+//! Freshness. Each lookup reads the latest committed state (`Snapshot::latest`), not the
+//! transaction's snapshot: a REPEATABLE READ transaction that began before a sign-out committed
+//! sees the sign-out at its first lookup. Nothing is written, so this works on a hot standby
+//! (which sees a sign-out once it has replayed it) and in parallel workers.
+//!
+//! The lookup is by `id` alone, as the relation's owner with pinned settings (see `relation`):
+//! the caller needs no privilege on the table, and the session's `token` column, a bearer
+//! credential, is never read, so a token carrying some session's `token` as its `sid` finds
+//! nothing.
+
+use crate::errors;
+use crate::keys::local_xid;
+use crate::relation::{self, Relation, Unresolved};
+use crate::settings::{self, str_of};
+use crate::snapshot_query::{Plan, Snapshot};
+use crate::stats;
+use auth_jwt_core::{check_session, error::printable, session_id, Error, Session};
+use pgrx::datum::DatumWithOid;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use pgrx::PgSqlErrorCode;
+use rustc_hash::FxHashMap;
+use serde_json::{Map, Value};
+use std::cell::{Cell, RefCell};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Sessions remembered per transaction; a transaction that verifies more distinct sessions than
+/// this (jwt_verify over a table of tokens) starts over, looking them up again.
+const MEMO_CAPACITY: usize = 1024;
+
+/// How a session id from a token is compared with the `id` column.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum IdType {
+    Text,
+    Uuid,
+    Integer,
+}
+
+impl IdType {
+    fn of(type_name: &str) -> Option<IdType> {
+        match type_name {
+            "text" => Some(IdType::Text),
+            t if t.starts_with("character varying") => Some(IdType::Text),
+            "uuid" => Some(IdType::Uuid),
+            "smallint" | "integer" | "bigint" => Some(IdType::Integer),
+            _ => None,
+        }
+    }
+
+    fn param(self) -> pg_sys::Oid {
+        match self {
+            IdType::Text => pg_sys::TEXTOID,
+            IdType::Uuid => pg_sys::UUIDOID,
+            IdType::Integer => pg_sys::INT8OID,
+        }
+    }
+}
+
+/// The session relation as resolved, and the kept plan that looks a session up in it.
+struct Prepared {
+    /// The `auth_jwt.session_table` value it was prepared for.
+    table: String,
+    qualified: String,
+    owner: pg_sys::Oid,
+    id: IdType,
+    plan: Plan,
+    /// The invalidation count read before resolving.
+    seen: u64,
+}
+
+struct Memo {
+    lxid: u32,
+    settings_generation: u64,
+    found: FxHashMap<String, Option<Session>>,
+}
+
+thread_local! {
+    static PREPARED: RefCell<Option<Prepared>> = const { RefCell::new(None) };
+    /// Relcache invalidations of the session relation (or any, while preparing), and schema
+    /// changes: the resolved name, owner or column types may have changed.
+    static INVALIDATIONS: Cell<u64> = const { Cell::new(0) };
+    static RELID: Cell<pg_sys::Oid> = const { Cell::new(pg_sys::InvalidOid) };
+    static PREPARING: Cell<bool> = const { Cell::new(false) };
+    static MEMO: RefCell<Option<Memo>> = const { RefCell::new(None) };
+}
+
+pub fn init() {
+    // SAFETY: registering callbacks during _PG_init; the callbacks only touch thread-locals.
+    unsafe {
+        pg_sys::CacheRegisterRelcacheCallback(Some(on_relcache_invalidation), pg_sys::Datum::from(0));
+        pg_sys::CacheRegisterSyscacheCallback(
+            pg_sys::SysCacheIdentifier::NAMESPACEOID as i32,
+            Some(on_namespace_change),
+            pg_sys::Datum::from(0),
+        );
+    }
+}
+
+fn invalidate() {
+    INVALIDATIONS.with(|n| n.set(n.get().wrapping_add(1)));
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    if relid == pg_sys::InvalidOid || relid == RELID.with(Cell::get) || PREPARING.with(Cell::get) {
+        invalidate();
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_namespace_change(_arg: pg_sys::Datum, _cacheid: i32, _hash: u32) {
+    invalidate();
+}
+
+/// Resets PREPARING however preparation ends (an ERROR unwinds through here as a Rust panic).
+struct Preparing;
+
+impl Preparing {
+    fn start() -> Preparing {
+        PREPARING.with(|p| p.set(true));
+        Preparing
+    }
+}
+
+impl Drop for Preparing {
+    fn drop(&mut self) {
+        PREPARING.with(|p| p.set(false));
+    }
+}
+
+/// Wall-clock Unix seconds with their fraction: a session's `"expiresAt"` is compared exactly.
+fn now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Refuse the verified `claims` unless sessions are not required or the session they name is
+/// live (raises 28000 with the reason).
+pub fn check(claims: &Map<String, Value>) {
+    if !settings::REQUIRE_SESSION.get() {
+        return;
+    }
+    let sid = session_id(claims, str_of(&settings::SESSION_CLAIM)).unwrap_or_else(|e| errors::rejected(&e));
+    let remembered = MEMO.with(|m| {
+        let m = m.borrow();
+        let m = m.as_ref().filter(|m| m.lxid == local_xid() && m.settings_generation == settings::generation())?;
+        m.found.get(sid).map(|s| check_session(claims, s.as_ref(), now()))
+    });
+    let verdict = remembered.unwrap_or_else(|| {
+        let found = lookup(sid);
+        let verdict = check_session(claims, found.as_ref(), now());
+        remember(sid, found);
+        verdict
+    });
+    if let Err(e) = verdict {
+        errors::rejected(&e);
+    }
+}
+
+fn remember(sid: &str, found: Option<Session>) {
+    MEMO.with(|m| {
+        let mut m = m.borrow_mut();
+        let (lxid, generation) = (local_xid(), settings::generation());
+        let memo = match m.as_mut() {
+            Some(memo) if memo.lxid == lxid && memo.settings_generation == generation => memo,
+            _ => m.insert(Memo { lxid, settings_generation: generation, found: FxHashMap::default() }),
+        };
+        if memo.found.len() >= MEMO_CAPACITY {
+            memo.found.clear();
+        }
+        memo.found.insert(sid.to_owned(), found);
+    })
+}
+
+/// For jwt_explain: whether the session the verified `claims` name is live, and why, looked up
+/// afresh (not from this transaction's memo).
+pub fn explain(claims: &Map<String, Value>) -> Result<String, Error> {
+    let sid = session_id(claims, str_of(&settings::SESSION_CLAIM))?;
+    let found = lookup(sid);
+    check_session(claims, found.as_ref(), now())?;
+    let until = found.and_then(|s| s.expires_at).map_or(String::new(), |at| {
+        format!(" until {}", auth_jwt_core::error::iso8601(at.clamp(-1e15, 1e15).floor() as i64))
+    });
+    Ok(format!("the session is live{until} and belongs to the token's sub"))
+}
+
+/// The session with id `sid`, read under the latest snapshot; None if there is none.
+fn lookup(sid: &str) -> Option<Session> {
+    prepare_if_stale(str_of(&settings::SESSION_TABLE));
+    PREPARED.with(|p| {
+        let p = p.borrow();
+        let p = p.as_ref().expect("prepared above"); // ok: prepare_if_stale stores it or raises
+        let arg: DatumWithOid = match p.id {
+            IdType::Text => sid.into(),
+            // A session id that is not a valid value of the column's type names no session.
+            IdType::Uuid => pgrx::datum::Uuid::from_bytes(*uuid::Uuid::try_parse(sid).ok()?.as_bytes()).into(),
+            IdType::Integer => sid.parse::<i64>().ok()?.into(),
+        };
+        stats::session_lookup();
+        let snapshot = Snapshot::latest();
+        let mut rows = relation::as_owner(p.owner, || {
+            p.plan.select(&snapshot, &[arg], |r| Session { user_id: r.get(1), expires_at: r.get(2) })
+        });
+        if rows.len() > 1 {
+            errors::configured_relation(
+                PgSqlErrorCode::ERRCODE_CARDINALITY_VIOLATION,
+                format!("auth_jwt session table {} has more than one row with the same id", p.qualified),
+                "A token's session id must name one session.".into(),
+                "Give the relation a unique id, as Better Auth's session table has (its primary key).",
+            );
+        }
+        rows.pop()
+    })
+}
+
+/// Resolve the session relation and prepare the lookup, unless what is kept is still valid.
+fn prepare_if_stale(table: &str) {
+    let n = INVALIDATIONS.with(Cell::get);
+    if PREPARED.with(|p| p.borrow().as_ref().is_some_and(|p| p.table == table && p.seen == n)) {
+        return;
+    }
+    if let Some(old) = PREPARED.with(|p| p.borrow_mut().take()) {
+        old.plan.free();
+    }
+    let prepared = {
+        let _preparing = Preparing::start();
+        let snapshot = Snapshot::latest();
+        let (rel, id) = relation::with_pinned_settings(|| {
+            let rel = resolve(table, &snapshot);
+            let id = id_type(&rel, &snapshot);
+            (rel, id)
+        });
+        drop(snapshot);
+        let sql = format!(
+            "SELECT \"userId\"::pg_catalog.text, {} FROM {} WHERE id OPERATOR(pg_catalog.=) $1 LIMIT 2",
+            relation::epoch_sql("expiresAt"),
+            rel.qualified
+        );
+        let plan = relation::as_owner(rel.owner, || Plan::new(&sql, &[id.param()]));
+        RELID.with(|r| r.set(rel.oid));
+        Prepared { table: table.to_owned(), qualified: rel.qualified, owner: rel.owner, id, plan, seen: n }
+    };
+    PREPARED.with(|p| *p.borrow_mut() = Some(prepared));
+}
+
+fn resolve(table: &str, snapshot: &Snapshot) -> Relation {
+    match relation::resolve(table, snapshot) {
+        Ok(rel) => rel,
+        Err(Unresolved::Unqualified(why)) => errors::configured_relation(
+            PgSqlErrorCode::ERRCODE_INVALID_NAME,
+            format!("auth_jwt.session_table must name a table in a regular schema: \"{}\"", printable(table, 128)),
+            why.into(),
+            "Use schema.table, e.g. ALTER DATABASE mydb SET auth_jwt.session_table = 'public.session';",
+        ),
+        Err(Unresolved::Missing) => errors::configured_relation(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+            format!("auth_jwt session table \"{}\" does not exist", printable(table, 128)),
+            "Sessions are read from the relation named by auth_jwt.session_table, because auth_jwt.require_session is on.".into(),
+            "Point auth_jwt.session_table at Better Auth's session table (or a view of it), or turn auth_jwt.require_session off.",
+        ),
+    }
+}
+
+/// Check the columns the lookup reads, and say how the id is compared.
+fn id_type(rel: &Relation, snapshot: &Snapshot) -> IdType {
+    let cols = relation::columns(rel, snapshot);
+    for required in ["id", "userId", "expiresAt"] {
+        if !cols.iter().any(|c| c.name == required) {
+            errors::configured_relation(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+                format!("auth_jwt session table {} has no column \"{required}\"", rel.qualified),
+                "The session table needs the columns id, \"userId\" and \"expiresAt\", as Better Auth creates them.".into(),
+                "If Better Auth's session table or its columns are renamed, point auth_jwt.session_table at a view that exposes these names.",
+            );
+        }
+    }
+    let id = cols.iter().find(|c| c.name == "id").map(|c| c.type_name.as_str()).unwrap_or_default();
+    IdType::of(id).unwrap_or_else(|| {
+        errors::configured_relation(
+            PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+            format!("auth_jwt session table {} has an id column of type {id}", rel.qualified),
+            "Session ids are compared as text, uuid or integer, the types Better Auth generates.".into(),
+            "Point auth_jwt.session_table at a view whose id column is one of these types.",
+        )
+    })
+}
