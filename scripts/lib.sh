@@ -25,7 +25,8 @@ use_major() {
 # Install what is missing: Debian packages, cargo-pgrx 0.18.1, PostgreSQL 17/18 (built from
 # Debian's sources, once), and pgrx's config for every major in $MAJORS.
 ensure_prereqs() {
-    local pkgs=(postgresql-15 postgresql-server-dev-15 libclang-dev clang libssl-dev pkg-config sudo pgbouncer)
+    local pkgs=(postgresql-15 postgresql-server-dev-15 libclang-dev clang libssl-dev pkg-config sudo pgbouncer
+        openssl ca-certificates)
     local missing=()
     for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
     if ((${#missing[@]})); then

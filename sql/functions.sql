@@ -70,7 +70,87 @@ CREATE FUNCTION auth_jwt.on_key_change() RETURNS trigger
     LANGUAGE c
     AS 'MODULE_PATHNAME', 'auth_jwt_on_key_change';
 COMMENT ON FUNCTION auth_jwt.on_key_change() IS
-    'Statement trigger on the key table: tells every backend''s key cache to reload';
+    'Row trigger on the tables under the key table: tells every backend''s key cache to reload';
+
+-- Push mode, for databases that may not open outbound connections: a JWKS document handed to
+-- import_jwks() (e.g. fetched from Better Auth's /api/auth/jwks by a deploy job) is stored here,
+-- and the key loader reads this table like Better Auth's own, with the same trigger:
+--   ALTER DATABASE app SET auth_jwt.jwks_table = 'auth_jwt.jwks';
+CREATE TABLE auth_jwt.jwks (
+    id text PRIMARY KEY,
+    "publicKey" text NOT NULL,
+    "createdAt" timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    "expiresAt" timestamptz,
+    alg text,
+    crv text
+);
+COMMENT ON TABLE auth_jwt.jwks IS
+    'Keys imported with auth_jwt.import_jwks(jwks); read when auth_jwt.jwks_table = ''auth_jwt.jwks''';
+SELECT pg_catalog.pg_extension_config_dump('auth_jwt.jwks', '');
+REVOKE ALL ON auth_jwt.jwks FROM PUBLIC;
+CREATE TRIGGER auth_jwt_key_change AFTER INSERT OR UPDATE OR DELETE ON auth_jwt.jwks
+    FOR EACH ROW EXECUTE FUNCTION auth_jwt.on_key_change();
+ALTER TABLE auth_jwt.jwks ENABLE ALWAYS TRIGGER auth_jwt_key_change;
+
+CREATE FUNCTION auth_jwt.import_jwks(jwks jsonb) RETURNS TABLE (kid text, action text)
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    entry jsonb;
+    k text;
+    old text;
+    kids text[] := '{}';
+BEGIN
+    IF jsonb_typeof(jwks) IS DISTINCT FROM 'object' OR jsonb_typeof(jwks -> 'keys') IS DISTINCT FROM 'array' THEN
+        RAISE EXCEPTION 'auth_jwt.import_jwks: not a JWKS document'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Expected {"keys": [...]}, as Better Auth serves it at /api/auth/jwks.';
+    END IF;
+    FOR entry IN SELECT e FROM jsonb_array_elements(jwks -> 'keys') e LOOP
+        IF jsonb_typeof(entry) IS DISTINCT FROM 'object' OR jsonb_typeof(entry -> 'kid') IS DISTINCT FROM 'string' THEN
+            RAISE EXCEPTION 'auth_jwt.import_jwks: every key needs a kid'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'Tokens name their key by kid; an entry without one could never be used.';
+        END IF;
+        k := entry ->> 'kid';
+        IF k = ANY (kids) THEN
+            RAISE EXCEPTION 'auth_jwt.import_jwks: kid "%" appears twice', k
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'A kid must name one key; nothing was imported.';
+        END IF;
+        kids := kids || k;
+    END LOOP;
+    -- One import at a time; the key loader's reads are not blocked.
+    LOCK TABLE auth_jwt.jwks IN SHARE ROW EXCLUSIVE MODE;
+    FOR k IN SELECT j.id FROM auth_jwt.jwks j WHERE j.id <> ALL (kids) ORDER BY j.id LOOP
+        DELETE FROM auth_jwt.jwks j WHERE j.id = k;
+        kid := k;
+        action := 'removed';
+        RETURN NEXT;
+    END LOOP;
+    FOR entry IN SELECT e FROM jsonb_array_elements(jwks -> 'keys') e LOOP
+        k := entry ->> 'kid';
+        SELECT j."publicKey" INTO old FROM auth_jwt.jwks j WHERE j.id = k;
+        IF NOT FOUND THEN
+            INSERT INTO auth_jwt.jwks (id, "publicKey", alg, crv) VALUES (k, entry::text, entry ->> 'alg', entry ->> 'crv');
+            action := 'added';
+        ELSIF old::jsonb = entry THEN
+            action := 'unchanged';
+        ELSE
+            UPDATE auth_jwt.jwks j SET "publicKey" = entry::text, alg = entry ->> 'alg', crv = entry ->> 'crv', "createdAt" = now()
+             WHERE j.id = k;
+            action := 'replaced';
+        END IF;
+        kid := k;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION auth_jwt.import_jwks(jsonb) IS
+    'Replace the keys in auth_jwt.jwks with a JWKS document ({"keys": [...]}); returns each kid and whether it was added, replaced, removed or unchanged; SELECT * FROM auth_jwt.jwks_keys() shows what auth_jwt makes of them';
+REVOKE ALL ON FUNCTION auth_jwt.import_jwks(jsonb) FROM PUBLIC;
+
 
 REVOKE ALL ON FUNCTION auth_jwt.watch_key_table() FROM PUBLIC;
 REVOKE ALL ON FUNCTION auth_jwt.on_key_change() FROM PUBLIC;

@@ -4,7 +4,8 @@
 use crate::keys::{self, Row};
 use crate::settings::{self, str_of};
 use crate::verify::now;
-use auth_jwt_core::{Alg, KeySet, KeyStatus};
+use crate::{jwks_url, key_source};
+use auth_jwt_core::{Alg, Key, KeySet, KeyStatus};
 use pgrx::prelude::*;
 
 fn ts(unix: Option<f64>) -> Option<TimestampWithTimeZone> {
@@ -12,9 +13,25 @@ fn ts(unix: Option<f64>) -> Option<TimestampWithTimeZone> {
     unix.and_then(|s| TimestampWithTimeZone::try_from(((s - 946_684_800.0) * 1e6).round() as i64).ok())
 }
 
-/// One row per row of the key table, with what auth_jwt makes of it right now: for a usable key,
-/// the algorithm it verifies, its curve and its type ("OKP Ed25519", "EC P-256", "RSA 2048 bits");
-/// for an unusable one, the row's own alg and crv columns and the reason.
+type KeyInfo = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<TimestampWithTimeZone>,
+    Option<TimestampWithTimeZone>,
+    Option<TimestampWithTimeZone>,
+    String,
+    Option<String>,
+    String,
+    Option<TimestampWithTimeZone>,
+);
+
+/// One row per key auth_jwt reads (a row of the key table, or an entry of the JWKS document when
+/// `auth_jwt.jwks_url` is set), with what auth_jwt makes of it right now: for a usable key, the
+/// algorithm it verifies, its curve and its type ("OKP Ed25519", "EC P-256", "RSA 2048 bits");
+/// for an unusable one, the row's own alg and crv and the reason; where it came from (the
+/// relation, or the URL's host) and, for a JWKS document, when it was fetched.
 #[allow(clippy::type_complexity)] // pgrx needs the named columns written out here
 #[pg_extern(schema = "auth_jwt", volatile, parallel_safe)]
 fn jwks_keys() -> TableIterator<
@@ -29,37 +46,88 @@ fn jwks_keys() -> TableIterator<
         name!(usable_until, Option<TimestampWithTimeZone>),
         name!(status, String),
         name!(reason, Option<String>),
+        name!(source, String),
+        name!(fetched_at, Option<TimestampWithTimeZone>),
     ),
 > {
+    TableIterator::new(if key_source::remote() { remote_keys() } else { table_keys() })
+}
+
+fn table_keys() -> Vec<KeyInfo> {
     let rows: Vec<Row> = keys::read_current_rows();
-    let grace = settings::KEY_GRACE_PERIOD.get() as i64;
-    let now = now();
+    let source = str_of(&settings::JWKS_TABLE).to_owned();
     // Parse as the verifier does (KeySet also marks ids that appear twice).
     let set = KeySet::from_rows(rows.iter().filter_map(Row::key_row));
     let mut parsed = set.keys().iter();
-    let out: Vec<_> = rows
-        .iter()
+    rows.iter()
         .map(|r| {
             let key = r.id.as_ref().and_then(|_| parsed.next());
-            let (status, reason, until) = match key {
-                None => ("invalid".to_owned(), Some("id is NULL".to_owned()), None),
-                Some(key) => {
-                    let st = key.status(now, grace);
-                    let reason = match &st {
-                        KeyStatus::Invalid(why) => Some(why.clone()),
-                        _ => None,
-                    };
-                    (st.name().to_owned(), reason, key.usable_until(grace).map(|u| u as f64))
-                }
-            };
-            let (alg, crv, key_type) = match key.and_then(|k| k.key.as_ref().ok()) {
-                Some(pk) => (Some(pk.alg().name().to_owned()), curve(pk.alg()), Some(pk.describe())),
-                None => (r.alg.clone(), r.crv.clone(), None),
-            };
-            (r.id.clone(), alg, crv, key_type, ts(r.created_at), ts(r.expires_at), ts(until), status, reason)
+            describe(
+                key,
+                "id is NULL",
+                r.alg.clone(),
+                r.crv.clone(),
+                (ts(r.created_at), ts(r.expires_at)),
+                &source,
+                None,
+            )
         })
-        .collect();
-    TableIterator::new(out)
+        .collect()
+}
+
+fn remote_keys() -> Vec<KeyInfo> {
+    let (entries, at) = jwks_url::current_entries();
+    let source = jwks_url::host_of(str_of(&settings::JWKS_URL));
+    let fetched = at.duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_secs_f64());
+    let set = auth_jwt_core::jwks::key_set(&entries);
+    let mut parsed = set.keys().iter();
+    entries
+        .iter()
+        .map(|e| {
+            let key = e.kid.as_ref().and_then(|_| parsed.next());
+            describe(key, "the entry has no kid", e.alg.clone(), e.crv.clone(), (None, None), &source, ts(fetched))
+        })
+        .collect()
+}
+
+fn describe(
+    key: Option<&Key>,
+    no_kid: &str,
+    alg: Option<String>,
+    crv: Option<String>,
+    (created_at, expires_at): (Option<TimestampWithTimeZone>, Option<TimestampWithTimeZone>),
+    source: &str,
+    fetched_at: Option<TimestampWithTimeZone>,
+) -> KeyInfo {
+    let grace = settings::KEY_GRACE_PERIOD.get() as i64;
+    let (status, reason, until) = match key {
+        None => ("invalid".to_owned(), Some(no_kid.to_owned()), None),
+        Some(key) => {
+            let st = key.status(now(), grace);
+            let reason = match &st {
+                KeyStatus::Invalid(why) => Some(why.clone()),
+                _ => None,
+            };
+            (st.name().to_owned(), reason, key.usable_until(grace).map(|u| u as f64))
+        }
+    };
+    let (alg, crv, key_type) = match key.and_then(|k| k.key.as_ref().ok()) {
+        Some(pk) => (Some(pk.alg().name().to_owned()), curve(pk.alg()), Some(pk.describe())),
+        None => (alg, crv, None),
+    };
+    (
+        key.map(|k| k.kid.clone()),
+        alg,
+        crv,
+        key_type,
+        created_at,
+        expires_at,
+        ts(until),
+        status,
+        reason,
+        source.to_owned(),
+        fetched_at,
+    )
 }
 
 /// The JWK curve of a key that verifies `alg` (RSA has none).
@@ -87,7 +155,7 @@ fn jwt_explain(
             format!("{}: {}", crate::errors::config_message(&e), e.detail),
         ));
     }
-    let keys = crate::keys::current();
+    let keys = crate::key_source::current();
     for s in auth_jwt_core::explain(token, &keys, &validation, now(), str_of(&settings::UUID_CLAIM)) {
         rows.push((s.name.to_owned(), s.ok, crate::errors::sentence(&s.detail)));
     }

@@ -98,3 +98,14 @@ pub fn config(e: &ConfigError) -> ! {
 pub fn configured_relation(code: PgSqlErrorCode, message: String, detail: String, hint: &str) -> ! {
     raise(code, message, detail, hint.to_owned())
 }
+
+/// No usable keys from `auth_jwt.jwks_url`: the endpoint failed and the last good document (if
+/// any) is older than `auth_jwt.jwks_stale_if_error`. Not 28000: the token was not looked at.
+pub fn jwks_unavailable(host: &str, detail: String) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_SYSTEM_ERROR,
+        format!("auth_jwt cannot fetch keys from {host}"),
+        detail,
+        "Check that the database server can reach auth_jwt.jwks_url (Better Auth's /api/auth/jwks) and that it answers 200 with a JWKS document; the last good keys keep verifying for auth_jwt.jwks_stale_if_error.".into(),
+    )
+}

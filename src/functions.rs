@@ -4,6 +4,7 @@
 //! a few generation compares, a clock read and a 16-byte copy.
 
 use crate::errors;
+use crate::key_source;
 use crate::keys;
 use crate::settings;
 use crate::stats;
@@ -67,8 +68,10 @@ fn memo_hit() -> Option<Option<Rc<Entry>>> {
         }
         match &m.entry {
             None => Some(None),
-            Some(e) => (m.keys_generation == keys::generation() && keys::is_fresh() && now() <= e.valid_until)
-                .then(|| Some(e.clone())),
+            Some(e) => {
+                (m.keys_generation == key_source::generation() && key_source::is_fresh() && now() <= e.valid_until)
+                    .then(|| Some(e.clone()))
+            }
         }
     })
 }
@@ -99,7 +102,7 @@ pub fn request_entry() -> Option<Rc<Entry>> {
             token_generation: settings::token_generation(),
             headers,
             settings_generation: settings::generation(),
-            keys_generation: keys::generation(),
+            keys_generation: key_source::generation(),
             entry: entry.clone(),
         })
     });

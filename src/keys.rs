@@ -80,8 +80,6 @@ thread_local! {
     /// not known until it has read them.
     static LOADING: Cell<bool> = const { Cell::new(false) };
     static WATCHED_RELIDS: RefCell<Vec<pg_sys::Oid>> = const { RefCell::new(Vec::new()) };
-    /// Bumped whenever a load yields a different key set; caches of verified tokens compare it.
-    static GENERATION: Cell<u64> = const { Cell::new(1) };
     /// The current transaction loaded keys after it had written: they may include its own
     /// uncommitted rows, which an abort (of it or a subtransaction) takes back.
     static LOADED_OWN_WRITES: Cell<bool> = const { Cell::new(false) };
@@ -154,11 +152,6 @@ unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid:
     if hit {
         invalidate();
     }
-}
-
-/// The key-set generation: differs after any load that changed which keys exist or how.
-pub fn generation() -> u64 {
-    GENERATION.with(|g| g.get())
 }
 
 /// This transaction's local id; increments for every transaction of the backend.
@@ -372,7 +365,7 @@ fn load(table: &str) {
         let mut s = s.borrow_mut();
         let changed = s.as_ref().is_none_or(|st| *st.keys != keys);
         if changed {
-            GENERATION.with(|g| g.set(g.get().wrapping_add(1)));
+            crate::key_source::changed();
         }
         let old = s.take();
         let warned = old.as_ref().filter(|st| st.table == table).and_then(|st| st.warned.clone());

@@ -10,6 +10,8 @@ mod diagnostics;
 mod errors;
 mod functions;
 mod jsonb;
+mod jwks_url;
+mod key_source;
 mod key_watch;
 mod keys;
 mod relation;

@@ -47,6 +47,13 @@ pub static ALLOW_SESSION_TOKEN: GucSetting<bool> = GucSetting::<bool>::new(false
 pub static REQUIRE_SESSION: GucSetting<bool> = GucSetting::<bool>::new(false);
 pub static SESSION_TABLE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"public.session"));
 pub static SESSION_CLAIM: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"sid"));
+pub static JWKS_URL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
+pub static JWKS_MAX_AGE: GucSetting<i32> = GucSetting::<i32>::new(300);
+pub static JWKS_COOLDOWN: GucSetting<i32> = GucSetting::<i32>::new(30);
+pub static JWKS_STALE_IF_ERROR: GucSetting<i32> = GucSetting::<i32>::new(900);
+pub static JWKS_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(2000);
+pub static JWKS_MAX_SIZE: GucSetting<i32> = GucSetting::<i32>::new(1024 * 1024);
+pub static JWKS_CA_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
 /// The request's token; the only setting any role may write (see `token_source`).
 pub static TOKEN: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
 /// Trust settings refused for this session (see the module comment); set by us, superuser-only.
@@ -105,7 +112,7 @@ unsafe extern "C-unwind" fn show_token() -> *const c_char {
 }
 
 /// The settings that decide what is trusted (all but `auth_jwt.token`).
-pub const TRUST_SETTINGS: [&CStr; 13] = [
+pub const TRUST_SETTINGS: [&CStr; 20] = [
     c"auth_jwt.jwks_table",
     c"auth_jwt.issuer",
     c"auth_jwt.audience",
@@ -119,6 +126,13 @@ pub const TRUST_SETTINGS: [&CStr; 13] = [
     c"auth_jwt.require_session",
     c"auth_jwt.session_table",
     c"auth_jwt.session_claim",
+    c"auth_jwt.jwks_url",
+    c"auth_jwt.jwks_max_age",
+    c"auth_jwt.jwks_cooldown",
+    c"auth_jwt.jwks_stale_if_error",
+    c"auth_jwt.jwks_timeout",
+    c"auth_jwt.jwks_max_size",
+    c"auth_jwt.jwks_ca_file",
 ];
 
 /// The GUC record of a setting (or placeholder), by name, case-insensitively as guc.c compares.
@@ -336,6 +350,93 @@ fn define() {
             c"Claim that carries the Better Auth session id (sid: session.id in definePayload).",
             c"",
             &SESSION_CLAIM,
+            GucContext::Suset,
+            s,
+            None,
+            Some(assign_string),
+            None,
+        );
+        GucRegistry::define_string_guc_with_hooks(
+            c"auth_jwt.jwks_url",
+            c"Better Auth's JWKS endpoint (http or https); when set, keys come from it instead of auth_jwt.jwks_table.",
+            c"For example https://auth.example.com/api/auth/jwks. Fetched by each backend on first use and after auth_jwt.jwks_max_age.",
+            &JWKS_URL,
+            GucContext::Suset,
+            s,
+            None,
+            Some(assign_string),
+            None,
+        );
+        GucRegistry::define_int_guc_with_hooks(
+            c"auth_jwt.jwks_max_age",
+            c"Longest time a fetched JWKS document is used before it is fetched again (a shorter Cache-Control max-age wins).",
+            c"",
+            &JWKS_MAX_AGE,
+            1,
+            86400,
+            GucContext::Suset,
+            GucFlags::UNIT_S,
+            None,
+            Some(assign_int),
+            None,
+        );
+        GucRegistry::define_int_guc_with_hooks(
+            c"auth_jwt.jwks_cooldown",
+            c"Least time between two fetches of the JWKS document by one backend (unknown kids, failures, Cache-Control: no-store).",
+            c"",
+            &JWKS_COOLDOWN,
+            1,
+            3600,
+            GucContext::Suset,
+            GucFlags::UNIT_S,
+            None,
+            Some(assign_int),
+            None,
+        );
+        GucRegistry::define_int_guc_with_hooks(
+            c"auth_jwt.jwks_stale_if_error",
+            c"How long the last good JWKS document keeps verifying while the endpoint cannot be fetched (0: fail at once).",
+            c"",
+            &JWKS_STALE_IF_ERROR,
+            0,
+            7 * 86400,
+            GucContext::Suset,
+            GucFlags::UNIT_S,
+            None,
+            Some(assign_int),
+            None,
+        );
+        GucRegistry::define_int_guc_with_hooks(
+            c"auth_jwt.jwks_timeout",
+            c"Longest a request waits for the JWKS endpoint (connect, TLS and the whole response).",
+            c"",
+            &JWKS_TIMEOUT,
+            100,
+            60000,
+            GucContext::Suset,
+            GucFlags::UNIT_MS,
+            None,
+            Some(assign_int),
+            None,
+        );
+        GucRegistry::define_int_guc_with_hooks(
+            c"auth_jwt.jwks_max_size",
+            c"Largest JWKS response accepted.",
+            c"",
+            &JWKS_MAX_SIZE,
+            1024,
+            64 * 1024 * 1024,
+            GucContext::Suset,
+            GucFlags::UNIT_BYTE,
+            None,
+            Some(assign_int),
+            None,
+        );
+        GucRegistry::define_string_guc_with_hooks(
+            c"auth_jwt.jwks_ca_file",
+            c"PEM file of the certificate authorities trusted for an https auth_jwt.jwks_url (empty: the system's).",
+            c"",
+            &JWKS_CA_FILE,
             GucContext::Suset,
             s,
             None,

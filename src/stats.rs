@@ -15,6 +15,9 @@ thread_local! {
     static UNKNOWN_KID_RELOADS: Cell<i64> = const { Cell::new(0) };
     static REQUEST_TOKEN_READS: Cell<i64> = const { Cell::new(0) };
     static SESSION_LOOKUPS: Cell<i64> = const { Cell::new(0) };
+    static JWKS_FETCHES: Cell<i64> = const { Cell::new(0) };
+    static JWKS_FETCH_FAILURES: Cell<i64> = const { Cell::new(0) };
+    static JWKS_BYTES: Cell<i64> = const { Cell::new(0) };
     static REJECTIONS: [Cell<i64>; N] = const { [const { Cell::new(0) }; N] };
     static BY_ALGORITHM: [Cell<i64>; 5] = const { [const { Cell::new(0) }; 5] };
 }
@@ -54,6 +57,17 @@ pub fn session_lookup() {
     inc(&SESSION_LOOKUPS);
 }
 
+/// A response from `auth_jwt.jwks_url` was received (whatever it held).
+pub fn jwks_fetch(bytes: usize) {
+    inc(&JWKS_FETCHES);
+    JWKS_BYTES.with(|b| b.set(b.get().saturating_add(bytes as i64)));
+}
+
+/// A fetch of `auth_jwt.jwks_url` gave no usable document (network, status, size, content).
+pub fn jwks_fetch_failure() {
+    inc(&JWKS_FETCH_FAILURES);
+}
+
 pub fn rejected(kind: ErrorKind) {
     let i = ErrorKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
     REJECTIONS.with(|r| r[i].set(r[i].get() + 1));
@@ -72,6 +86,9 @@ fn stats() -> TableIterator<
         name!(unknown_kid_reloads, i64),
         name!(request_token_reads, i64),
         name!(session_lookups, i64),
+        name!(jwks_fetches, i64),
+        name!(jwks_fetch_failures, i64),
+        name!(jwks_bytes, i64),
         name!(rejections, i64),
         name!(rejections_by_reason, pgrx::JsonB),
         name!(cached_tokens, i64),
@@ -90,6 +107,9 @@ fn stats() -> TableIterator<
         UNKNOWN_KID_RELOADS.with(Cell::get),
         REQUEST_TOKEN_READS.with(Cell::get),
         SESSION_LOOKUPS.with(Cell::get),
+        JWKS_FETCHES.with(Cell::get),
+        JWKS_FETCH_FAILURES.with(Cell::get),
+        JWKS_BYTES.with(Cell::get),
         rejections.iter().sum(),
         pgrx::JsonB(serde_json::Value::Object(by_reason)),
         crate::token_cache::len() as i64,
@@ -99,7 +119,17 @@ fn stats() -> TableIterator<
 /// Zero this backend's counters.
 #[pg_extern(schema = "auth_jwt", volatile, parallel_safe)]
 fn stats_reset() {
-    for c in [&VERIFICATIONS, &CACHE_HITS, &KEY_LOADS, &UNKNOWN_KID_RELOADS, &REQUEST_TOKEN_READS, &SESSION_LOOKUPS] {
+    for c in [
+        &VERIFICATIONS,
+        &CACHE_HITS,
+        &KEY_LOADS,
+        &UNKNOWN_KID_RELOADS,
+        &REQUEST_TOKEN_READS,
+        &SESSION_LOOKUPS,
+        &JWKS_FETCHES,
+        &JWKS_FETCH_FAILURES,
+        &JWKS_BYTES,
+    ] {
         c.with(|c| c.set(0));
     }
     REJECTIONS.with(|r| r.iter().for_each(|c| c.set(0)));

@@ -6,7 +6,7 @@
 //! keys (first use, after a change of the key table, or once for an unknown kid).
 
 use crate::errors;
-use crate::keys;
+use crate::key_source;
 use crate::sessions;
 use crate::settings;
 use crate::stats;
@@ -33,7 +33,7 @@ pub fn verify(token: &str) -> Rc<Entry> {
 fn verify_token(token: &str) -> Rc<Entry> {
     let validation = settings::validation().unwrap_or_else(|e| errors::config(&e));
     let now = now();
-    let fresh = keys::fresh();
+    let fresh = key_source::fresh();
     if fresh {
         if let Some(hit) = cached(token, now) {
             return hit;
@@ -41,7 +41,7 @@ fn verify_token(token: &str) -> Rc<Entry> {
     }
     // Structure and header first: a malformed token costs no key load.
     let compact = token::parse(token, validation.max_token_size).unwrap_or_else(|e| errors::rejected(&e));
-    let mut keys = keys::current();
+    let mut keys = key_source::current();
     if !fresh {
         // After a (re)load: the cache survives if the keys did not change.
         if let Some(hit) = cached(token, now) {
@@ -50,7 +50,7 @@ fn verify_token(token: &str) -> Rc<Entry> {
     }
     if let Some(kid) = compact.header.kid.as_deref() {
         if !keys.contains_kid(kid) {
-            if let Some(reloaded) = keys::reload_for_unknown_kid(kid) {
+            if let Some(reloaded) = key_source::reload_for_unknown_kid(kid) {
                 keys = reloaded;
             }
         }
@@ -58,14 +58,14 @@ fn verify_token(token: &str) -> Rc<Entry> {
     let verified = verify_compact(&compact, &keys, &validation, now).unwrap_or_else(|e| errors::rejected(&e));
     stats::verified(compact.header.alg);
     let entry = Rc::new(Entry::new(verified));
-    token_cache::sync(keys::generation(), settings::generation());
+    token_cache::sync(key_source::generation(), settings::generation());
     token_cache::put(token, entry.clone(), now);
     entry
 }
 
 /// A cached result, after dropping the cache if keys or settings changed since it was filled.
 fn cached(token: &str, now: i64) -> Option<Rc<Entry>> {
-    token_cache::sync(keys::generation(), settings::generation());
+    token_cache::sync(key_source::generation(), settings::generation());
     let hit = token_cache::get(token, now)?;
     stats::cache_hit();
     Some(hit)

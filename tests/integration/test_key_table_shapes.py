@@ -127,7 +127,7 @@ def test_trigger_left_in_origin_state_is_not_watched_until_reenabled(db):
     assert sqlstate_of(a, "SELECT auth_jwt.jwt_verify(%s)", token(1)) == NOT_FOUND
     su.execute("RESET session_replication_role")
     assert watch(su)["public.jwks"].startswith("trigger auth_jwt_key_change re-enabled (was state O")
-    assert one(su, "SELECT tgenabled FROM pg_trigger WHERE tgname = 'auth_jwt_key_change'") == "A"
+    assert one(su, "SELECT tgenabled FROM pg_trigger WHERE tgname = 'auth_jwt_key_change' AND tgrelid = 'public.jwks'::regclass") == "A"
 
 
 def test_a_trigger_is_recognised_by_what_it_does_not_its_name(db):

@@ -137,3 +137,30 @@ def test_hot_standby_sees_a_sign_out_once_replayed(standby):
         app.execute("SELECT title FROM tasks")
     assert e.value.diag.message_primary == "session has ended"
     app.execute("ROLLBACK")
+
+
+def test_hot_standby_fetches_keys_from_the_jwks_url(standby):
+    """auth_jwt.jwks_url on a replica: the standby's backends fetch the document themselves
+    (nothing is written) and enforce the policies with those keys."""
+    from test_jwks_url import Endpoint, doc, entry
+
+    db, port = standby
+    ep = Endpoint()
+    ep.set(doc(entry(1)))
+    try:
+        primary = connect(db)
+        primary.execute(f"ALTER DATABASE {db} SET auth_jwt.jwks_url = '{ep.url}'")
+        r = replica(db, port)
+        caught_up(primary, r)
+        app = replica(db, port, "authenticator")
+        as_request(app, token(1))
+        assert [x[0] for x in app.execute("SELECT title FROM tasks").fetchall()] == ["task of user1"]
+        app.execute("COMMIT")
+        assert one(app, "SELECT jwks_fetches FROM auth_jwt.stats()") == 1
+        assert ep.count() == 1
+        as_request(app, token(2))  # k2 is in the table, not in the document
+        with pytest.raises(psycopg.Error, match="unable to find matching signing key"):
+            app.execute("SELECT title FROM tasks")
+        app.execute("ROLLBACK")
+    finally:
+        ep.close()

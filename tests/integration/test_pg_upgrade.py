@@ -119,7 +119,7 @@ def test_upgrade_from_15_to_17_keeps_verification_rls_and_invalidation():
         assert any("already installed" in n for n in notices), notices
         assert su.execute("SELECT p.oid::regprocedure::text, pg_get_functiondef(p.oid) FROM pg_proc p "
                           "JOIN pg_namespace n ON n.oid = p.pronamespace WHERE nspname = 'auth_jwt' ORDER BY 1").fetchall() == functions
-        assert su.execute("SELECT tgtype, tgenabled FROM pg_trigger WHERE tgname = 'auth_jwt_key_change'").fetchall() == [(29, "A")]
+        assert su.execute("SELECT tgtype, tgenabled FROM pg_trigger WHERE tgname = 'auth_jwt_key_change' AND tgrelid = 'public.jwks'::regclass").fetchall() == [(29, "A")]
 
         # Tokens signed before the upgrade verify; RLS isolates the two users.
         assert one(su, "SELECT auth_jwt.jwt_verify(%s)->>'sub'", signed_before[1]) == "user1"

@@ -27,6 +27,13 @@ TRUST = {
     "auth_jwt.require_session": ("off", "on", "off"),
     "auth_jwt.session_table": ("public.session_db", "public.session", "public.evil"),
     "auth_jwt.session_claim": ("sid_db", "sid", "nope"),
+    "auth_jwt.jwks_url": ("http://db.invalid/jwks", "", "http://127.0.0.1:1/evil"),
+    "auth_jwt.jwks_max_age": ("2min", "4min", "1s"),
+    "auth_jwt.jwks_cooldown": ("20s", "40s", "1s"),
+    "auth_jwt.jwks_stale_if_error": ("10min", "20min", "7d"),
+    "auth_jwt.jwks_timeout": ("1s", "3s", "1min"),
+    "auth_jwt.jwks_max_size": ("512kB", "2MB", "64MB"),
+    "auth_jwt.jwks_ca_file": ("/etc/db-ca.pem", "", "/tmp/evil.pem"),
 }
 SESSION_DDL = """
 CREATE TABLE public.session ("id" text not null primary key, "expiresAt" timestamptz not null,

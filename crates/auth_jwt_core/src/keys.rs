@@ -367,7 +367,9 @@ impl KeySet {
         }
         let dup: Vec<String> = count.into_iter().filter(|(_, n)| *n > 1).map(|(k, _)| k.to_owned()).collect();
         for k in keys.iter_mut().filter(|k| dup.contains(&k.kid)) {
-            k.key = Err("id appears in more than one row of the key table".into());
+            k.key =
+                Err("the same kid names more than one key (rows of the key table or entries of the JWKS document)"
+                    .into());
         }
         let by_kid = keys.iter().enumerate().map(|(i, k)| (k.kid.clone(), i)).collect();
         KeySet { keys, by_kid }
@@ -605,6 +607,6 @@ mod tests {
     fn duplicate_ids_are_ambiguous() {
         let pk = jwk(RFC8037_X);
         let set = KeySet::from_rows([row("a", &pk), row("a", &pk)]);
-        assert!(set.select(Some("a"), Alg::EdDSA, 0, 0).unwrap_err().detail().contains("more than one row"));
+        assert!(set.select(Some("a"), Alg::EdDSA, 0, 0).unwrap_err().detail().contains("more than one key"));
     }
 }

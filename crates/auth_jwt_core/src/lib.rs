@@ -12,6 +12,7 @@ pub mod claims;
 pub mod error;
 pub mod explain;
 pub mod json;
+pub mod jwks;
 pub mod keys;
 pub mod session;
 pub mod token;

@@ -1,0 +1,338 @@
+//! Keys from Better Auth's JWKS endpoint (`auth_jwt.jwks_url`), for deployments whose Better Auth
+//! keeps its keys elsewhere than this database. A key source beside the key table (`keys`): the
+//! document's entries become key rows and every rule for key rows applies (see
+//! `auth_jwt_core::jwks`).
+//!
+//! Mechanism: each backend fetches for itself, on first use and then at most once per max age,
+//! and keeps the document in its memory. Chosen over a shared cache filled by a background worker
+//! because it needs no `shared_preload_libraries`, no shared memory and no locks, works the same
+//! on a hot standby, and fails per backend rather than per cluster; its cost is bounded and
+//! counted. Per backend: one fetch per `auth_jwt.jwks_max_age` (300 s, or a shorter
+//! `Cache-Control: max-age`, never shorter than the cooldown), plus at most one per
+//! `auth_jwt.jwks_cooldown` (30 s) for unknown kids and retries after failures. Per cluster: the
+//! number of backends that verify times that. A pooler keeps that number small; 50 busy backends
+//! make about 10 requests a minute, and `tests/integration/test_jwks_url.py` counts them.
+//!
+//! Freshness, like jose's `createRemoteJWKSet` and then some: a key removed from the document
+//! stops verifying at the next refresh (within max age); a new kid is fetched at once (once per
+//! cooldown); while the endpoint fails, the last good document keeps verifying for
+//! `auth_jwt.jwks_stale_if_error` (15 min) after it was fetched, then every verification fails
+//! with a configuration error that names the host and the HTTP status or network error. A failed
+//! fetch is retried at most once per cooldown, so an outage never makes every request wait.
+//!
+//! Safety of the fetch: http or https only, no credentials (the URL may not carry any, no cookies,
+//! no proxy from the environment), no redirects, responses over `auth_jwt.jwks_max_size` refused
+//! while reading, the whole exchange bounded by `auth_jwt.jwks_timeout` (2 s), TLS verified by
+//! rustls against the system's roots or `auth_jwt.jwks_ca_file`. The request runs on a helper
+//! thread that calls nothing in PostgreSQL and blocks every signal, while the backend waits in
+//! short steps and handles interrupts: statement_timeout or pg_cancel_backend cancels the wait at
+//! once (the thread ends by its own timeout). Nothing is written, and no lock is taken beyond
+//! those the query already holds.
+
+use crate::errors;
+use crate::key_source;
+use crate::settings::{self, str_of};
+use crate::stats;
+use auth_jwt_core::jwks::{self, Entry};
+use auth_jwt_core::KeySet;
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant, SystemTime};
+
+/// The document fetched last (successfully) for a URL.
+struct Fetched {
+    url: String,
+    entries: Rc<Vec<Entry>>,
+    keys: Rc<KeySet>,
+    /// Wall-clock time of the fetch, for jwks_keys().
+    at: SystemTime,
+    fetched: Instant,
+    /// Until when it is used without asking again.
+    fresh_until: Instant,
+}
+
+/// The last attempt to fetch, successful or not: the cooldown counts from it.
+struct Attempt {
+    url: String,
+    at: Instant,
+    error: Option<String>,
+}
+
+thread_local! {
+    static FETCHED: RefCell<Option<Fetched>> = const { RefCell::new(None) };
+    static ATTEMPT: RefCell<Option<Attempt>> = const { RefCell::new(None) };
+}
+
+fn url() -> &'static str {
+    str_of(&settings::JWKS_URL)
+}
+
+fn secs(setting: &pgrx::guc::GucSetting<i32>) -> Duration {
+    Duration::from_secs(setting.get().max(0) as u64)
+}
+
+/// The fetched document is for the configured URL and within its max age.
+pub fn fresh() -> bool {
+    let now = Instant::now();
+    FETCHED.with(|f| f.borrow().as_ref().is_some_and(|f| now < f.fresh_until && f.url == url()))
+}
+
+/// The keys to verify with: fetched first if they are not fresh and the cooldown allows; the last
+/// good document while fetches fail, for `auth_jwt.jwks_stale_if_error`; then an error.
+pub fn current() -> Rc<KeySet> {
+    if !fresh() && cooldown_passed() {
+        fetch_and_store();
+    }
+    usable().unwrap_or_else(|| failed())
+}
+
+/// A token names `kid`, which the document lacks: fetch again if the cooldown allows.
+pub fn reload_for_unknown_kid(kid: &str) -> Option<Rc<KeySet>> {
+    if !cooldown_passed() {
+        return None;
+    }
+    stats::unknown_kid_reload();
+    fetch_and_store();
+    usable().filter(|k| k.contains_kid(kid))
+}
+
+/// The last good keys for the configured URL, if still within the stale-if-error window (a
+/// fresh document always is).
+fn usable() -> Option<Rc<KeySet>> {
+    let stale_limit = secs(&settings::JWKS_STALE_IF_ERROR);
+    FETCHED.with(|f| {
+        let f = f.borrow();
+        let f = f.as_ref().filter(|f| f.url == url())?;
+        (Instant::now() < f.fresh_until || f.fetched.elapsed() < stale_limit).then(|| f.keys.clone())
+    })
+}
+
+fn cooldown_passed() -> bool {
+    let cooldown = secs(&settings::JWKS_COOLDOWN);
+    ATTEMPT.with(|a| a.borrow().as_ref().is_none_or(|a| a.url != url() || a.at.elapsed() >= cooldown))
+}
+
+/// No usable keys: say why, naming the endpoint's host and the last failure.
+fn failed() -> ! {
+    let why = ATTEMPT
+        .with(|a| a.borrow().as_ref().filter(|a| a.url == url()).and_then(|a| a.error.clone()))
+        .unwrap_or_else(|| "no successful fetch yet".into());
+    let stale = FETCHED.with(|f| f.borrow().as_ref().filter(|f| f.url == url()).map(|f| f.fetched.elapsed().as_secs()));
+    let detail = match stale {
+        Some(age) => format!(
+            "The last good document was fetched {age} s ago, longer than auth_jwt.jwks_stale_if_error allows; fetching again fails: {why}."
+        ),
+        None => format!("Fetching it failed: {why}."),
+    };
+    errors::jwks_unavailable(&host_of(url()), detail)
+}
+
+/// Fetch the document now and, if it is a valid JWKS, make it the current one. Failures are
+/// recorded for the cooldown and for `failed()`, and logged; they never raise here.
+fn fetch_and_store() {
+    let url = url().to_owned();
+    let started = Instant::now();
+    let result = fetch(&url);
+    let error = match result {
+        Ok(f) => {
+            stats::jwks_fetch(f.body.len());
+            match jwks::parse(&f.body) {
+                Ok(entries) => {
+                    store(&url, entries, f.max_age, started);
+                    None
+                }
+                Err(e) => Some(format!("the response {e}")),
+            }
+        }
+        Err(e) => Some(e),
+    };
+    if let Some(e) = &error {
+        stats::jwks_fetch_failure();
+        pgrx::log!("auth_jwt: fetching keys from {} failed: {e}", host_of(&url));
+    }
+    ATTEMPT.with(|a| *a.borrow_mut() = Some(Attempt { url, at: started, error }));
+}
+
+fn store(url: &str, entries: Vec<Entry>, max_age: Option<u64>, fetched: Instant) {
+    let keys = jwks::key_set(&entries);
+    let cooldown = secs(&settings::JWKS_COOLDOWN);
+    let max = secs(&settings::JWKS_MAX_AGE);
+    let age = max_age.map_or(max, |a| Duration::from_secs(a).clamp(cooldown.min(max), max));
+    FETCHED.with(|f| {
+        let mut f = f.borrow_mut();
+        let same = f.as_ref().is_some_and(|old| old.url == url && *old.keys == keys);
+        if !same {
+            key_source::changed();
+        }
+        let keys = match f.as_ref() {
+            Some(old) if same => old.keys.clone(),
+            _ => Rc::new(keys),
+        };
+        *f = Some(Fetched {
+            url: url.to_owned(),
+            entries: Rc::new(entries),
+            keys,
+            at: SystemTime::now(),
+            fetched,
+            fresh_until: fetched + age,
+        });
+    });
+}
+
+/// For jwks_keys(): the entries of the current document (fetched first if needed), and when it
+/// was fetched.
+pub fn current_entries() -> (Rc<Vec<Entry>>, SystemTime) {
+    current();
+    FETCHED.with(|f| {
+        let f = f.borrow();
+        let f = f.as_ref().expect("current() returned keys"); // ok: current() raises otherwise
+        (f.entries.clone(), f.at)
+    })
+}
+
+/// `https://host:port/...` -> `host:port`, for messages (the path may carry anything).
+pub fn host_of(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    auth_jwt_core::error::printable(host, 128)
+}
+
+/// A successful response.
+struct Response {
+    body: Vec<u8>,
+    max_age: Option<u64>,
+}
+
+/// What the fetch thread needs, copied out of the settings.
+struct Request {
+    url: String,
+    timeout: Duration,
+    max_size: u64,
+    ca_file: String,
+}
+
+/// GET the URL on a helper thread, waiting for it in short steps that handle interrupts.
+fn fetch(url: &str) -> Result<Response, String> {
+    let lower = url.to_ascii_lowercase();
+    if !(lower.starts_with("https://") || lower.starts_with("http://")) {
+        return Err("auth_jwt.jwks_url must start with https:// or http://".into());
+    }
+    if url.split_once("://").is_some_and(|(_, r)| r.split(['/', '?', '#']).next().unwrap_or("").contains('@')) {
+        return Err("auth_jwt.jwks_url must not carry credentials".into());
+    }
+    let req = Request {
+        url: url.to_owned(),
+        timeout: Duration::from_millis(settings::JWKS_TIMEOUT.get().max(1) as u64),
+        max_size: settings::JWKS_MAX_SIZE.get().max(0) as u64,
+        ca_file: str_of(&settings::JWKS_CA_FILE).to_owned(),
+    };
+    let (tx, rx) = mpsc::channel();
+    spawn_without_signals(move || {
+        let r = std::panic::catch_unwind(|| get(&req)).unwrap_or_else(|_| Err("the HTTP client failed".into()));
+        let _ = tx.send(r);
+    })?;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(10)) {
+            Ok(r) => return r,
+            // statement_timeout, pg_cancel_backend, a terminate: raise now, leave the thread.
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                pgrx::check_for_interrupts!();
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Err("the HTTP client failed".into()),
+        }
+    }
+}
+
+/// Start `f` on a thread that blocks every signal, so PostgreSQL's handlers keep running on the
+/// backend's own thread.
+fn spawn_without_signals(f: impl FnOnce() + Send + 'static) -> Result<(), String> {
+    // SAFETY: pthread_sigmask on the calling thread, restored right after the spawn; the new
+    // thread inherits the blocked mask.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let spawned = std::thread::Builder::new().name("auth_jwt jwks".into()).spawn(f);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        spawned.map(drop).map_err(|e| format!("could not start the HTTP client thread: {e}"))
+    }
+}
+
+/// The request itself (on the helper thread: no PostgreSQL calls here).
+fn get(req: &Request) -> Result<Response, String> {
+    use ureq::tls::{TlsConfig, TlsProvider};
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls = TlsConfig::builder()
+        .provider(TlsProvider::Rustls)
+        .root_certs(roots(&req.ca_file)?)
+        .unversioned_rustls_crypto_provider(provider)
+        .build();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .tls_config(tls)
+        .proxy(None)
+        .max_redirects(0)
+        .http_status_as_error(false)
+        .timeout_global(Some(req.timeout))
+        .user_agent(concat!("auth_jwt/", env!("CARGO_PKG_VERSION")))
+        .accept("application/json")
+        .build()
+        .into();
+    let mut resp = agent.get(&req.url).call().map_err(|e| describe(&e, req))?;
+    let status = resp.status().as_u16();
+    if (300..400).contains(&status) {
+        return Err(format!("HTTP {status}: redirects are not followed (set auth_jwt.jwks_url to the final URL)"));
+    }
+    if status != 200 {
+        return Err(format!("HTTP {status}"));
+    }
+    let max_age = resp.headers().get("cache-control").and_then(|v| v.to_str().ok()).and_then(jwks::cache_max_age);
+    let body = resp.body_mut().with_config().limit(req.max_size).read_to_vec().map_err(|e| describe(&e, req))?;
+    Ok(Response { body, max_age })
+}
+
+fn describe(e: &ureq::Error, req: &Request) -> String {
+    match e {
+        ureq::Error::Timeout(_) => {
+            format!("no complete response within auth_jwt.jwks_timeout ({} ms)", req.timeout.as_millis())
+        }
+        ureq::Error::BodyExceedsLimit(_) => {
+            format!("the response is larger than auth_jwt.jwks_max_size ({} bytes)", req.max_size)
+        }
+        // rustls reports certificate and handshake failures as InvalidData with the cause inside.
+        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => format!("TLS or protocol error: {io}"),
+        ureq::Error::Io(io) => format!("network error: {}", io.kind()),
+        ureq::Error::Rustls(tls) => format!("TLS error: {tls}"),
+        ureq::Error::HostNotFound => "host not found".into(),
+        ureq::Error::ConnectionFailed => "connection failed".into(),
+        other => format!("HTTP client error: {other}"),
+    }
+}
+
+/// The trusted roots: `auth_jwt.jwks_ca_file`, or the system's bundle.
+fn roots(ca_file: &str) -> Result<ureq::tls::RootCerts, String> {
+    const SYSTEM: [&str; 4] = [
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+        "/etc/ssl/ca-bundle.pem",
+        "/etc/ssl/cert.pem",
+    ];
+    let path = if ca_file.is_empty() {
+        SYSTEM.iter().find(|p| std::path::Path::new(p).exists()).copied().ok_or("no system CA bundle found")?
+    } else {
+        ca_file
+    };
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read CA file {path}: {}", e.kind()))?;
+    let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+            _ => None,
+        })
+        .collect();
+    if certs.is_empty() {
+        return Err(format!("no certificate in CA file {path}"));
+    }
+    Ok(ureq::tls::RootCerts::new_with_certs(&certs))
+}

@@ -1,0 +1,356 @@
+"""Keys from a JWKS URL (auth_jwt.jwks_url) served on loopback by a test endpoint whose answers
+the tests set: freshness (max age, Cache-Control, unknown kids, cooldown), outages (stale keys for
+a bounded time, then a clear error), abuse (slow, huge, redirected, not JSON, bad keys), TLS with
+a CA made here, cancellation, and the number of requests 50 busy backends make through a rotation.
+(The real Better Auth serving its JWKS: tests/interop/jwks-url.test.mjs.)"""
+
+import contextlib
+import json
+import os
+import shutil
+import ssl
+import subprocess
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import psycopg
+import pytest
+
+from conftest import connect, jwk, one, token
+
+
+def entry(seed: int, kid: str | None = None, **extra) -> dict:
+    k = json.loads(jwk(seed))
+    k.update(kid=kid or f"k{seed}", alg="EdDSA", **extra)
+    return k
+
+
+def doc(*entries) -> bytes:
+    return json.dumps({"keys": list(entries)}).encode()
+
+
+class Endpoint:
+    """A JWKS endpoint on 127.0.0.1: answers with `body`, `status` and `headers` after `delay`
+    seconds, and counts the requests it got."""
+
+    def __init__(self, tls: ssl.SSLContext | None = None):
+        self.body, self.status, self.headers, self.delay = doc(), 200, {}, 0.0
+        self.requests = 0
+        self.lock = threading.Lock()
+        ep = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - http.server's name
+                with ep.lock:
+                    ep.requests += 1
+                    body, status, headers, delay = ep.body, ep.status, dict(ep.headers), ep.delay
+                if delay:
+                    time.sleep(delay)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", headers.pop("Content-Type", "application/json"))
+                    for k, v in headers.items():
+                        self.send_header(k, v)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        if tls:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        self.scheme = "https" if tls else "http"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self):
+        return f"{self.scheme}://127.0.0.1:{self.server.server_address[1]}/api/auth/jwks"
+
+    @property
+    def host(self):
+        return f"127.0.0.1:{self.server.server_address[1]}"
+
+    def set(self, body=None, status=200, headers=None, delay=0.0):
+        with self.lock:
+            self.body = body if body is not None else self.body
+            self.status, self.headers, self.delay = status, headers or {}, delay
+
+    def count(self):
+        with self.lock:
+            return self.requests
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def endpoint():
+    ep = Endpoint()
+    ep.set(doc(entry(3), entry(4)))
+    yield ep
+    ep.close()
+
+
+@pytest.fixture(scope="module")
+def pki():
+    """A CA and a server certificate for 127.0.0.1, made with openssl; files readable by the server."""
+    d = tempfile.mkdtemp(prefix="auth_jwt-pki-")
+    os.chmod(d, 0o755)
+    run = lambda *a: subprocess.run(["openssl", *a], cwd=d, check=True, capture_output=True)  # noqa: E731
+    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key",
+        "-out", "ca.pem", "-days", "2", "-subj", "/CN=auth_jwt test CA")
+    run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "server.key",
+        "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    with open(os.path.join(d, "ext.cnf"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf")
+    for f in os.listdir(d):
+        os.chmod(os.path.join(d, f), 0o644)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(os.path.join(d, "server.pem"), os.path.join(d, "server.key"))
+    yield {"ca": os.path.join(d, "ca.pem"), "ctx": ctx}
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def remote(c, url, **settings):
+    """Point this superuser session at `url`, with test-sized timings unless given."""
+    values = {"jwks_url": url, "jwks_max_age": "60s", "jwks_cooldown": "1s", **settings}
+    for k, v in values.items():
+        c.execute(f"SET auth_jwt.{k} = '{v}'")
+
+
+def verify(c, tok):
+    """The token's sub, or (sqlstate, message, detail)."""
+    try:
+        return one(c, "SELECT auth_jwt.jwt_verify(%s)->>'sub'", tok)
+    except psycopg.Error as e:
+        return (e.sqlstate, e.diag.message_primary, e.diag.message_detail)
+
+
+def fetches(c):
+    return one(c, "SELECT jwks_fetches FROM auth_jwt.stats()")
+
+
+def test_keys_come_from_the_url_not_the_table(db, endpoint):
+    c = connect(db)
+    remote(c, endpoint.url)
+    assert verify(c, token(3)) == "user3"
+    assert verify(c, token(4)) == "user4"
+    refused = verify(c, token(1))  # k1 is in the table, not in the document
+    assert refused[:2] == ("28000", "unable to find matching signing key")
+    assert endpoint.count() == 1, "an unknown kid right after a fetch waits for the cooldown"
+    for _ in range(20):
+        assert verify(c, token(3, sub="again")) == "again"
+    assert endpoint.count() == 1, "fresh keys are used without asking again"
+    rows = c.execute("SELECT kid, alg, status, source, fetched_at IS NOT NULL FROM auth_jwt.jwks_keys() ORDER BY kid").fetchall()
+    assert rows == [("k3", "EdDSA", "usable", endpoint.host, True), ("k4", "EdDSA", "usable", endpoint.host, True)]
+    stats = c.execute("SELECT jwks_fetches, jwks_fetch_failures, jwks_bytes > 0 FROM auth_jwt.stats()").fetchone()
+    assert stats == (1, 0, True)
+    # Unset: the table again.
+    c.execute("RESET auth_jwt.jwks_url")
+    assert verify(c, token(1)) == "user1"
+
+
+def test_https_with_a_ca_file_and_without(db, pki):
+    ep = Endpoint(tls=pki["ctx"])
+    ep.set(doc(entry(3)))
+    try:
+        c = connect(db)
+        remote(c, ep.url, jwks_ca_file=pki["ca"])
+        assert verify(c, token(3)) == "user3"
+        c2 = connect(db)
+        remote(c2, ep.url)  # the system's roots do not know the test CA
+        state, message, detail = verify(c2, token(3))
+        assert (state, message) == ("58000", f"auth_jwt cannot fetch keys from {ep.host}")
+        assert "TLS or protocol error: invalid peer certificate: UnknownIssuer" in detail, detail
+        remote(c2, ep.url.replace("https://", "http://"))  # plain HTTP to a TLS port
+        assert verify(c2, token(3))[0] == "58000"
+    finally:
+        ep.close()
+
+
+def test_a_new_kid_is_fetched_at_once_and_a_removed_one_stops(db, endpoint):
+    c = connect(db)
+    remote(c, endpoint.url)
+    assert verify(c, token(3)) == "user3"
+    endpoint.set(doc(entry(4), entry(5)))  # rotation: k5 added, k3 removed
+    assert verify(c, token(5))[1] == "unable to find matching signing key", "within the cooldown: not yet"
+    time.sleep(1.1)
+    assert verify(c, token(5)) == "user5", "after it, an unknown kid refetches"
+    assert verify(c, token(3))[:2] == ("28000", "unable to find matching signing key"), "gone with that fetch"
+    n = endpoint.count()
+    for kid in ("nope1", "nope2", "nope3"):
+        assert verify(c, token(4, kid=kid))[1] == "unable to find matching signing key"
+    assert endpoint.count() == n, "unknown kids within the cooldown fetch nothing"
+    time.sleep(1.1)
+    verify(c, token(4, kid="nope4"))
+    assert endpoint.count() == n + 1, "and one after it"
+
+
+def test_max_age_and_cache_control(db, endpoint):
+    c = connect(db)
+    remote(c, endpoint.url, jwks_max_age="1s")
+    verify(c, token(3))
+    assert endpoint.count() == 1
+    endpoint.set(doc(entry(4)))  # k3 removed, k4 kept
+    assert verify(c, token(3)) == "user3", "within max age the old document stands"
+    time.sleep(1.1)
+    assert verify(c, token(3))[1] == "unable to find matching signing key", "after it, the key is gone"
+    assert endpoint.count() == 2
+    # Cache-Control shortens the max age; no-store means "as often as the cooldown allows".
+    c2 = connect(db)
+    remote(c2, endpoint.url, jwks_max_age="1h", jwks_cooldown="1s")
+    endpoint.set(doc(entry(4)), headers={"Cache-Control": "no-store"})
+    n = endpoint.count()
+    for _ in range(5):
+        assert verify(c2, token(4)) == "user4"
+    assert endpoint.count() == n + 1
+    time.sleep(1.1)
+    assert verify(c2, token(4)) == "user4"
+    assert endpoint.count() == n + 2
+
+
+def test_an_outage_keeps_the_last_good_keys_for_a_bounded_time(db, endpoint):
+    c = connect(db)
+    remote(c, endpoint.url, jwks_max_age="1s", jwks_stale_if_error="3s")
+    assert verify(c, token(3)) == "user3"
+    endpoint.set(b"upstream down", status=503, headers={"Content-Type": "text/plain"})
+    time.sleep(1.1)
+    assert verify(c, token(3)) == "user3", "stale but within jwks_stale_if_error"
+    assert one(c, "SELECT jwks_fetch_failures FROM auth_jwt.stats()") == 1
+    n = endpoint.count()
+    for _ in range(10):
+        assert verify(c, token(3)) == "user3"
+    assert endpoint.count() <= n + 1, "a failing endpoint is asked at most once per cooldown"
+    time.sleep(2.2)
+    assert verify(c, token(3)) == ("58000", f"auth_jwt cannot fetch keys from {endpoint.host}",
+                                   "The last good document was fetched 3 s ago, longer than auth_jwt.jwks_stale_if_error allows; fetching again fails: HTTP 503.")
+    endpoint.set(doc(entry(3)), status=200)
+    time.sleep(1.1)
+    assert verify(c, token(3)) == "user3", "recovers by itself"
+
+
+def test_no_usable_document_fails_closed_with_the_reason(db, endpoint):
+    big = doc(*(entry(3, kid=f"k{i}") for i in range(30)))
+    cases = [
+        ({"status": 500}, "HTTP 500"),
+        ({"body": b"<html>login</html>", "headers": {"Content-Type": "text/html"}}, "the response is not a JSON object"),
+        ({"body": b'{"keys": {}}'}, "the response has \"keys\" as an object, not an array"),
+        ({"body": big}, "the response is larger than auth_jwt.jwks_max_size (1024 bytes)"),
+        ({"status": 302, "headers": {"Location": "http://127.0.0.1:1/evil"}}, "HTTP 302: redirects are not followed"),
+    ]
+    for answer, reason in cases:
+        endpoint.set(**answer)
+        c = connect(db)
+        remote(c, endpoint.url, jwks_max_size="1kB")
+        state, message, detail = verify(c, token(3))
+        assert (state, message) == ("58000", f"auth_jwt cannot fetch keys from {endpoint.host}"), answer
+        assert reason in detail, (reason, detail)
+        assert token(3) not in detail
+
+
+def test_bad_entries_are_unusable_keys_with_a_reason(db, endpoint):
+    k3 = entry(3)
+    endpoint.set(doc(k3, dict(k3), entry(4, kid="k4"), {**entry(5), "x": "AAAA"}, {"kty": "oct", "k": "c2VjcmV0", "kid": "hmac"},
+                     {k: v for k, v in entry(6).items() if k != "kid"}))
+    c = connect(db)
+    remote(c, endpoint.url)
+    assert verify(c, token(4)) == "user4"
+    assert verify(c, token(3))[1] == "unable to find matching signing key", "a kid that appears twice is unusable"
+    assert verify(c, token(5))[1] == "unable to find matching signing key"
+    reasons = dict(c.execute("SELECT coalesce(kid, '-'), status || coalesce(': ' || reason, '') FROM auth_jwt.jwks_keys()").fetchall())
+    assert reasons["k4"] == "usable"
+    assert "the same kid names more than one key" in reasons["k3"], reasons
+    assert reasons["k5"].startswith("invalid"), reasons
+    assert "private key material" in reasons["hmac"], reasons
+    assert reasons["-"] == "invalid: the entry has no kid"
+
+
+def test_a_slow_endpoint_is_bounded_by_the_timeout_and_a_cancel_stops_the_wait(db, endpoint):
+    endpoint.set(delay=3)
+    c = connect(db)
+    remote(c, endpoint.url, jwks_timeout="300ms")
+    state, _, detail = verify(c, token(3))
+    assert state == "58000" and "no complete response within auth_jwt.jwks_timeout (300 ms)" in detail, detail
+    # A fetch that would wait 30 s: statement_timeout ends it, and the backend goes on.
+    c2 = connect(db)
+    remote(c2, endpoint.url, jwks_timeout="30s")
+    c2.execute("SET statement_timeout = '200ms'")
+    assert verify(c2, token(3))[0] == "57014"
+    c2.execute("RESET statement_timeout")
+    # pg_cancel_backend from another session, likewise.
+    c3 = connect(db)
+    remote(c3, endpoint.url, jwks_timeout="30s", jwks_cooldown="1s")
+    pid = one(c3, "SELECT pg_backend_pid()")
+    canceller = threading.Timer(0.3, lambda: connect(db).execute("SELECT pg_cancel_backend(%s)", (pid,)))
+    canceller.start()
+    assert verify(c3, token(3))[0] == "57014"
+    canceller.join()
+    endpoint.set(delay=0)
+    time.sleep(1.1)
+    assert verify(c3, token(3)) == "user3", "the same backend fetches again after the cooldown"
+
+
+def test_url_rules(db):
+    c = connect(db)
+    for url, why in (("ftp://127.0.0.1/jwks", "must start with https:// or http://"),
+                     ("https://user:secret@127.0.0.1:1/jwks", "must not carry credentials"),
+                     ("http://127.0.0.1:1/jwks", "network error: connection refused")):
+        remote(c, url)
+        state, message, detail = verify(c, token(3))
+        assert state == "58000" and why in detail, detail
+        assert "secret" not in message + detail
+
+
+def test_fifty_busy_backends_through_a_rotation_make_a_bounded_number_of_requests(db, endpoint):
+    """Every backend fetches on first use, when the max age passes, and once per cooldown for an
+    unknown kid: count what the endpoint sees while 50 backends verify without pause and keys
+    rotate twice."""
+    su = connect(db)
+    for k, v in {"jwks_url": endpoint.url, "jwks_max_age": "2s", "jwks_cooldown": "1s"}.items():
+        su.execute(f"ALTER DATABASE {db} SET auth_jwt.{k} = '{v}'")
+    endpoint.set(doc(entry(3)))
+    stop = time.monotonic() + 6
+    phase = {"kid": 3}
+    wrong = []
+
+    def client(i):
+        c = connect(db)
+        n = 0
+        while time.monotonic() < stop:
+            seed = phase["kid"]
+            got = verify(c, token(seed, sub=f"c{i}")) if n % 50 == 0 else verify(c, TOKENS[seed])
+            if got not in (f"c{i}", f"user{seed}") and got[1:2] != ("unable to find matching signing key",):
+                wrong.append(got)
+            n += 1
+        c.close()
+        return n
+
+    TOKENS = {s: token(s) for s in (3, 4, 5)}
+    started = time.monotonic()
+    with ThreadPoolExecutor(50) as pool:
+        futures = [pool.submit(client, i) for i in range(50)]
+        time.sleep(2)
+        endpoint.set(doc(entry(3), entry(4)))
+        phase["kid"] = 4
+        time.sleep(2)
+        endpoint.set(doc(entry(4), entry(5)))
+        phase["kid"] = 5
+        verifications = sum(f.result() for f in futures)
+    elapsed = time.monotonic() - started
+    requests = endpoint.count()
+    bound = 50 * (1 + elapsed / 2 + elapsed / 1 + 1)
+    assert not wrong, wrong[:5]
+    assert requests <= bound, (requests, bound)
+    print(f"\n50 backends, {elapsed:.1f} s, {verifications} verifications: {requests} requests to the endpoint (bound {bound:.0f})")
