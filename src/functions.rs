@@ -6,6 +6,7 @@
 use crate::errors;
 use crate::key_source;
 use crate::keys;
+use crate::sessions;
 use crate::settings;
 use crate::stats;
 use crate::token_cache::Entry;
@@ -35,6 +36,8 @@ macro_rules! v1 {
 /// token, the same key generation, no pending key invalidation, and an unexpired token.
 struct Memo {
     lxid: u32,
+    /// `sessions::aborts()`: a savepoint rolled back since makes the memo invalid.
+    aborts: u64,
     source: Source,
     token_generation: u64,
     headers: Vec<u8>,
@@ -52,7 +55,10 @@ fn memo_hit() -> Option<Option<Rc<Entry>>> {
     MEMO.with(|m| {
         let m = m.borrow();
         let m = m.as_ref()?;
-        if m.lxid != keys::local_xid() || m.settings_generation != settings::generation() {
+        if m.lxid != keys::local_xid()
+            || m.settings_generation != settings::generation()
+            || m.aborts != sessions::aborts()
+        {
             return None;
         }
         let same = match m.source {
@@ -98,6 +104,7 @@ pub fn request_entry() -> Option<Rc<Entry>> {
     MEMO.with(|m| {
         *m.borrow_mut() = Some(Memo {
             lxid: keys::local_xid(),
+            aborts: sessions::aborts(),
             source,
             token_generation: settings::token_generation(),
             headers,

@@ -203,8 +203,8 @@ fn triggers(table: pg_sys::Oid) -> Vec<Trigger> {
 /// Make each relation under the key table watched where it can be; returns (relation, what was
 /// done). Partitioned parents come first: their trigger is cloned to their partitions.
 fn attach_triggers() -> (Relation, Vec<(String, String)>) {
+    let rel = keys::resolve(crate::settings::str_of(&crate::settings::JWKS_TABLE));
     let snapshot = Snapshot::latest();
-    let rel = keys::resolve(crate::settings::str_of(&crate::settings::JWKS_TABLE), &snapshot);
     let under = snapshot_query::select(
         &snapshot,
         &format!(

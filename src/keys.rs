@@ -44,7 +44,7 @@ use crate::errors;
 use crate::key_watch;
 use crate::relation::{self, Relation, Unresolved};
 use crate::settings::{self, str_of};
-use crate::snapshot_query::{self, Snapshot};
+use crate::snapshot_query::{self, Moved, Snapshot};
 use crate::stats;
 use auth_jwt_core::{KeyRow, KeySet};
 use pgrx::pg_sys;
@@ -215,9 +215,9 @@ pub fn reload_for_unknown_kid(kid: &str) -> Option<Rc<KeySet>> {
     })
 }
 
-/// Resolve `auth_jwt.jwks_table`, or raise an error that says how to fix it.
-pub fn resolve(table: &str, snapshot: &Snapshot) -> Relation {
-    match relation::resolve(table, snapshot) {
+/// Resolve and lock `auth_jwt.jwks_table`, or raise an error that says how to fix it.
+pub fn resolve(table: &str) -> Relation {
+    match relation::resolve(table) {
         Ok(rel) => rel,
         Err(Unresolved::Unqualified(why)) => errors::configured_relation(
             PgSqlErrorCode::ERRCODE_INVALID_NAME,
@@ -285,8 +285,8 @@ impl Row {
     }
 }
 
-/// Read every row of the key relation (never `"privateKey"`).
-pub fn read_rows(rel: &Relation, snapshot: &Snapshot) -> Vec<Row> {
+/// Read every row of the key relation (never `"privateKey"`), unless its name no longer means it.
+pub fn read_rows(rel: &Relation, snapshot: &Snapshot) -> Result<Vec<Row>, Moved> {
     let cols = columns(rel, snapshot);
     let epoch = |present: bool, col: &str| {
         if present {
@@ -304,7 +304,7 @@ pub fn read_rows(rel: &Relation, snapshot: &Snapshot) -> Vec<Row> {
         rel.qualified
     );
     relation::as_owner(rel.owner, || {
-        snapshot_query::select(snapshot, &q, &[], |r| Row {
+        snapshot_query::select_from(&rel.locked, snapshot, &q, &[], |r| Row {
             id: r.get(1),
             public_key: r.get(2),
             created_at: r.get(3),
@@ -317,8 +317,12 @@ pub fn read_rows(rel: &Relation, snapshot: &Snapshot) -> Vec<Row> {
 
 /// The rows of the configured key relation, read as a load reads them (for diagnostics).
 pub fn read_current_rows() -> Vec<Row> {
-    let snapshot = Snapshot::latest();
-    relation::with_pinned_settings(|| read_rows(&resolve(str_of(&settings::JWKS_TABLE), &snapshot), &snapshot))
+    let table = str_of(&settings::JWKS_TABLE);
+    relation::retrying(table, || {
+        let rel = resolve(table);
+        let snapshot = Snapshot::latest();
+        relation::with_pinned_settings(|| read_rows(&rel, &snapshot))
+    })
 }
 
 /// Resets LOADING however the load ends (an ERROR unwinds through here as a Rust panic).
@@ -345,12 +349,15 @@ fn load(table: &str) {
     let seen = INVALIDATIONS.with(Cell::get);
     let (rel, watch, rows) = {
         let _loading = Loading::start();
-        let snapshot = Snapshot::latest();
-        relation::with_pinned_settings(|| {
-            let rel = resolve(table, &snapshot);
-            let watch = key_watch::status(&rel, &snapshot);
-            let rows = read_rows(&rel, &snapshot);
-            (rel, watch, rows)
+        relation::retrying(table, || {
+            // Locked before the snapshot is taken, and described after: see `relation`.
+            let rel = resolve(table);
+            let snapshot = Snapshot::latest();
+            relation::with_pinned_settings(|| {
+                let watch = key_watch::status(&rel, &snapshot);
+                let rows = read_rows(&rel, &snapshot)?;
+                Ok((rel, watch, rows))
+            })
         })
     };
     WATCHED_RELIDS.with(|w| *w.borrow_mut() = watch.relids);

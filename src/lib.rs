@@ -38,6 +38,7 @@ pub extern "C-unwind" fn _PG_init() {
     std::env::remove_var("RUST_BACKTRACE");
     std::env::remove_var("RUST_LIB_BACKTRACE");
     settings::init();
+    relation::init();
     keys::init();
     sessions::init();
 }

@@ -20,9 +20,9 @@
 
 use crate::errors;
 use crate::keys::local_xid;
-use crate::relation::{self, Relation, Unresolved};
+use crate::relation::{self, Locked, Name, Relation, Unresolved};
 use crate::settings::{self, str_of};
-use crate::snapshot_query::{Plan, Snapshot};
+use crate::snapshot_query::{Moved, Plan, Snapshot};
 use crate::stats;
 use auth_jwt_core::{check_session, error::printable, session_id, Error, Session};
 use pgrx::datum::DatumWithOid;
@@ -70,6 +70,8 @@ impl IdType {
 struct Prepared {
     /// The `auth_jwt.session_table` value it was prepared for.
     table: String,
+    /// The relation it reads, locked and described when it was prepared.
+    oid: pg_sys::Oid,
     qualified: String,
     owner: pg_sys::Oid,
     id: IdType,
@@ -81,6 +83,7 @@ struct Prepared {
 struct Memo {
     lxid: u32,
     settings_generation: u64,
+    aborts: u64,
     found: FxHashMap<String, Option<Session>>,
 }
 
@@ -92,17 +95,40 @@ thread_local! {
     static RELID: Cell<pg_sys::Oid> = const { Cell::new(pg_sys::InvalidOid) };
     static PREPARING: Cell<bool> = const { Cell::new(false) };
     static MEMO: RefCell<Option<Memo>> = const { RefCell::new(None) };
+    /// The session table's name, parsed, for the setting value it was parsed from.
+    static NAME: RefCell<Option<(String, Name)>> = const { RefCell::new(None) };
+    /// Bumped when a subtransaction aborts: answers obtained inside it are not kept.
+    static ABORTS: Cell<u64> = const { Cell::new(0) };
 }
 
 pub fn init() {
     // SAFETY: registering callbacks during _PG_init; the callbacks only touch thread-locals.
     unsafe {
+        pg_sys::RegisterSubXactCallback(Some(on_subxact_event), std::ptr::null_mut());
         pg_sys::CacheRegisterRelcacheCallback(Some(on_relcache_invalidation), pg_sys::Datum::from(0));
         pg_sys::CacheRegisterSyscacheCallback(
             pg_sys::SysCacheIdentifier::NAMESPACEOID as i32,
             Some(on_namespace_change),
             pg_sys::Datum::from(0),
         );
+    }
+}
+
+/// Answers remembered this transaction, and the per-request memo that relies on them, are valid
+/// only while this count has not moved: what a rolled-back savepoint saw is not kept.
+pub fn aborts() -> u64 {
+    ABORTS.with(Cell::get)
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_subxact_event(
+    event: pg_sys::SubXactEvent::Type,
+    _sub: pg_sys::SubTransactionId,
+    _parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
+        ABORTS.with(|a| a.set(a.get().wrapping_add(1)));
     }
 }
 
@@ -152,7 +178,9 @@ pub fn check(claims: &Map<String, Value>) {
     let sid = session_id(claims, str_of(&settings::SESSION_CLAIM)).unwrap_or_else(|e| errors::rejected(&e));
     let remembered = MEMO.with(|m| {
         let m = m.borrow();
-        let m = m.as_ref().filter(|m| m.lxid == local_xid() && m.settings_generation == settings::generation())?;
+        let m = m.as_ref().filter(|m| {
+            m.lxid == local_xid() && m.settings_generation == settings::generation() && m.aborts == aborts()
+        })?;
         m.found.get(sid).map(|s| check_session(claims, s.as_ref(), now()))
     });
     let verdict = remembered.unwrap_or_else(|| {
@@ -169,10 +197,10 @@ pub fn check(claims: &Map<String, Value>) {
 fn remember(sid: &str, found: Option<Session>) {
     MEMO.with(|m| {
         let mut m = m.borrow_mut();
-        let (lxid, generation) = (local_xid(), settings::generation());
+        let (lxid, generation, aborts) = (local_xid(), settings::generation(), aborts());
         let memo = match m.as_mut() {
-            Some(memo) if memo.lxid == lxid && memo.settings_generation == generation => memo,
-            _ => m.insert(Memo { lxid, settings_generation: generation, found: FxHashMap::default() }),
+            Some(memo) if memo.lxid == lxid && memo.settings_generation == generation && memo.aborts == aborts => memo,
+            _ => m.insert(Memo { lxid, settings_generation: generation, aborts, found: FxHashMap::default() }),
         };
         if memo.found.len() >= MEMO_CAPACITY {
             memo.found.clear();
@@ -195,21 +223,35 @@ pub fn explain(claims: &Map<String, Value>) -> Result<String, Error> {
 
 /// The session with id `sid`, read under the latest snapshot; None if there is none.
 fn lookup(sid: &str) -> Option<Session> {
-    prepare_if_stale(str_of(&settings::SESSION_TABLE));
+    let table = str_of(&settings::SESSION_TABLE);
+    relation::retrying(table, || lookup_once(table, sid))
+}
+
+fn lookup_once(table: &str, sid: &str) -> Result<Option<Session>, Moved> {
+    // Locked first (see `relation`): until this transaction ends, the relation cannot be dropped,
+    // replaced or given to another owner, and the kept plan runs only while its name means it.
+    let locked = lock(table);
+    prepare_if_stale(table, locked);
     PREPARED.with(|p| {
         let p = p.borrow();
         let p = p.as_ref().expect("prepared above"); // ok: prepare_if_stale stores it or raises
         let arg: DatumWithOid = match p.id {
             IdType::Text => sid.into(),
-            // A session id that is not a valid value of the column's type names no session.
-            IdType::Uuid => pgrx::datum::Uuid::from_bytes(*uuid::Uuid::try_parse(sid).ok()?.as_bytes()).into(),
-            IdType::Integer => sid.parse::<i64>().ok()?.into(),
+            // A session id that is not a canonical value of the column's type names no session.
+            IdType::Uuid => match canonical_uuid(sid) {
+                Some(u) => pgrx::datum::Uuid::from_bytes(u).into(),
+                None => return Ok(None),
+            },
+            IdType::Integer => match sid.parse::<i64>() {
+                Ok(n) if n.to_string() == sid => n.into(),
+                _ => return Ok(None),
+            },
         };
         stats::session_lookup();
         let snapshot = Snapshot::latest();
         let mut rows = relation::as_owner(p.owner, || {
-            p.plan.select(&snapshot, &[arg], |r| Session { user_id: r.get(1), expires_at: r.get(2) })
-        });
+            p.plan.select_from(&locked, &snapshot, &[arg], |r| Session { user_id: r.get(1), expires_at: r.get(2) })
+        })?;
         if rows.len() > 1 {
             errors::configured_relation(
                 PgSqlErrorCode::ERRCODE_CARDINALITY_VIOLATION,
@@ -218,14 +260,37 @@ fn lookup(sid: &str) -> Option<Session> {
                 "Give the relation a unique id, as Better Auth's session table has (its primary key).",
             );
         }
-        rows.pop()
+        Ok(rows.pop())
     })
 }
 
-/// Resolve the session relation and prepare the lookup, unless what is kept is still valid.
-fn prepare_if_stale(table: &str) {
+/// The 16 bytes of a uuid written as PostgreSQL prints one (8-4-4-4-12 hexadecimal digits).
+fn canonical_uuid(s: &str) -> Option<[u8; 16]> {
+    let b = s.as_bytes();
+    let shape = b.len() == 36 && [8, 13, 18, 23].iter().all(|&i| b[i] == b'-');
+    shape.then(|| uuid::Uuid::try_parse(s).ok()).flatten().map(|u| *u.as_bytes())
+}
+
+/// Resolve and lock `auth_jwt.session_table` (its parsed name is kept per setting value).
+fn lock(table: &str) -> Locked {
+    let name = NAME.with(|n| n.borrow().as_ref().filter(|(t, _)| t == table).map(|(_, name)| name.clone()));
+    let name = match name {
+        Some(name) => name,
+        None => {
+            let name = relation::parse_name(table).unwrap_or_else(|e| unresolved(table, e));
+            NAME.with(|n| *n.borrow_mut() = Some((table.to_owned(), name.clone())));
+            name
+        }
+    };
+    relation::lock(&name).unwrap_or_else(|e| unresolved(table, e))
+}
+
+/// Describe the locked session relation and prepare the lookup, unless what is kept was prepared
+/// for the same relation and nothing has invalidated it since.
+fn prepare_if_stale(table: &str, locked: Locked) {
     let n = INVALIDATIONS.with(Cell::get);
-    if PREPARED.with(|p| p.borrow().as_ref().is_some_and(|p| p.table == table && p.seen == n)) {
+    let valid = |p: &Prepared| p.table == table && p.oid == locked.oid && p.seen == n;
+    if PREPARED.with(|p| p.borrow().as_ref().is_some_and(valid)) {
         return;
     }
     if let Some(old) = PREPARED.with(|p| p.borrow_mut().take()) {
@@ -233,12 +298,9 @@ fn prepare_if_stale(table: &str) {
     }
     let prepared = {
         let _preparing = Preparing::start();
+        let rel = relation::describe(locked).unwrap_or_else(|e| unresolved(table, e));
         let snapshot = Snapshot::latest();
-        let (rel, id) = relation::with_pinned_settings(|| {
-            let rel = resolve(table, &snapshot);
-            let id = id_type(&rel, &snapshot);
-            (rel, id)
-        });
+        let id = relation::with_pinned_settings(|| id_type(&rel, &snapshot));
         drop(snapshot);
         let sql = format!(
             "SELECT \"userId\"::pg_catalog.text, {} FROM {} WHERE id OPERATOR(pg_catalog.=) $1 LIMIT 2",
@@ -247,21 +309,28 @@ fn prepare_if_stale(table: &str) {
         );
         let plan = relation::as_owner(rel.owner, || Plan::new(&sql, &[id.param()]));
         RELID.with(|r| r.set(rel.oid));
-        Prepared { table: table.to_owned(), qualified: rel.qualified, owner: rel.owner, id, plan, seen: n }
+        Prepared {
+            table: table.to_owned(),
+            oid: rel.oid,
+            qualified: rel.qualified,
+            owner: rel.owner,
+            id,
+            plan,
+            seen: n,
+        }
     };
     PREPARED.with(|p| *p.borrow_mut() = Some(prepared));
 }
 
-fn resolve(table: &str, snapshot: &Snapshot) -> Relation {
-    match relation::resolve(table, snapshot) {
-        Ok(rel) => rel,
-        Err(Unresolved::Unqualified(why)) => errors::configured_relation(
+fn unresolved(table: &str, e: Unresolved) -> ! {
+    match e {
+        Unresolved::Unqualified(why) => errors::configured_relation(
             PgSqlErrorCode::ERRCODE_INVALID_NAME,
             format!("auth_jwt.session_table must name a table in a regular schema: \"{}\"", printable(table, 128)),
             why.into(),
             "Use schema.table, e.g. ALTER DATABASE mydb SET auth_jwt.session_table = 'public.session';",
         ),
-        Err(Unresolved::Missing) => errors::configured_relation(
+        Unresolved::Missing => errors::configured_relation(
             PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
             format!("auth_jwt session table \"{}\" does not exist", printable(table, 128)),
             "Sessions are read from the relation named by auth_jwt.session_table, because auth_jwt.require_session is on.".into(),
@@ -282,6 +351,15 @@ fn id_type(rel: &Relation, snapshot: &Snapshot) -> IdType {
                 "If Better Auth's session table or its columns are renamed, point auth_jwt.session_table at a view that exposes these names.",
             );
         }
+    }
+    let expires = cols.iter().find(|c| c.name == "expiresAt").map(|c| c.type_name.as_str()).unwrap_or_default();
+    if !matches!(expires, "timestamp with time zone" | "timestamp without time zone" | "date") {
+        errors::configured_relation(
+            PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+            format!("auth_jwt session table {} has an \"expiresAt\" column of type {expires}", rel.qualified),
+            "A session's end is read as a point in time: timestamp with time zone, as Better Auth creates it, or timestamp or date (read as UTC).".into(),
+            "Point auth_jwt.session_table at a view whose \"expiresAt\" has one of these types.",
+        );
     }
     let id = cols.iter().find(|c| c.name == "id").map(|c| c.type_name.as_str()).unwrap_or_default();
     IdType::of(id).unwrap_or_else(|| {

@@ -18,6 +18,7 @@
 //! Queries here are read-only and never assign an XID, so they work in parallel workers and on a
 //! hot standby.
 
+use crate::relation::Locked;
 use pgrx::datum::{DatumWithOid, FromDatum};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -84,6 +85,47 @@ pub fn select<R>(snapshot: &Snapshot, sql: &str, args: &[DatumWithOid<'_>], each
     })
 }
 
+/// A relation the query was meant to read no longer answers to its name (see `relation`): the
+/// caller resolves it again and retries.
+#[derive(Debug)]
+pub struct Moved;
+
+/// Like [`select`], for a query that reads the relation `guard` locked: the plan is made ready
+/// first (revalidated, every lock taken), and it runs only if the relation still answers to its
+/// name by then.
+pub fn select_from<R>(
+    guard: &Locked,
+    snapshot: &Snapshot,
+    sql: &str,
+    args: &[DatumWithOid<'_>],
+    each: impl FnMut(&Row) -> R,
+) -> Result<Vec<R>, Moved> {
+    let types: Vec<pg_sys::Oid> = args.iter().map(|a| a.oid()).collect();
+    Spi::connect(|_| {
+        let plan = prepare(sql, &types);
+        ready(plan, false, guard)?;
+        Ok(execute(plan, snapshot, args, each))
+    })
+}
+
+/// Revalidate `plan` and take all its locks now (a generic plan fetched and released), so that
+/// nothing left before execution can process an invalidation; then check the name.
+fn ready(plan: pg_sys::SPIPlanPtr, kept: bool, guard: &Locked) -> Result<(), Moved> {
+    // SAFETY: SPI is connected; a plan with one statement; the cached plan is released with the
+    // owner SPI_plan_get_cached_plan used (the current resource owner for kept plans only).
+    unsafe {
+        let cplan = pg_sys::SPI_plan_get_cached_plan(plan);
+        if !cplan.is_null() {
+            pg_sys::ReleaseCachedPlan(cplan, if kept { pg_sys::CurrentResourceOwner } else { std::ptr::null_mut() });
+        }
+    }
+    if guard.still_named() {
+        Ok(())
+    } else {
+        Err(Moved)
+    }
+}
+
 /// A prepared read-only query kept across transactions (`SPI_keepplan`): the plan cache replans it
 /// by itself when a relation it reads changes. Freed with [`Plan::free`]; never in a callback.
 pub struct Plan {
@@ -103,10 +145,21 @@ impl Plan {
         })
     }
 
-    /// Run the plan with `args` (of the types it was prepared for) under `snapshot`.
-    pub fn select<R>(&self, snapshot: &Snapshot, args: &[DatumWithOid<'_>], each: impl FnMut(&Row) -> R) -> Vec<R> {
+    /// Run the plan with `args` (of the types it was prepared for) under `snapshot`, if the
+    /// relation `guard` locked still answers to its name once the plan is ready (see
+    /// [`select_from`]).
+    pub fn select_from<R>(
+        &self,
+        guard: &Locked,
+        snapshot: &Snapshot,
+        args: &[DatumWithOid<'_>],
+        each: impl FnMut(&Row) -> R,
+    ) -> Result<Vec<R>, Moved> {
         assert!(args.iter().map(|a| a.oid()).eq(self.types.iter().copied()), "auth_jwt: plan argument types");
-        Spi::connect(|_| execute(self.ptr, snapshot, args, each))
+        Spi::connect(|_| {
+            ready(self.ptr, true, guard)?;
+            Ok(execute(self.ptr, snapshot, args, each))
+        })
     }
 
     pub fn free(self) {

@@ -151,3 +151,32 @@ def extra_cluster(port: int, conf: str = "", env: dict | None = None):
         subprocess.run(["runuser", "-u", "postgres", "--", f"{PGBIN}/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"],
                        capture_output=True)
         shutil.rmtree(data, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def database_owner(db: str):
+    """A login role that owns `db`, and so (PostgreSQL 15+) its public schema: it may drop and
+    replace any relation there. Yields (role, its connection); undone afterwards."""
+    role = "dbo_" + uuid.uuid4().hex[:8]
+    su = connect(db)
+    su.execute(f"CREATE ROLE {role} LOGIN")
+    su.execute(f"ALTER DATABASE {db} OWNER TO {role}")
+    c = connect(db, role)
+    try:
+        yield role, c
+    finally:
+        c.close()
+        su.execute(f"ALTER DATABASE {db} OWNER TO postgres")
+        su.execute(f"REASSIGN OWNED BY {role} TO postgres")
+        su.execute(f"DROP OWNED BY {role}")
+        su.execute(f"DROP ROLE {role}")
+
+
+EVIL = """CREATE FUNCTION public.evil() RETURNS bool LANGUAGE plpgsql VOLATILE AS $$
+BEGIN RAISE WARNING 'evil() runs as %', current_user; RETURN true; END $$"""
+
+
+def notices_of(conn) -> list[str]:
+    seen: list[str] = []
+    conn.add_notice_handler(lambda d: seen.append(d.message_primary))
+    return seen

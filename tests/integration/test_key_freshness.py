@@ -9,6 +9,7 @@ import threading
 import time
 
 import psycopg
+import psycopg.sql
 import pytest
 
 from conftest import connect, jwk, one, sqlstate_of, token
@@ -253,3 +254,41 @@ def test_an_interrupted_load_reports_no_rust_backtrace():
         with pytest.raises(psycopg.Error) as e:
             a.execute("SELECT auth_jwt.jwt_verify(%s)", (token(1, kid="nope"),))
         assert "rustc" not in (e.value.diag.message_detail or "") and "backtrace" not in (e.value.diag.message_detail or "")
+
+
+def test_a_key_table_replaced_by_its_schemas_owner_is_never_read_as_the_old_owner(db):
+    """Red-team finding: the database owner (who owns schema public) drops the key table in a
+    transaction it holds open; a backend with stale keys starts to reload them and waits; the
+    owner then puts a view calling its own function in the table's place and commits. The reload
+    must read the view as its owner, never as the old table's (the superuser). (Whoever can
+    replace the key table can mint identities: SECURITY.md says so.)"""
+    from conftest import EVIL, database_owner, notices_of
+
+    with database_owner(db) as (role, dbo):
+        dbo.execute(EVIL)
+        victim = connect(db)
+        seen = notices_of(victim)
+        assert one(victim, "SELECT auth_jwt.jwt_verify(%s)->>'sub'", token(1)) == "user1"
+        dbo.execute("CREATE SCHEMA stale_keys")  # any schema change makes every backend reload
+        holder = connect(db, role, autocommit=False)
+        holder.execute("DROP TABLE public.jwks CASCADE")
+        result = {}
+
+        def verify():
+            try:
+                result["sub"] = one(victim, "SELECT auth_jwt.jwt_verify(%s)->>'sub'", token(1))
+            except psycopg.Error as e:
+                result["sub"] = e.diag.message_primary
+
+        waiting = threading.Thread(target=verify)
+        waiting.start()
+        time.sleep(0.5)  # the victim's reload now waits for the dropped table's lock
+        holder.execute("CREATE VIEW public.jwks AS SELECT 'k1'::text AS id, %s::text AS \"publicKey\", 'x'::text AS \"privateKey\", "
+                       "now() AS \"createdAt\", NULL::timestamptz AS \"expiresAt\", 'EdDSA'::text AS alg, 'Ed25519'::text AS crv "
+                       "WHERE public.evil()" % psycopg.sql.quote(jwk(1)))
+        holder.commit()
+        waiting.join(timeout=10)
+        holder.close()
+        assert "evil() runs as postgres" not in seen, (seen, result)
+        assert f"evil() runs as {role}" in seen, (seen, result)
+        assert result.get("sub") == "user1"

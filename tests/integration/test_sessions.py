@@ -198,3 +198,53 @@ def test_off_by_default_and_off_changes_nothing(app_db):
     assert titles(a, token(1)) == ["task of user1"], "no sid needed"
     assert titles(a, tok("never-existed")) == ["task of user1"], "no lookup"
     assert one(a, "SELECT session_lookups FROM auth_jwt.stats()") == 0
+
+
+def test_a_session_table_replaced_by_its_schemas_owner_is_never_read_as_the_old_owner(sdb):
+    """Red-team finding: a role that owns the schema (here the database owner) drops the session
+    table and puts a view calling its own function in its place while a backend that had read the
+    old table (owned by the superuser) begins a transaction. The lookup must read the new
+    relation as the new relation's owner, never as the old one's."""
+    from conftest import EVIL, database_owner, notices_of
+
+    with database_owner(sdb) as (role, dbo):
+        dbo.execute(EVIL)
+        victim = connect(sdb)
+        seen = notices_of(victim)
+        t1 = tok("s1")
+        assert one(victim, "SELECT auth_jwt.jwt_verify(%s)->>'sid'", t1) == "s1"  # plan kept, as postgres
+        victim.execute("BEGIN")
+        dbo.execute("DROP TABLE public.session")
+        dbo.execute("""CREATE VIEW public.session AS SELECT * FROM (VALUES ('s1', 'user1', now() + interval '1 day'))
+                       v(id, "userId", "expiresAt") WHERE public.evil()""")
+        assert one(victim, "SELECT auth_jwt.jwt_verify(%s)->>'sid'", t1) == "s1"
+        victim.execute("COMMIT")
+        assert f"evil() runs as {role}" in seen, seen
+        assert "evil() runs as postgres" not in seen, seen
+        assert one(victim, "SELECT rolsuper FROM pg_roles WHERE rolname = %s", role) is False
+
+
+def test_an_answer_from_a_rolled_back_savepoint_is_not_kept(sdb):
+    """Red-team finding: a lookup inside a savepoint that is rolled back is forgotten, as is the
+    per-request memo built on it; the sign-out that committed meanwhile is seen."""
+    a = connect(sdb, "authenticator")
+    t1 = tok("s1")
+    as_request(a, t1)
+    a.execute("SAVEPOINT sp")
+    assert one(a, "SELECT count(*) FROM tasks") == 1
+    a.execute("ROLLBACK TO SAVEPOINT sp")
+    sign_out(sdb, "s1")
+    with pytest.raises(psycopg.Error) as e:
+        a.execute("SELECT title FROM tasks")
+    assert (e.value.sqlstate, e.value.diag.message_primary) == ENDED
+    a.execute("ROLLBACK")
+    # The same through an exception block in PL/pgSQL, with an explicit token.
+    su = connect(sdb)
+    su.execute("BEGIN")
+    su.execute("DO $$ BEGIN PERFORM auth_jwt.jwt_verify(%s); RAISE EXCEPTION 'x'; EXCEPTION WHEN others THEN NULL; END $$"
+               % sql.quote(tok("s2")))
+    sign_out(sdb, "s2")
+    with pytest.raises(psycopg.Error) as e:
+        su.execute("SELECT auth_jwt.jwt_verify(%s)", (tok("s2"),))
+    assert e.value.diag.message_primary == "session has ended"
+    su.execute("ROLLBACK")

@@ -63,3 +63,15 @@ create view public.jwks_dup as select * from public.jwks union all select * from
 set local auth_jwt.jwks_table = 'public.jwks_dup';
 select t.check(:'t1');
 rollback;
+-- Key reads pin DateStyle and TimeZone: a view that depends on them reads the same whatever
+-- the caller set (a text "expiresAt" cannot be read as another date).
+begin;
+create view public.jwks_styled as select id, "publicKey",
+  case when current_setting('DateStyle') = 'ISO, MDY' and current_setting('TimeZone') = 'UTC'
+       then null else now() - interval '100 days' end::timestamptz as "expiresAt" from public.jwks;
+set local auth_jwt.jwks_table = 'public.jwks_styled';
+set local auth_jwt.key_grace_period = 0;
+set local datestyle = 'SQL, DMY';
+set local timezone = 'Asia/Tokyo';
+select t.check(:'t1') as pinned;
+rollback;

@@ -78,6 +78,12 @@ set timezone = 'America/Adak';
 select t.check(:'uuid_expired') as expired_at_utc_minus_10;
 reset timezone;
 select t.check(:'s1') as not_a_uuid;
+\set urn_sid `"$MINT" token 1 'claims={"sid":"urn:uuid:0b6c1a8e-4d3f-4a5b-9c7d-1e2f3a4b5c6d"}'`
+select t.check(:'urn_sid') as only_the_canonical_form;
+-- "expiresAt" must be a point in time, not text a DateStyle could read two ways.
+create view auth.text_session as select id::text as id, "userId", "expiresAt"::text as "expiresAt" from auth.session;
+set auth_jwt.session_table = 'auth.text_session';
+select t.check(:'s1') as text_expires_at;
 -- Integer ids.
 create table auth.int_sessions (id bigint primary key, "userId" text, "expiresAt" timestamptz);
 insert into auth.int_sessions values (42, 'user1', now() + interval '1 hour');
