@@ -114,6 +114,13 @@ BEGIN
                       DETAIL = 'Tokens name their key by kid; an entry without one could never be used.';
         END IF;
         k := entry ->> 'kid';
+        -- A private JWK pushed by mistake is refused before it reaches the table (and its dumps).
+        IF entry ?| ARRAY['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'] THEN
+            RAISE EXCEPTION 'auth_jwt.import_jwks: key "%" contains private key material', k
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'Nothing was imported. Import the public keys only, as Better Auth serves them at /api/auth/jwks.',
+                      HINT = 'Treat that private key as exposed and rotate it.';
+        END IF;
         IF k = ANY (kids) THEN
             RAISE EXCEPTION 'auth_jwt.import_jwks: kid "%" appears twice', k
                 USING ERRCODE = 'invalid_parameter_value',
@@ -121,6 +128,16 @@ BEGIN
         END IF;
         kids := kids || k;
     END LOOP;
+    -- The removals below are decided by what this import sees after it waited for concurrent
+    -- imports. A REPEATABLE READ or SERIALIZABLE snapshot predates that wait: it would miss a key
+    -- another import just added and leave it in place although this document lacks it.
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'auth_jwt.import_jwks must run at READ COMMITTED'
+            USING ERRCODE = 'invalid_transaction_state',
+                  DETAIL = format('This transaction is %s: its snapshot could miss keys that a concurrent import added, and they would stay.',
+                                  upper(current_setting('transaction_isolation'))),
+                  HINT = 'Call it in a transaction of its own (autocommit) or one begun with ISOLATION LEVEL READ COMMITTED.';
+    END IF;
     -- One import at a time; the key loader's reads are not blocked.
     LOCK TABLE auth_jwt.jwks IN SHARE ROW EXCLUSIVE MODE;
     FOR k IN SELECT j.id FROM auth_jwt.jwks j WHERE j.id <> ALL (kids) ORDER BY j.id LOOP

@@ -228,6 +228,10 @@ fn fetch(url: &str) -> Result<Response, String> {
         max_size: settings::JWKS_MAX_SIZE.get().max(0) as u64,
         ca_file: str_of(&settings::JWKS_CA_FILE).to_owned(),
     };
+    // The thread's own timeout covers the exchange; the backend never waits much longer, whatever
+    // the thread is stuck on.
+    let deadline = Instant::now() + req.timeout + Duration::from_secs(1);
+    let timeout_ms = req.timeout.as_millis();
     let (tx, rx) = mpsc::channel();
     spawn_without_signals(move || {
         let r = std::panic::catch_unwind(|| get(&req)).unwrap_or_else(|_| Err("the HTTP client failed".into()));
@@ -239,6 +243,9 @@ fn fetch(url: &str) -> Result<Response, String> {
             // statement_timeout, pg_cancel_backend, a terminate: raise now, leave the thread.
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 pgrx::check_for_interrupts!();
+                if Instant::now() > deadline {
+                    return Err(format!("no complete response within auth_jwt.jwks_timeout ({timeout_ms} ms)"));
+                }
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => return Err("the HTTP client failed".into()),
         }
@@ -265,9 +272,12 @@ fn spawn_without_signals(f: impl FnOnce() + Send + 'static) -> Result<(), String
 fn get(req: &Request) -> Result<Response, String> {
     use ureq::tls::{TlsConfig, TlsProvider};
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    // Plain HTTP trusts no certificate; the CA file is read only when TLS will use it.
+    let https = req.url.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("https://"));
+    let roots = if https { roots(&req.ca_file)? } else { ureq::tls::RootCerts::new_with_certs(&[]) };
     let tls = TlsConfig::builder()
         .provider(TlsProvider::Rustls)
-        .root_certs(roots(&req.ca_file)?)
+        .root_certs(roots)
         .unversioned_rustls_crypto_provider(provider)
         .build();
     let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -324,7 +334,7 @@ fn roots(ca_file: &str) -> Result<ureq::tls::RootCerts, String> {
     } else {
         ca_file
     };
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read CA file {path}: {}", e.kind()))?;
+    let pem = read_ca_file(path)?;
     let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
         .filter_map(|item| match item {
             Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
@@ -335,4 +345,28 @@ fn roots(ca_file: &str) -> Result<ureq::tls::RootCerts, String> {
         return Err(format!("no certificate in CA file {path}"));
     }
     Ok(ureq::tls::RootCerts::new_with_certs(&certs))
+}
+
+/// A CA bundle is a regular file of at most 16 MiB (Debian's has about 200 kB). Opened without
+/// blocking and checked before reading, so a FIFO, a device or a huge file named by mistake fails
+/// at once with a reason instead of hanging or filling memory.
+fn read_ca_file(path: &str) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    const MAX: u64 = 16 << 20;
+    let cannot = |e: std::io::Error| format!("cannot read CA file {path}: {}", e.kind());
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path).map_err(cannot)?;
+    let meta = file.metadata().map_err(cannot)?;
+    if !meta.is_file() {
+        return Err(format!("CA file {path} is not a regular file"));
+    }
+    if meta.len() > MAX {
+        return Err(format!("CA file {path} is larger than {MAX} bytes"));
+    }
+    let mut pem = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX + 1).read_to_end(&mut pem).map_err(cannot)?;
+    if pem.len() as u64 > MAX {
+        return Err(format!("CA file {path} is larger than {MAX} bytes"));
+    }
+    Ok(pem)
 }

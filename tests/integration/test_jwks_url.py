@@ -306,6 +306,53 @@ def test_a_slow_endpoint_is_bounded_by_the_timeout_and_a_cancel_stops_the_wait(d
     assert verify(c3, token(3)) == "user3", "the same backend fetches again after the cooldown"
 
 
+def test_a_ca_file_that_is_no_regular_file_fails_at_once(db, endpoint):
+    """A FIFO (or a device) named as the CA file: a clear error now, not a fetch that hangs."""
+    d = tempfile.mkdtemp(prefix="auth_jwt-ca-")
+    os.chmod(d, 0o755)
+    fifo = os.path.join(d, "ca.pem")
+    os.mkfifo(fifo, 0o644)
+    try:
+        c = connect(db)
+        c.execute("SET statement_timeout = '10s'")
+        for n, path in enumerate((fifo, d, "/dev/zero")):
+            # A URL of its own each time, so no cooldown from the previous attempt applies.
+            remote(c, endpoint.url.replace("http://", "https://") + f"?{n}", jwks_ca_file=path)
+            state, _, detail = verify(c, token(3))
+            assert state == "58000" and f"CA file {path} is not a regular file" in detail, (path, state, detail)
+        # Plain HTTP reads no CA file: the same backend fetches as before.
+        remote(c, endpoint.url)
+        assert verify(c, token(3)) == "user3"
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_import_jwks_refuses_a_snapshot_older_than_its_lock(db):
+    """Two imports racing: the later one must leave exactly its document. Under REPEATABLE READ it
+    would not see the key the other just added, and that key would stay; so it is refused there."""
+    def document(*seeds):
+        return json.dumps({"keys": [entry(s) for s in seeds]})
+
+    c1, c2 = connect(db), connect(db)
+    for c in (c1, c2):
+        c.execute("SET auth_jwt.jwks_table = 'auth_jwt.jwks'")
+    c1.execute("SELECT auth_jwt.import_jwks(%s)", (document(3),))
+    c2.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+    assert one(c2, "SELECT count(*) FROM auth_jwt.jwks") == 1  # the snapshot is taken
+    c1.execute("SELECT auth_jwt.import_jwks(%s)", (document(3, 4),))  # k4 added, committed
+    with pytest.raises(psycopg.Error) as e:
+        c2.execute("SELECT auth_jwt.import_jwks(%s)", (document(3),))
+    assert (e.value.sqlstate, e.value.diag.message_primary) == ("25000", "auth_jwt.import_jwks must run at READ COMMITTED")
+    assert "REPEATABLE READ" in e.value.diag.message_detail
+    c2.execute("ROLLBACK")
+    # In its own transaction the same import leaves exactly its document: k4 gone, k3 verifying.
+    assert c2.execute("SELECT kid, action FROM auth_jwt.import_jwks(%s) ORDER BY kid", (document(3),)).fetchall() == [
+        ("k3", "unchanged"), ("k4", "removed")]
+    assert [r[0] for r in c1.execute("SELECT id FROM auth_jwt.jwks ORDER BY id")] == ["k3"]
+    assert verify(c1, token(3)) == "user3"
+    assert verify(c1, token(4))[0] == "28000"
+
+
 def test_url_rules(db):
     c = connect(db)
     for url, why in (("ftp://127.0.0.1/jwks", "must start with https:// or http://"),

@@ -31,7 +31,17 @@ select kid, alg, status, source from auth_jwt.jwks_keys() order by kid;
 select t.err($$select auth_jwt.import_jwks('[]')$$) as not_a_document;
 select t.err($$select auth_jwt.import_jwks('{"keys": [{"kty": "OKP"}]}')$$) as no_kid;
 select t.err($$select auth_jwt.import_jwks('{"keys": [{"kid": "a"}, {"kid": "a"}]}')$$) as duplicate_kid;
+select t.err($$select auth_jwt.import_jwks('{"keys": [{"kid": "a", "kty": "OKP", "crv": "Ed25519", "x": "AA", "d": "c2VjcmV0LXNlZWQ"}]}')$$) as private_key;
 select count(*) as keys_kept from auth_jwt.jwks;
+-- Only at READ COMMITTED: an older snapshot could miss keys a concurrent import added (the race
+-- itself: tests/integration/test_jwks_url.py).
+begin isolation level repeatable read;
+select t.err($$select auth_jwt.import_jwks('{"keys": []}')$$) as repeatable_read;
+rollback;
+begin isolation level serializable;
+select t.err($$select auth_jwt.import_jwks('{"keys": []}')$$) as serializable;
+rollback;
+select count(*) as keys_still_kept from auth_jwt.jwks;
 -- Superuser only unless granted; the table itself is nobody else's.
 set role app;
 select t.err($$select auth_jwt.import_jwks('{"keys": []}')$$) as as_app;
