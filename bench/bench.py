@@ -20,6 +20,7 @@ PGBIN = os.environ["PGBIN"]
 NOFP_PORT = os.environ.get("NOFP_PORT")
 NOFP_BENCH = os.environ.get("NOFP_BENCH")
 NOFP_PGBIN = os.environ.get("NOFP_PGBIN")
+CRYPTO_CHOICE = os.environ.get("CRYPTO_CHOICE")  # bench/crypto-choice, built by bench/run
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DB = "bench"
 ISS = "https://app.example.com"
@@ -549,6 +550,25 @@ def algorithms():
                    (f"{l.split(chr(9))[0]}\t{l.split(chr(9))[1]}\tx\tnow\n" for l in bench_out("jwks", 1).splitlines()))
 
 
+def crate_choice():
+    """The candidates for ECDSA and RSA side by side, on the same keys and signatures."""
+    if not CRYPTO_CHOICE:
+        return
+    say("\n9. Crate choice: ES256, ES512, RS256 and PS256 verification per crate (bench/crypto-choice)")
+    out = subprocess.run([CRYPTO_CHOICE, "400" if QUICK else "2000"], check=True, capture_output=True, text=True).stdout
+    best = {}
+    for line in out.splitlines():
+        alg, krate, *t = line.split()
+        if t == ["unsupported"]:
+            notes.append(f"Crate choice: {krate} does not implement {alg} (no P-521).")
+            continue
+        med = record("crate choice", f"{alg}: {krate} (per verification)", [float(x) for x in t])
+        best.setdefault(alg, {})[krate] = med
+    for alg, by in best.items():
+        others = ", ".join(f"{k} {v:.1f} µs ({v / by['aws-lc-rs']:.2f}x)" for k, v in by.items() if k != "aws-lc-rs")
+        notes.append(f"Crate choice, {alg}: aws-lc-rs {by['aws-lc-rs']:.1f} µs; {others}.")
+
+
 def scale():
     say("\n6. Key-table size: cost per cold call with 1, 10 and 1000 keys")
     per = {}
@@ -618,6 +638,7 @@ def main():
     throughput()
     call_depth()
     algorithms()
+    crate_choice()
     scale()
     memory()
     write_report()

@@ -41,7 +41,7 @@ CREATE FUNCTION auth_jwt."jwks_keys"() RETURNS TABLE (
 	"source" TEXT,
 	"fetched_at" timestamp with time zone
 )
-STRICT VOLATILE PARALLEL SAFE
+STRICT VOLATILE PARALLEL RESTRICTED
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'jwks_keys_wrapper';
 
@@ -50,6 +50,13 @@ COMMENT ON FUNCTION auth_jwt.jwt_verify(text) IS
 
 COMMENT ON FUNCTION auth_jwt.on_key_change() IS
 'Row trigger on the tables under the key table: tells every backend''s key cache to reload';
+
+-- No parallel worker verifies: with auth_jwt.jwks_url each would fetch the keys anew (see
+-- sql/functions.sql).
+ALTER FUNCTION auth_jwt.jwt_verify(text) PARALLEL RESTRICTED;
+ALTER FUNCTION auth_jwt.jwt_claim_uuid(text) PARALLEL RESTRICTED;
+ALTER FUNCTION auth_jwt.jwt_claim_sub(text) PARALLEL RESTRICTED;
+ALTER FUNCTION auth_jwt.jwt_explain(text) PARALLEL RESTRICTED;
 
 -- Push mode, for databases that may not open outbound connections: a JWKS document handed to
 -- import_jwks() (e.g. fetched from Better Auth's /api/auth/jwks by a deploy job) is stored here,

@@ -4,15 +4,18 @@ GRANT USAGE ON SCHEMA auth_jwt TO PUBLIC;
 -- The verifying functions (C, src/functions.rs) and what is hand-written in SQL.
 -- STABLE: they read the clock, settings and a table, so never IMMUTABLE; within a statement
 -- they return the same answer, which lets an index serve `user_id = auth_jwt.jwt_claim_uuid()`.
--- The functions of an explicit token are PARALLEL SAFE. Those of the request's token are
--- PARALLEL RESTRICTED: the pooler rule needs the GUC stack of the session that set the token,
--- and parallel workers receive the setting's value but not that stack, so a worker could not
--- tell SET LOCAL from a token left behind by a previous client (tests/integration/test_parallel.py).
--- A policy written `user_id = (SELECT auth_jwt.jwt_claim_uuid())` is evaluated once, in the
--- leader, and the scan below it can still run in parallel.
+-- Every verifying function is PARALLEL RESTRICTED. Those of the request's token because the
+-- pooler rule needs the GUC stack of the session that set the token, and parallel workers
+-- receive the setting's value but not that stack, so a worker could not tell SET LOCAL from a
+-- token left behind by a previous client (tests/integration/test_parallel.py). Those of an
+-- explicit token because, with auth_jwt.jwks_url, every worker of every parallel query would
+-- fetch the keys anew (workers start with empty caches). A policy written
+-- `user_id = (SELECT auth_jwt.jwt_claim_uuid())` is evaluated once, in the leader, and the scan
+-- below it can still run in parallel. With keys from the table, a DBA may re-mark the explicit-
+-- token functions PARALLEL SAFE for bulk verification (tested); with jwks_url, workers refuse.
 
 CREATE FUNCTION auth_jwt.jwt_verify(token text) RETURNS jsonb
-    LANGUAGE c STRICT STABLE PARALLEL SAFE
+    LANGUAGE c STRICT STABLE PARALLEL RESTRICTED
     AS 'MODULE_PATHNAME', 'auth_jwt_verify';
 COMMENT ON FUNCTION auth_jwt.jwt_verify(text) IS
     'The claims of a Better Auth JWT, exactly as signed, after checking its signature (EdDSA, ES256, ES512, RS256 or PS256, as its key decides) against auth_jwt.jwks_table and its exp, nbf, iat, iss and aud; raises SQLSTATE 28000 otherwise';
@@ -30,7 +33,7 @@ COMMENT ON FUNCTION auth_jwt.jwt_claim_uuid() IS
     'The uuid claim (auth_jwt.uuid_claim) of the request''s verified token; NULL when there is no token. For policies: USING (user_id = auth_jwt.jwt_claim_uuid())';
 
 CREATE FUNCTION auth_jwt.jwt_claim_uuid(token text) RETURNS uuid
-    LANGUAGE c STRICT STABLE PARALLEL SAFE
+    LANGUAGE c STRICT STABLE PARALLEL RESTRICTED
     AS 'MODULE_PATHNAME', 'auth_jwt_claim_uuid_of';
 COMMENT ON FUNCTION auth_jwt.jwt_claim_uuid(text) IS
     'The uuid claim (auth_jwt.uuid_claim) of the given token, after verifying it';
@@ -42,7 +45,7 @@ COMMENT ON FUNCTION auth_jwt.jwt_claim_sub() IS
     'Better Auth''s user id (the sub claim) of the request''s verified token; NULL when there is no token';
 
 CREATE FUNCTION auth_jwt.jwt_claim_sub(token text) RETURNS text
-    LANGUAGE c STRICT STABLE PARALLEL SAFE
+    LANGUAGE c STRICT STABLE PARALLEL RESTRICTED
     AS 'MODULE_PATHNAME', 'auth_jwt_claim_sub_of';
 COMMENT ON FUNCTION auth_jwt.jwt_claim_sub(text) IS
     'Better Auth''s user id (the sub claim) of the given token, after verifying it';

@@ -33,7 +33,7 @@ type KeyInfo = (
 /// for an unusable one, the row's own alg and crv and the reason; where it came from (the
 /// relation, or the URL's host) and, for a JWKS document, when it was fetched.
 #[allow(clippy::type_complexity)] // pgrx needs the named columns written out here
-#[pg_extern(schema = "auth_jwt", volatile, parallel_safe)]
+#[pg_extern(schema = "auth_jwt", volatile, parallel_restricted)]
 fn jwks_keys() -> TableIterator<
     'static,
     (
@@ -142,7 +142,7 @@ fn curve(alg: Alg) -> Option<String> {
 
 /// One row per verification step for `token`: whether it passed and why. Never raises for a
 /// bad token (a missing key table is still an error); never shows the token, signature or keys.
-#[pg_extern(schema = "auth_jwt", stable, parallel_safe, strict)]
+#[pg_extern(schema = "auth_jwt", stable, parallel_restricted, strict)]
 fn jwt_explain(
     token: &str,
 ) -> TableIterator<'static, (name!(step, String), name!(ok, Option<bool>), name!(detail, String))> {

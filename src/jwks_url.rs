@@ -108,8 +108,14 @@ fn usable() -> Option<Rc<KeySet>> {
     })
 }
 
+/// The least time between two fetches, never longer than max age: a document is due for its
+/// refresh at max age whatever the cooldown says, or a removed key would outlive max age.
+fn cooldown() -> Duration {
+    secs(&settings::JWKS_COOLDOWN).min(secs(&settings::JWKS_MAX_AGE))
+}
+
 fn cooldown_passed() -> bool {
-    let cooldown = secs(&settings::JWKS_COOLDOWN);
+    let cooldown = cooldown();
     ATTEMPT.with(|a| a.borrow().as_ref().is_none_or(|a| a.url != url() || a.at.elapsed() >= cooldown))
 }
 
@@ -133,6 +139,22 @@ fn failed() -> ! {
 fn fetch_and_store() {
     let url = url().to_owned();
     let started = Instant::now();
+    // Parallel workers start with empty caches on every query: fetching there would multiply the
+    // requests by the workers of every parallel query. The functions that verify are PARALLEL
+    // RESTRICTED; this holds if one is re-marked SAFE.
+    // SAFETY: a plain global of parallel.c.
+    if unsafe { pgrx::pg_sys::ParallelWorkerNumber } >= 0 {
+        errors::jwks_unavailable(
+            &host_of(&url),
+            "Parallel workers do not fetch keys (auth_jwt.jwt_verify(text), jwt_claim_uuid(text) and jwt_claim_sub(text) must stay PARALLEL RESTRICTED while auth_jwt.jwks_url is set).".into(),
+        );
+    }
+    // The attempt counts from now, before the wait: a statement cancelled or timed out while it
+    // waits (the wait raises) must not let the next statement fetch again inside the cooldown.
+    ATTEMPT.with(|a| {
+        *a.borrow_mut() =
+            Some(Attempt { url: url.clone(), at: started, error: Some("the last fetch was interrupted".into()) })
+    });
     let result = fetch(&url);
     let error = match result {
         Ok(f) => {
@@ -156,9 +178,8 @@ fn fetch_and_store() {
 
 fn store(url: &str, entries: Vec<Entry>, max_age: Option<u64>, fetched: Instant) {
     let keys = jwks::key_set(&entries);
-    let cooldown = secs(&settings::JWKS_COOLDOWN);
     let max = secs(&settings::JWKS_MAX_AGE);
-    let age = max_age.map_or(max, |a| Duration::from_secs(a).clamp(cooldown.min(max), max));
+    let age = max_age.map_or(max, |a| Duration::from_secs(a).clamp(cooldown(), max));
     FETCHED.with(|f| {
         let mut f = f.borrow_mut();
         let same = f.as_ref().is_some_and(|old| old.url == url && *old.keys == keys);

@@ -222,6 +222,18 @@ def test_max_age_and_cache_control(db, endpoint):
     assert endpoint.count() == n + 2
 
 
+def test_max_age_below_the_cooldown_still_refreshes_at_max_age(db, endpoint):
+    """The cooldown limits extra fetches, never the refresh at max age (red-team finding 3)."""
+    c = connect(db)
+    remote(c, endpoint.url, jwks_max_age="2s", jwks_cooldown="30s")
+    assert verify(c, token(3)) == "user3"
+    endpoint.set(doc(entry(4)))  # k3 removed
+    time.sleep(2.2)
+    assert verify(c, token(3))[:2] == ("28000", "unable to find matching signing key"), "gone at max age"
+    assert verify(c, token(4)) == "user4"
+    assert endpoint.count() == 2
+
+
 def test_an_outage_keeps_the_last_good_keys_for_a_bounded_time(db, endpoint):
     c = connect(db)
     remote(c, endpoint.url, jwks_max_age="1s", jwks_stale_if_error="4s", jwks_cooldown="1s")
@@ -351,6 +363,53 @@ def test_import_jwks_refuses_a_snapshot_older_than_its_lock(db):
     assert [r[0] for r in c1.execute("SELECT id FROM auth_jwt.jwks ORDER BY id")] == ["k3"]
     assert verify(c1, token(3)) == "user3"
     assert verify(c1, token(4))[0] == "28000"
+
+
+def test_a_cancelled_fetch_still_counts_for_the_cooldown(db, endpoint):
+    """A statement cancelled while it waits (here by statement_timeout, which any role may set)
+    must not let the next statement fetch again: one request per cooldown, however many statements
+    give up waiting (red-team finding 1)."""
+    endpoint.set(delay=0.5)
+    c = connect(db)
+    remote(c, endpoint.url, jwks_cooldown="60s", jwks_timeout="5s")
+    c.execute("SET statement_timeout = '30ms'")
+    assert verify(c, token(3))[0] == "57014", "the first statement gives up waiting"
+    for _ in range(20):  # the next ones fail at once, inside the cooldown, without a request
+        state, _, detail = verify(c, token(3))
+        assert state == "58000" and "the last fetch was interrupted" in detail, detail
+    time.sleep(0.6)
+    assert endpoint.count() == 1, "one request, not one per statement"
+
+
+def test_parallel_workers_do_not_fetch(db, endpoint):
+    """Every parallel query starts workers with empty caches: were they to fetch, each would ask
+    the endpoint (red-team finding 2). The verifying functions are PARALLEL RESTRICTED, so the
+    leader verifies with its one fetched document; re-marked SAFE, a worker refuses to fetch."""
+    c = connect(db)
+    c.execute("CREATE TABLE toks AS SELECT i, %s::text AS tok FROM generate_series(1, 5000) i", (token(3),))
+    c.execute("ANALYZE toks")
+    remote(c, endpoint.url)
+    for s in ("max_parallel_workers_per_gather = 4", "parallel_setup_cost = 0", "parallel_tuple_cost = 0",
+              "min_parallel_table_scan_size = 0"):
+        c.execute(f"SET {s}")
+    q = "SELECT count(auth_jwt.jwt_verify(tok)) FROM toks"
+    assert "Gather" in "\n".join(r[0] for r in c.execute(f"EXPLAIN {q}").fetchall()), "the scan is still parallel"
+    for _ in range(10):
+        assert one(c, q) == 5000
+    assert endpoint.count() == 1
+    c.execute("ALTER FUNCTION auth_jwt.jwt_verify(text) PARALLEL SAFE")
+    c.execute("SET parallel_leader_participation = off")
+    state, message, detail = verify_all(c, q)
+    assert (state, message) == ("58000", f"auth_jwt cannot fetch keys from {endpoint.host}")
+    assert "Parallel workers do not fetch keys" in detail, detail
+    assert endpoint.count() == 1
+
+
+def verify_all(c, q):
+    try:
+        return one(c, q)
+    except psycopg.Error as e:
+        return (e.sqlstate, e.diag.message_primary, e.diag.message_detail)
 
 
 def test_url_rules(db):

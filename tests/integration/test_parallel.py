@@ -21,7 +21,10 @@ def parallel(c, leader_participates=True):
 
 
 def test_jwt_verify_in_parallel_workers(db):
+    """With keys from the table a DBA may re-mark jwt_verify PARALLEL SAFE for bulk verification:
+    workers then load the keys themselves, read-only, without an XID."""
     c = connect(db)
+    c.execute("ALTER FUNCTION auth_jwt.jwt_verify(text) PARALLEL SAFE")
     c.execute("CREATE TABLE toks AS SELECT i, %s::text AS tok FROM generate_series(1, 5000) i", (token(1),))
     c.execute("ANALYZE toks")
     c.execute("BEGIN")
@@ -88,20 +91,22 @@ def test_session_token_is_refused_with_a_cached_generic_parallel_plan(app_db):
     c.execute("ROLLBACK")
 
 
-def test_request_token_functions_are_parallel_restricted(app_db):
+def test_verifying_functions_are_parallel_restricted(app_db):
     c = connect(app_db)
     rows = c.execute(
         "SELECT p.oid::regprocedure::text, proparallel FROM pg_proc p JOIN pg_namespace n ON n.oid = pronamespace "
         "WHERE nspname = 'auth_jwt' AND proname LIKE 'jwt_%' ORDER BY 1"
     ).fetchall()
+    # Request's token: workers cannot apply the pooler rule. Explicit token: with jwks_url every
+    # worker would fetch (test_jwks_url.py::test_parallel_workers_do_not_fetch).
     assert dict(rows) == {
         "auth_jwt.jwt_claim_sub()": "r",
-        "auth_jwt.jwt_claim_sub(text)": "s",
+        "auth_jwt.jwt_claim_sub(text)": "r",
         "auth_jwt.jwt_claim_uuid()": "r",
-        "auth_jwt.jwt_claim_uuid(text)": "s",
+        "auth_jwt.jwt_claim_uuid(text)": "r",
         "auth_jwt.jwt_claims()": "r",
-        "auth_jwt.jwt_explain(text)": "s",
-        "auth_jwt.jwt_verify(text)": "s",
+        "auth_jwt.jwt_explain(text)": "r",
+        "auth_jwt.jwt_verify(text)": "r",
     }
     # Forcing it anyway does not open the hole: a worker refuses to read the request's token.
     c.execute("ALTER FUNCTION auth_jwt.jwt_claim_uuid() PARALLEL SAFE")
@@ -130,10 +135,11 @@ def test_wrapped_policy_still_scans_in_parallel(app_db):
 
 @pytest.mark.parametrize("leader", [True, False])
 def test_sessions_are_checked_in_parallel_workers(db, leader):
-    """auth_jwt.require_session in workers (jwt_verify of an explicit token is PARALLEL SAFE):
-    each looks the session up under a fresh snapshot, read-only with no XID, and a signed-out
-    session is refused there too."""
+    """auth_jwt.require_session in workers (jwt_verify re-marked PARALLEL SAFE, as a DBA may with
+    keys from the table): each looks the session up under a fresh snapshot, read-only with no
+    XID, and a signed-out session is refused there too."""
     c = connect(db)
+    c.execute("ALTER FUNCTION auth_jwt.jwt_verify(text) PARALLEL SAFE")
     c.execute('CREATE TABLE public.session (id text PRIMARY KEY, "userId" text NOT NULL, "expiresAt" timestamptz NOT NULL)')
     c.execute("INSERT INTO public.session VALUES ('s1', 'user1', now() + interval '1 day')")
     c.execute("CREATE TABLE toks AS SELECT i, %s::text AS tok FROM generate_series(1, 5000) i", (token(1, claims='{"sid":"s1"}'),))

@@ -117,6 +117,7 @@ def parallel_mode(c):
 def test_parallel_workers_fail_closed_too(dba_db, name):
     """A parallel worker gets the leader's settings (the displaced one at its compiled default)
     but loads the library without the leader's placeholders: it must refuse just the same."""
+    connect(dba_db).execute("ALTER FUNCTION auth_jwt.jwt_verify(text) PARALLEL SAFE")  # as a DBA may, for workers
     c, _ = app(dba_db, options=f"-c {name}={TRUST[name][2]}")
     load(c)
     parallel_mode(c)
