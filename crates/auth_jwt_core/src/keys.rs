@@ -223,7 +223,7 @@ fn parse_row(row: &KeyRow<'_>) -> Result<PublicKey, String> {
         ("OKP" | "EC", None) => return Err("publicKey has no crv".into()),
         ("OKP" | "EC", Some(c)) => {
             return Err(format!(
-                "publicKey crv is \"{}\"; auth_jwt verifies Ed25519 (OKP), P-256 and P-521 (EC) keys",
+                "publicKey is an {kty} key with crv \"{}\"; auth_jwt verifies Ed25519 (OKP), P-256 and P-521 (EC) keys",
                 printable(c, 16)
             ))
         }
@@ -482,14 +482,15 @@ mod tests {
     #[test]
     fn rejects_wrong_kind_of_key() {
         assert!(reason(r#"{"kty":"oct","k":"AAAA"}"#).contains("private key material"));
-        assert!(reason(r#"{"kty":"EC","crv":"P-384","x":"AAAA","y":"AAAA"}"#).contains("crv is \"P-384\""));
+        assert!(reason(r#"{"kty":"EC","crv":"P-384","x":"AAAA","y":"AAAA"}"#).contains("an EC key with crv \"P-384\""));
         assert!(reason(r#"{"kty":"EC","crv":"secp256k1","x":"AAAA","y":"AAAA"}"#).contains("secp256k1"));
         assert!(reason(r#"{"kty":"EC","x":"AAAA","y":"AAAA"}"#).contains("no crv"));
         assert!(reason(r#"{"kty":"EC","crv":"P-256","x":"a","y":"b"}"#).contains("publicKey x"));
         assert!(reason(r#"{"kty":"RSA","n":"AQAB","e":"AQAB"}"#).contains("neither the alg column nor publicKey"));
         assert!(reason(r#"{"kty":"XYZ"}"#).contains("kty is \"XYZ\""));
         assert!(reason(r#"{"crv":"Ed25519"}"#).contains("no kty"));
-        assert!(reason(&format!(r#"{{"kty":"OKP","crv":"X25519","x":"{RFC8037_X}"}}"#)).contains("crv is \"X25519\""));
+        assert!(reason(&format!(r#"{{"kty":"OKP","crv":"X25519","x":"{RFC8037_X}"}}"#))
+            .contains("an OKP key with crv \"X25519\""));
         assert!(reason(&format!(r#"{{"kty":"OKP","crv":"Ed448","x":"{RFC8037_X}"}}"#)).contains("Ed448"));
         assert!(reason(&format!(r#"{{"kty":"OKP","x":"{RFC8037_X}"}}"#)).contains("no crv"));
         assert!(reason(r#"{"kty":"OKP","crv":"Ed25519"}"#).contains("no x"));
