@@ -428,7 +428,9 @@ def test_fifty_busy_backends_through_a_rotation_make_a_bounded_number_of_request
     unknown kid: count what the endpoint sees while 50 backends verify without pause and keys
     rotate twice."""
     su = connect(db)
-    for k, v in {"jwks_url": endpoint.url, "jwks_max_age": "2s", "jwks_cooldown": "1s"}.items():
+    # A generous timeout: this test counts requests, and 50 first fetches at once from a Python
+    # endpoint on a busy 2-core machine have taken over the default 2 s.
+    for k, v in {"jwks_url": endpoint.url, "jwks_max_age": "2s", "jwks_cooldown": "1s", "jwks_timeout": "15s"}.items():
         su.execute(f"ALTER DATABASE {db} SET auth_jwt.{k} = '{v}'")
     endpoint.set(doc(entry(3)))
     stop = time.monotonic() + 6
