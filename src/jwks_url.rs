@@ -142,11 +142,10 @@ fn fetch_and_store() {
     // Parallel workers start with empty caches on every query: fetching there would multiply the
     // requests by the workers of every parallel query. The functions that verify are PARALLEL
     // RESTRICTED; this holds if one is re-marked SAFE.
-    // SAFETY: a plain global of parallel.c.
-    if unsafe { pgrx::pg_sys::ParallelWorkerNumber } >= 0 {
+    if crate::is_parallel_worker() {
         errors::jwks_unavailable(
             &host_of(&url),
-            "Parallel workers do not fetch keys (auth_jwt.jwt_verify(text), jwt_claim_uuid(text) and jwt_claim_sub(text) must stay PARALLEL RESTRICTED while auth_jwt.jwks_url is set).".into(),
+            "Parallel workers do not fetch keys: auth_jwt's verifying functions must stay PARALLEL RESTRICTED while auth_jwt.jwks_url is set.".into(),
         );
     }
     // The attempt counts from now, before the wait: a statement cancelled or timed out while it
@@ -229,6 +228,8 @@ struct Response {
 /// What the fetch thread needs, copied out of the settings.
 struct Request {
     url: String,
+    /// Plain HTTP trusts no certificate: the CA file is read only for https.
+    https: bool,
     timeout: Duration,
     max_size: u64,
     ca_file: String,
@@ -237,7 +238,8 @@ struct Request {
 /// GET the URL on a helper thread, waiting for it in short steps that handle interrupts.
 fn fetch(url: &str) -> Result<Response, String> {
     let lower = url.to_ascii_lowercase();
-    if !(lower.starts_with("https://") || lower.starts_with("http://")) {
+    let https = lower.starts_with("https://");
+    if !(https || lower.starts_with("http://")) {
         return Err("auth_jwt.jwks_url must start with https:// or http://".into());
     }
     if url.split_once("://").is_some_and(|(_, r)| r.split(['/', '?', '#']).next().unwrap_or("").contains('@')) {
@@ -245,6 +247,7 @@ fn fetch(url: &str) -> Result<Response, String> {
     }
     let req = Request {
         url: url.to_owned(),
+        https,
         timeout: Duration::from_millis(settings::JWKS_TIMEOUT.get().max(1) as u64),
         max_size: settings::JWKS_MAX_SIZE.get().max(0) as u64,
         ca_file: str_of(&settings::JWKS_CA_FILE).to_owned(),
@@ -252,7 +255,7 @@ fn fetch(url: &str) -> Result<Response, String> {
     // The thread's own timeout covers the exchange; the backend never waits much longer, whatever
     // the thread is stuck on.
     let deadline = Instant::now() + req.timeout + Duration::from_secs(1);
-    let timeout_ms = req.timeout.as_millis();
+    let timeout = req.timeout;
     let (tx, rx) = mpsc::channel();
     spawn_without_signals(move || {
         let r = std::panic::catch_unwind(|| get(&req)).unwrap_or_else(|_| Err("the HTTP client failed".into()));
@@ -265,7 +268,7 @@ fn fetch(url: &str) -> Result<Response, String> {
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 pgrx::check_for_interrupts!();
                 if Instant::now() > deadline {
-                    return Err(format!("no complete response within auth_jwt.jwks_timeout ({timeout_ms} ms)"));
+                    return Err(timed_out(timeout));
                 }
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => return Err("the HTTP client failed".into()),
@@ -293,9 +296,7 @@ fn spawn_without_signals(f: impl FnOnce() + Send + 'static) -> Result<(), String
 fn get(req: &Request) -> Result<Response, String> {
     use ureq::tls::{TlsConfig, TlsProvider};
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    // Plain HTTP trusts no certificate; the CA file is read only when TLS will use it.
-    let https = req.url.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("https://"));
-    let roots = if https { roots(&req.ca_file)? } else { ureq::tls::RootCerts::new_with_certs(&[]) };
+    let roots = if req.https { roots(&req.ca_file)? } else { ureq::tls::RootCerts::new_with_certs(&[]) };
     let tls = TlsConfig::builder()
         .provider(TlsProvider::Rustls)
         .root_certs(roots)
@@ -324,11 +325,13 @@ fn get(req: &Request) -> Result<Response, String> {
     Ok(Response { body, max_age })
 }
 
+fn timed_out(timeout: Duration) -> String {
+    format!("no complete response within auth_jwt.jwks_timeout ({} ms)", timeout.as_millis())
+}
+
 fn describe(e: &ureq::Error, req: &Request) -> String {
     match e {
-        ureq::Error::Timeout(_) => {
-            format!("no complete response within auth_jwt.jwks_timeout ({} ms)", req.timeout.as_millis())
-        }
+        ureq::Error::Timeout(_) => timed_out(req.timeout),
         ureq::Error::BodyExceedsLimit(_) => {
             format!("the response is larger than auth_jwt.jwks_max_size ({} bytes)", req.max_size)
         }

@@ -43,6 +43,12 @@ pub extern "C-unwind" fn _PG_init() {
     sessions::init();
 }
 
+/// This backend is a parallel worker (it has the leader's settings, not its state or caches).
+pub(crate) fn is_parallel_worker() -> bool {
+    // SAFETY: a plain global of parallel.c.
+    unsafe { pg_sys::ParallelWorkerNumber >= 0 }
+}
+
 /// Required by `cargo pgrx test`.
 #[cfg(test)]
 pub mod pg_test {

@@ -43,11 +43,6 @@ fn token_guc() -> *mut pg_sys::config_generic {
     })
 }
 
-fn is_parallel_worker() -> bool {
-    // SAFETY: a plain global of parallel.c.
-    unsafe { pg_sys::ParallelWorkerNumber >= 0 }
-}
-
 /// Was the current value of `guc` set for this transaction only?
 fn transaction_scoped(guc: *const pg_sys::config_generic) -> bool {
     if settings::ALLOW_SESSION_TOKEN.get() {
@@ -102,7 +97,7 @@ pub fn malformed_headers(why: &str) -> ! {
 }
 
 fn refuse_in_parallel_worker() {
-    if is_parallel_worker() {
+    if crate::is_parallel_worker() {
         errors::unauthorized(
             "the request's token cannot be read in a parallel worker",
             "Parallel workers cannot tell a transaction's token from one left behind by a previous client.",
