@@ -117,34 +117,45 @@ def setup(port=PORT):
         c.execute("GRANT SELECT ON tok TO authenticated")
 
 
+def paired(raw_cmd, n_tokens, rounds):
+    """Alternate the crate's own verification (`bench RAW_CMD`: its best of 7 passes) with cold jwt_verify over a slice of never-seen tokens from table tok (rows 1..n_tokens),
+    `rounds` times. Returns per-round µs per operation (raw, sql). A shared machine's noise comes
+    in bursts and only adds time, so the verdicts compare the best round of each; alternating
+    short rounds lets both sides find the quiet moments."""
+    size = n_tokens // rounds
+    raw, sql = [], []
+    with conn() as c:
+        c.execute("SELECT auth_jwt.jwt_verify(tok) FROM tok WHERE n = 0")  # keys loaded once
+        for i in range(rounds):
+            raw.append(float(bench_out(*raw_cmd).split()[0]))
+            lo, hi = 1 + i * size, 1 + (i + 1) * size
+            # The baseline is the scan and a call: octet_length reads only the length word, while
+            # length() counts UTF-8 characters (~1.8 µs per 750-byte token here), which would
+            # be subtracted from jwt_verify's figure and flatter it.
+            t = time.perf_counter()
+            c.execute("SELECT count(octet_length(tok)) FROM tok WHERE n >= %s AND n < %s", (lo, hi)).fetchone()
+            b = time.perf_counter() - t
+            t = time.perf_counter()
+            c.execute("SELECT count(auth_jwt.jwt_verify(tok)) FROM tok WHERE n >= %s AND n < %s", (lo, hi)).fetchone()
+            f = time.perf_counter() - t
+            sql.append((f - b) * 1e6 / size)
+        v = c.execute("SELECT verifications, cache_hits FROM auth_jwt.stats()").fetchone()
+        assert v == (1 + rounds * size, 0), v  # every call a full verification
+    return raw, sql
+
+
 def cold():
-    """Each run pairs the SQL measurement with a raw verify_strict run right before it, so the
-    ratio compares the two under the same machine load."""
     say("\n1. Cold verification: distinct tokens, every call a full verification")
     with conn() as c:
         c.execute("TRUNCATE tok")
-        stream_tokens(c, "tok", N_COLD)
+        stream_tokens(c, "tok", N_COLD + 1)
         c.execute("ANALYZE tok")
-    raw, per_call, ratios = [], [], []
-    for _ in range(RUNS):
-        r = statistics.median(float(x) for x in bench_out("raw", N_COLD).split())
-        with conn() as c:  # a new backend: empty token cache
-            c.execute("SELECT auth_jwt.jwt_verify(tok) FROM tok WHERE n = 0")  # load keys once
-            t = time.perf_counter()
-            c.execute("SELECT count(length(tok)) FROM tok WHERE n > 0").fetchone()
-            b = time.perf_counter() - t
-            t = time.perf_counter()
-            c.execute("SELECT count(auth_jwt.jwt_verify(tok)) FROM tok WHERE n > 0").fetchone()
-            f = time.perf_counter() - t
-            v = c.execute("SELECT verifications FROM auth_jwt.stats()").fetchone()[0]
-            assert v == N_COLD, v
-        raw.append(r)
-        per_call.append((f - b) * 1e6 / (N_COLD - 1))
-        ratios.append(per_call[-1] / r)
-    record("cold", f"raw verify_strict, {N_COLD} distinct signing inputs (per op, run just before each SQL run)", raw)
-    med = record("cold", f"auth_jwt.jwt_verify, {N_COLD} distinct tokens (per call)", per_call)
-    ratio = record("cold", "ratio of the two, per pair", ratios, "x")
-    verdict("cold verify vs raw verify_strict", f"{ratio:.2f}x (median of per-run ratios; {med:.1f} µs per call)", "≤ 1.25x", ratio <= 1.25)
+    rounds = 2 * RUNS
+    raw, sql = paired(["raw", 1000], N_COLD, rounds)
+    record("cold", f"raw verify_strict, 1000 distinct signing inputs (per op, best of 7 passes, {rounds} rounds)", raw)
+    record("cold", f"auth_jwt.jwt_verify, {N_COLD // rounds} never-seen tokens per round (per call, {rounds} rounds)", sql)
+    ratio = min(sql) / min(raw)
+    verdict("cold verify vs raw verify_strict", f"{ratio:.2f}x (best round of each: {min(sql):.1f} vs {min(raw):.1f} µs)", "≤ 1.25x", ratio <= 1.25)
 
 
 def warm():
@@ -310,7 +321,7 @@ DECLARE t text;
 BEGIN
   IF d > 0 THEN RETURN bench_depth(d - 1, lo, hi, verify); END IF;
   FOR t IN SELECT tok FROM tok WHERE n >= lo AND n < hi ORDER BY n LOOP
-    IF verify THEN PERFORM auth_jwt.jwt_verify(t); ELSE PERFORM length(t); END IF;
+    IF verify THEN PERFORM auth_jwt.jwt_verify(t); ELSE PERFORM octet_length(t); END IF;
   END LOOP;
   RETURN hi - lo;
 END $$"""
@@ -341,7 +352,7 @@ def per_depth(port):
     for _ in range(RUNS):
         with conn(port=port) as c:
             c.execute("SELECT auth_jwt.jwt_verify(tok) FROM tok WHERE n = 0")
-            t = time.perf_counter(); c.execute("SELECT count(length(tok)) FROM tok WHERE n > 0").fetchone(); b = time.perf_counter() - t
+            t = time.perf_counter(); c.execute("SELECT count(octet_length(tok)) FROM tok WHERE n > 0").fetchone(); b = time.perf_counter() - t
             t = time.perf_counter(); c.execute("SELECT count(auth_jwt.jwt_verify(tok)) FROM tok WHERE n > 0").fetchone(); f = time.perf_counter() - t
             samples.append((f - b) * 1e6 / n)
     return best, min(samples)
@@ -521,7 +532,7 @@ def algorithms():
     say("\n8. Every algorithm: cold jwt_verify against the crate's own verification, in the same run")
     ratios = {}
     for alg in ALGS:
-        n = 500 if alg == "ES512" else 2000
+        n = 1000 if alg == "ES512" else 4000
         with conn() as c:
             c.execute("TRUNCATE jwks")
             line = bench_out("alg-jwks", 0, alg).strip().split("\t")
@@ -530,22 +541,19 @@ def algorithms():
             c.execute("TRUNCATE tok")
             stream_tokens(c, "tok", n + 1, alg=alg)
             c.execute("ANALYZE tok")
-        raw, per_call, rs = [], [], []
-        for _ in range(RUNS):
-            r = statistics.median(float(x) for x in bench_out("alg-raw", n, alg).split())
-            with conn() as c:
-                c.execute("SELECT auth_jwt.jwt_verify(tok) FROM tok WHERE n = 0")
-                t = time.perf_counter(); c.execute("SELECT count(length(tok)) FROM tok WHERE n > 0").fetchone(); b = time.perf_counter() - t
-                t = time.perf_counter(); c.execute("SELECT count(auth_jwt.jwt_verify(tok)) FROM tok WHERE n > 0").fetchone(); f = time.perf_counter() - t
-                assert c.execute("SELECT verifications FROM auth_jwt.stats()").fetchone()[0] == n + 1
-            raw.append(r)
-            per_call.append((f - b) * 1e6 / n)
-            rs.append(per_call[-1] / r)
-        record("algorithms", f"{alg}: the crate's own verify (per op)", raw)
-        med = record("algorithms", f"{alg}: auth_jwt.jwt_verify, {n} distinct tokens (per call)", per_call)
-        ratios[alg] = (record("algorithms", f"{alg}: ratio, per pair", rs, "x"), med, statistics.median(raw))
-    for alg, (r, med, raw_med) in ratios.items():
-        verdict(f"cold {alg} vs the crate's own verify", f"{r:.2f}x ({med:.1f} vs {raw_med:.1f} µs)", "≤ 1.2x", r <= 1.2)
+        rounds = 2 * RUNS
+        raw, sql = paired(["alg-raw", n // 8, alg], n, rounds)
+        record("algorithms", f"{alg}: the crate's own verify (per op, best of 7 passes, {rounds} rounds)", raw)
+        record("algorithms", f"{alg}: auth_jwt.jwt_verify, {n // rounds} never-seen tokens per round (per call, {rounds} rounds)", sql)
+        # Where the rest goes: the core's whole path (parse, verify, claims, jsonb) against the
+        # crate's verify in one process, passes alternating (no SQL around either).
+        pair = [tuple(float(x) for x in bench_out("alg-pair", 500, alg).split()) for _ in range(3)]
+        core_over = min(c - r for r, c in pair)
+        notes.append(f"{alg}: best rounds {min(sql):.1f} µs (jwt_verify) vs {min(raw):.1f} µs (the crate's verify); the core's whole "
+                     f"path alone (parse, verify, claims, jsonb; bench alg-pair) adds {core_over:.1f} µs, the SQL call and its cache effects the rest.")
+        ratios[alg] = (min(sql) / min(raw), min(sql), min(raw))
+    for alg, (r, best_sql, best_raw) in ratios.items():
+        verdict(f"cold {alg} vs the crate's own verify", f"{r:.2f}x (best round of each: {best_sql:.1f} vs {best_raw:.1f} µs)", "≤ 1.2x", r <= 1.2)
     with conn() as c:  # back to the Ed25519 key the other sections use
         c.execute("TRUNCATE jwks")
         copy_lines(c, 'COPY jwks (id, "publicKey", "privateKey", "createdAt") FROM STDIN',
@@ -585,7 +593,7 @@ def scale():
         for _ in range(RUNS):
             with conn() as c:
                 c.execute("SELECT auth_jwt.jwt_verify(tok) FROM tok WHERE n = 0")
-                t = time.perf_counter(); c.execute("SELECT count(length(tok)) FROM tok WHERE n > 0").fetchone(); b = time.perf_counter() - t
+                t = time.perf_counter(); c.execute("SELECT count(octet_length(tok)) FROM tok WHERE n > 0").fetchone(); b = time.perf_counter() - t
                 t = time.perf_counter(); c.execute("SELECT count(auth_jwt.jwt_verify(tok)) FROM tok WHERE n > 0").fetchone(); f = time.perf_counter() - t
                 samples.append((f - b) * 1e6 / 4999)
         per[keys] = record("scale", f"{keys} key rows (per cold call)", samples)

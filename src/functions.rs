@@ -83,7 +83,8 @@ fn memo_hit() -> Option<Option<Rc<Entry>>> {
 }
 
 /// The current request's verified token; None for an anonymous request. Errors for a bad one.
-pub fn request_entry() -> Option<Rc<Entry>> {
+/// `with_jsonb`: the caller returns the claims as jsonb.
+pub fn request_entry(with_jsonb: bool) -> Option<Rc<Entry>> {
     if let Some(hit) = memo_hit() {
         if hit.is_some() {
             stats::cache_hit();
@@ -100,7 +101,7 @@ pub fn request_entry() -> Option<Rc<Entry>> {
             (Source::Headers, token_source::from_headers(text), h.to_vec())
         }
     };
-    let entry = token.map(|t| verify(&t));
+    let entry = token.map(|t| verify(&t, with_jsonb));
     MEMO.with(|m| {
         *m.borrow_mut() = Some(Memo {
             lxid: keys::local_xid(),
@@ -163,16 +164,12 @@ fn text_datum(s: &str) -> pg_sys::Datum {
     s.into_datum().unwrap_or(pg_sys::Datum::from(0usize))
 }
 
-fn sub_of(e: &Entry) -> Option<&str> {
-    e.verified.claims.get("sub").and_then(|v| v.as_str())
-}
-
 v1!(pg_finfo_auth_jwt_verify);
 /// `auth_jwt.jwt_verify(token text) RETURNS jsonb`
 #[no_mangle]
 #[pg_guard]
 pub unsafe extern "C-unwind" fn auth_jwt_verify(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    jsonb_datum(&verify(unsafe { text_arg(fcinfo, 0) }))
+    jsonb_datum(&verify(unsafe { text_arg(fcinfo, 0) }, true))
 }
 
 v1!(pg_finfo_auth_jwt_claims);
@@ -180,7 +177,7 @@ v1!(pg_finfo_auth_jwt_claims);
 #[no_mangle]
 #[pg_guard]
 pub unsafe extern "C-unwind" fn auth_jwt_claims(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    match request_entry() {
+    match request_entry(true) {
         Some(e) => jsonb_datum(&e),
         None => unsafe { pgrx::fcinfo::pg_return_null(fcinfo) },
     }
@@ -191,7 +188,7 @@ v1!(pg_finfo_auth_jwt_claim_uuid);
 #[no_mangle]
 #[pg_guard]
 pub unsafe extern "C-unwind" fn auth_jwt_claim_uuid(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    match request_entry() {
+    match request_entry(false) {
         Some(e) => uuid_datum(&e),
         None => unsafe { pgrx::fcinfo::pg_return_null(fcinfo) },
     }
@@ -202,7 +199,7 @@ v1!(pg_finfo_auth_jwt_claim_uuid_of);
 #[no_mangle]
 #[pg_guard]
 pub unsafe extern "C-unwind" fn auth_jwt_claim_uuid_of(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    uuid_datum(&verify(unsafe { text_arg(fcinfo, 0) }))
+    uuid_datum(&verify(unsafe { text_arg(fcinfo, 0) }, false))
 }
 
 v1!(pg_finfo_auth_jwt_claim_sub);
@@ -210,7 +207,7 @@ v1!(pg_finfo_auth_jwt_claim_sub);
 #[no_mangle]
 #[pg_guard]
 pub unsafe extern "C-unwind" fn auth_jwt_claim_sub(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    match request_entry().as_deref().and_then(sub_of) {
+    match request_entry(false).as_deref().and_then(Entry::sub) {
         Some(s) => text_datum(s),
         None => unsafe { pgrx::fcinfo::pg_return_null(fcinfo) },
     }
@@ -221,8 +218,8 @@ v1!(pg_finfo_auth_jwt_claim_sub_of);
 #[no_mangle]
 #[pg_guard]
 pub unsafe extern "C-unwind" fn auth_jwt_claim_sub_of(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    let e = verify(unsafe { text_arg(fcinfo, 0) });
-    match sub_of(&e) {
+    let e = verify(unsafe { text_arg(fcinfo, 0) }, false);
+    match e.sub() {
         Some(s) => text_datum(s),
         None => unsafe { pgrx::fcinfo::pg_return_null(fcinfo) },
     }

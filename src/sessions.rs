@@ -24,6 +24,7 @@ use crate::relation::{self, Locked, Name, Relation, Unresolved};
 use crate::settings::{self, str_of};
 use crate::snapshot_query::{Moved, Plan, Snapshot};
 use crate::stats;
+use crate::token_cache::Entry;
 use auth_jwt_core::{check_session, error::printable, session_id, Error, Session};
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys;
@@ -169,23 +170,23 @@ fn now() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// Refuse the verified `claims` unless sessions are not required or the session they name is
-/// live (raises 28000 with the reason).
-pub fn check(claims: &Map<String, Value>) {
+/// Refuse the verified token unless sessions are not required or the session it names is live
+/// (raises 28000 with the reason).
+pub fn check(entry: &Entry) {
     if !settings::REQUIRE_SESSION.get() {
         return;
     }
-    let sid = session_id(claims, str_of(&settings::SESSION_CLAIM)).unwrap_or_else(|e| errors::rejected(&e));
+    let sid = entry.sid().unwrap_or_else(|e| errors::rejected(e));
     let remembered = MEMO.with(|m| {
         let m = m.borrow();
         let m = m.as_ref().filter(|m| {
             m.lxid == local_xid() && m.settings_generation == settings::generation() && m.aborts == aborts()
         })?;
-        m.found.get(sid).map(|s| check_session(claims, s.as_ref(), now()))
+        m.found.get(sid).map(|s| check_session(entry.sub(), s.as_ref(), now()))
     });
     let verdict = remembered.unwrap_or_else(|| {
         let found = lookup(sid);
-        let verdict = check_session(claims, found.as_ref(), now());
+        let verdict = check_session(entry.sub(), found.as_ref(), now());
         remember(sid, found);
         verdict
     });
@@ -214,7 +215,7 @@ fn remember(sid: &str, found: Option<Session>) {
 pub fn explain(claims: &Map<String, Value>) -> Result<String, Error> {
     let sid = session_id(claims, str_of(&settings::SESSION_CLAIM))?;
     let found = lookup(sid);
-    check_session(claims, found.as_ref(), now())?;
+    check_session(claims.get("sub").and_then(Value::as_str), found.as_ref(), now())?;
     let until = found.and_then(|s| s.expires_at).map_or(String::new(), |at| {
         format!(" until {}", auth_jwt_core::error::iso8601(at.clamp(-1e15, 1e15).floor() as i64))
     });

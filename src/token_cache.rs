@@ -3,77 +3,103 @@
 //! An entry is served only while `now <= valid_until` (the token's `exp` plus leeway, capped by
 //! its key's grace period), and the whole cache is dropped when the key set or any trust
 //! setting changes (both are O(1) generation compares). Size is bounded by
-//! `auth_jwt.cache_size`: when full, expired entries go first, then the least recently used half.
+//! `auth_jwt.cache_size`: when full, each insert evicts one entry, chosen by the CLOCK
+//! approximation of least-recently-used (an entry used since the hand last passed gets a second
+//! chance; an expired one never does). One at a time, not in batches: dropping hundreds of
+//! entries at once (each a few dozen small allocations) overflowed malloc's per-size caches and
+//! cost every cold verification ~10% in allocator slow paths (bench/FINDINGS.md).
 //! Keys are hashed with FxHash rather than SipHash: only tokens that verified (signed by the
 //! issuer) are ever inserted, so an attacker cannot choose colliding keys, and hashing a 4 KB
 //! token must not cost microseconds.
 
 use crate::settings;
-use auth_jwt_core::{uuid_claim, UuidClaimError, Verified};
-use pgrx::pg_sys;
+use auth_jwt_core::{parse_payload, session_id, uuid_claim, Error, UuidClaimError, Verified};
 use rustc_hash::FxHashMap;
 use std::cell::{Cell, OnceCell, RefCell};
+use std::collections::VecDeque;
 use std::rc::Rc;
 
-/// A verified token and what the SQL functions derive from it, computed at most once.
+/// A verified token, reduced to what the SQL functions use. The parsed claims are dropped as
+/// soon as the entry is built, while they are hot and their few dozen allocations can go back
+/// in the order malloc reuses best; an entry is then a handful of allocations, cheap to evict.
+/// Every derived value depends on settings (uuid_claim, session_claim) whose change empties the
+/// cache, so computing them once here is exact.
 pub struct Entry {
-    pub verified: Verified,
     pub valid_until: i64,
+    /// The payload exactly as signed, for a jsonb asked for after the entry was built.
+    payload: String,
     jsonb: OnceCell<Box<[u8]>>,
-    uuid: OnceCell<Result<[u8; 16], UuidClaimError>>,
-    last_used: Cell<u64>,
+    uuid: Result<[u8; 16], UuidClaimError>,
+    sub: Option<Box<str>>,
+    /// The session id (`auth_jwt.session_claim`), or why the token names none.
+    sid: Result<Box<str>, Error>,
+    /// Served since the clock hand last passed it.
+    referenced: Cell<bool>,
 }
 
 impl Entry {
-    pub fn new(verified: Verified) -> Entry {
+    /// `with_jsonb`: build the claims' jsonb now, from the parsed claims in hand (jwt_verify and
+    /// jwt_claims want it; the uuid and sub functions do not).
+    pub fn new(verified: Verified, with_jsonb: bool) -> Entry {
+        let Verified { payload, claims, valid_until, .. } = verified;
+        let jsonb = OnceCell::new();
+        if with_jsonb {
+            let _ = jsonb.set(crate::jsonb::from_claims(&claims, &payload));
+        }
         Entry {
-            valid_until: verified.valid_until,
-            verified,
-            jsonb: OnceCell::new(),
-            uuid: OnceCell::new(),
-            last_used: Cell::new(0),
+            valid_until,
+            uuid: uuid_claim(&claims, settings::str_of(&settings::UUID_CLAIM)).map(|u| *u.as_bytes()),
+            sub: claims.get("sub").and_then(|v| v.as_str()).map(Into::into),
+            sid: session_id(&claims, settings::str_of(&settings::SESSION_CLAIM)).map(Into::into),
+            payload,
+            jsonb,
+            referenced: Cell::new(false),
         }
     }
 
-    /// The claims as a `jsonb` varlena, built once (see `jsonb`) and copied out of the memory
-    /// context it was built in.
+    /// The claims as a `jsonb` varlena (see `jsonb`). Built at most once; for an entry made
+    /// without it, from the payload parsed again.
     pub fn jsonb_bytes(&self) -> &[u8] {
         self.jsonb.get_or_init(|| {
-            let p = crate::jsonb::from_claims(&self.verified.claims, &self.verified.payload);
-            // SAFETY: a complete palloc'd varlena; copied, then freed.
-            unsafe {
-                let len = pgrx::varlena::varsize_any(p);
-                let bytes = std::slice::from_raw_parts(p as *const u8, len).to_vec().into_boxed_slice();
-                pg_sys::pfree(p.cast());
-                bytes
-            }
+            let claims = parse_payload(&self.payload).unwrap_or_else(|e| crate::errors::rejected(&e));
+            crate::jsonb::from_claims(&claims, &self.payload)
         })
     }
 
-    /// The user-id claim (name from `auth_jwt.uuid_claim`; any change of it empties the cache).
+    /// The user-id claim (name from `auth_jwt.uuid_claim`).
     pub fn uuid(&self) -> &Result<[u8; 16], UuidClaimError> {
-        self.uuid.get_or_init(|| {
-            uuid_claim(&self.verified.claims, settings::str_of(&settings::UUID_CLAIM)).map(|u| *u.as_bytes())
-        })
+        &self.uuid
+    }
+
+    /// The `sub` claim if it is a string (Better Auth's user id).
+    pub fn sub(&self) -> Option<&str> {
+        self.sub.as_deref()
+    }
+
+    /// The session id the token names, or why it names none.
+    pub fn sid(&self) -> Result<&str, &Error> {
+        self.sid.as_deref()
     }
 }
 
 struct Cache {
     map: FxHashMap<Rc<str>, Rc<Entry>>,
+    /// The clock: keys in insertion order, the hand at the front. It may also hold keys that
+    /// left the map (expired on lookup); those are skipped, and compacted away if they pile up.
+    clock: VecDeque<Rc<str>>,
     /// The last token served: a repeated token skips hashing (a memcmp instead).
     last: Option<(Rc<str>, Rc<Entry>)>,
     keys_generation: u64,
     settings_generation: u64,
-    tick: u64,
 }
 
 thread_local! {
     static CACHE: RefCell<Cache> = RefCell::new(Cache {
         map: FxHashMap::default(),
+        clock: VecDeque::new(),
         last: None,
         keys_generation: 0,
         settings_generation: 0,
-        tick: 0,
     });
 }
 
@@ -83,6 +109,7 @@ pub fn sync(keys_generation: u64, settings_generation: u64) {
         let mut c = c.borrow_mut();
         if c.keys_generation != keys_generation || c.settings_generation != settings_generation {
             c.map.clear();
+            c.clock.clear();
             c.last = None;
             c.keys_generation = keys_generation;
             c.settings_generation = settings_generation;
@@ -93,17 +120,15 @@ pub fn sync(keys_generation: u64, settings_generation: u64) {
 pub fn get(token: &str, now: i64) -> Option<Rc<Entry>> {
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
-        c.tick += 1;
-        let tick = c.tick;
         if let Some((t, e)) = &c.last {
             if **t == *token && now <= e.valid_until {
-                e.last_used.set(tick);
+                e.referenced.set(true);
                 return Some(e.clone());
             }
         }
         let hit = match c.map.get_key_value(token) {
             Some((k, e)) if now <= e.valid_until => {
-                e.last_used.set(tick);
+                e.referenced.set(true);
                 Some((k.clone(), e.clone()))
             }
             Some(_) => {
@@ -120,27 +145,51 @@ pub fn get(token: &str, now: i64) -> Option<Rc<Entry>> {
 
 pub fn put(token: &str, entry: Rc<Entry>, now: i64) {
     let cap = settings::CACHE_SIZE.get().max(0) as usize;
-    if cap == 0 {
-        return;
-    }
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
-        if c.map.len() >= cap {
-            c.map.retain(|_, e| now <= e.valid_until);
+        // Normally one eviction; a lowered cache_size takes effect in full at the next insert.
+        while c.map.len() >= cap.max(1) {
+            if !c.evict_one(now) {
+                break;
+            }
         }
-        if c.map.len() >= cap {
-            let mut ticks: Vec<u64> = c.map.values().map(|e| e.last_used.get()).collect();
-            let mid = ticks.len() / 2;
-            let (_, median, _) = ticks.select_nth_unstable(mid);
-            let median = *median;
-            c.map.retain(|_, e| e.last_used.get() > median);
+        if cap == 0 {
+            c.last = None;
+            return;
         }
-        c.tick += 1;
-        entry.last_used.set(c.tick);
+        if c.clock.len() > 2 * cap {
+            let Cache { clock, map, .. } = &mut *c;
+            clock.retain(|k| map.contains_key(k));
+        }
         let key: Rc<str> = token.into();
         c.last = Some((key.clone(), entry.clone()));
+        c.clock.push_back(key.clone());
         c.map.insert(key, entry);
     })
+}
+
+impl Cache {
+    /// Advance the hand until one entry is evicted; false if the map is empty.
+    fn evict_one(&mut self, now: i64) -> bool {
+        while let Some(key) = self.clock.pop_front() {
+            let Some(e) = self.map.get(&key) else { continue };
+            if e.referenced.get() && now <= e.valid_until {
+                e.referenced.set(false);
+                self.clock.push_back(key);
+                continue;
+            }
+            self.map.remove(&key);
+            if self.last.as_ref().is_some_and(|(k, _)| Rc::ptr_eq(k, &key)) {
+                self.last = None;
+            }
+            return true;
+        }
+        // Only reachable if the clock lost track of a key; start over rather than grow.
+        let had = !self.map.is_empty();
+        self.map.clear();
+        self.last = None;
+        had
+    }
 }
 
 pub fn len() -> usize {

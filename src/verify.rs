@@ -12,8 +12,14 @@ use crate::settings;
 use crate::stats;
 use crate::token_cache::{self, Entry};
 use auth_jwt_core::{token, verify_compact};
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+thread_local! {
+    /// Consecutive tokens from one signing key share their header segment (see HeaderMemo).
+    static HEADER_MEMO: RefCell<token::HeaderMemo> = RefCell::default();
+}
 
 /// Wall-clock Unix seconds at this moment (not the transaction start: a long transaction must
 /// not keep an expired token alive).
@@ -24,13 +30,14 @@ pub fn now() -> i64 {
 /// The verified entry for `token`, or an ERROR (28000 for a bad token or, when sessions are
 /// required, one whose session has ended; a configuration error for a database that is not set
 /// up). The token cache spans transactions; the session check never does (see `sessions`).
-pub fn verify(token: &str) -> Rc<Entry> {
-    let entry = verify_token(token);
-    sessions::check(&entry.verified.claims);
+/// `with_jsonb`: the caller returns the claims as jsonb (see `Entry::new`).
+pub fn verify(token: &str, with_jsonb: bool) -> Rc<Entry> {
+    let entry = verify_token(token, with_jsonb);
+    sessions::check(&entry);
     entry
 }
 
-fn verify_token(token: &str) -> Rc<Entry> {
+fn verify_token(token: &str, with_jsonb: bool) -> Rc<Entry> {
     let validation = settings::validation().unwrap_or_else(|e| errors::config(&e));
     let now = now();
     let fresh = key_source::fresh();
@@ -40,7 +47,9 @@ fn verify_token(token: &str) -> Rc<Entry> {
         }
     }
     // Structure and header first: a malformed token costs no key load.
-    let compact = token::parse(token, validation.max_token_size).unwrap_or_else(|e| errors::rejected(&e));
+    let compact = HEADER_MEMO
+        .with(|m| token::parse_with(token, validation.max_token_size, &mut m.borrow_mut()))
+        .unwrap_or_else(|e| errors::rejected(&e));
     let mut keys = key_source::current();
     if !fresh {
         // After a (re)load: the cache survives if the keys did not change.
@@ -55,9 +64,10 @@ fn verify_token(token: &str) -> Rc<Entry> {
             }
         }
     }
-    let verified = verify_compact(&compact, &keys, &validation, now).unwrap_or_else(|e| errors::rejected(&e));
-    stats::verified(compact.header.alg);
-    let entry = Rc::new(Entry::new(verified));
+    let alg = compact.header.alg;
+    let verified = verify_compact(compact, &keys, &validation, now).unwrap_or_else(|e| errors::rejected(&e));
+    stats::verified(alg);
+    let entry = Rc::new(Entry::new(verified, with_jsonb));
     token_cache::sync(key_source::generation(), settings::generation());
     token_cache::put(token, entry.clone(), now);
     entry

@@ -12,6 +12,9 @@
 //!   bench alg-raw N ALG                microseconds per verification with the crate's own API
 //!                                     (ed25519-dalek verify_strict, aws-lc-rs ParsedPublicKey),
 //!                                     key parsed once: "min median max" over 7 passes
+//!   bench alg-pair N ALG               "raw core": the crate's own verify and the core's whole path
+//!                                     (parse, verify, claims, jsonb) on the same N tokens, the best
+//!                                     of many short alternating passes each, in microseconds
 //!   bench sweep N                      raw verify_strict at 256 stack depths (0 to 4080 bytes deeper,
 //!                                     in 16-byte steps), best of 5 passes: "offset microseconds" per line, then
 //!                                     "min median max" (see bench/FINDINGS.md)
@@ -118,6 +121,33 @@ fn at_depth(shift: usize, f: &mut dyn FnMut()) {
     }
 }
 
+/// The crate's own verification for `alg` under `signer`'s public key, parsed once.
+fn raw_verifier(alg: Alg, signer: &signers::Signer) -> Box<RawVerify> {
+    let jwk: serde_json::Value = serde_json::from_str(&signer.public_jwk()).unwrap();
+    let part = |name: &str| b64::decode(jwk[name].as_str().unwrap()).unwrap();
+    use aws_lc_rs::signature as s;
+    match alg {
+        Alg::EdDSA => {
+            let vk = ed25519_dalek::VerifyingKey::from_bytes(&part("x").try_into().unwrap()).unwrap();
+            Box::new(move |m, sig| vk.verify_strict(m, &Signature::from_slice(sig).unwrap()).is_ok())
+        }
+        Alg::ES256 | Alg::ES512 => {
+            let point = [&[4u8][..], &part("x"), &part("y")].concat();
+            let a: &'static dyn s::VerificationAlgorithm =
+                if alg == Alg::ES256 { &s::ECDSA_P256_SHA256_FIXED } else { &s::ECDSA_P521_SHA512_FIXED };
+            let key = ParsedPublicKey::new(a, point).unwrap();
+            Box::new(move |m, sig| key.verify_sig(m, sig).is_ok())
+        }
+        Alg::RS256 | Alg::PS256 => {
+            let params = if alg == Alg::RS256 { &s::RSA_PKCS1_2048_8192_SHA256 } else { &s::RSA_PSS_2048_8192_SHA256 };
+            let (nn, e) = (part("n"), part("e"));
+            let key =
+                RsaPublicKeyComponents { n: nn.as_slice(), e: e.as_slice() }.to_parsed_public_key(params).unwrap();
+            Box::new(move |m, sig| key.verify_sig(m, sig).is_ok())
+        }
+    }
+}
+
 fn alg_arg(args: &[String]) -> Alg {
     args.get(2).and_then(|a| Alg::from_name(a)).expect("ALG: EdDSA, ES256, ES512, RS256 or PS256")
 }
@@ -213,31 +243,7 @@ fn main() {
                     (m.into_bytes(), sig)
                 })
                 .collect();
-            let jwk: serde_json::Value = serde_json::from_str(&signer.public_jwk()).unwrap();
-            let part = |name: &str| b64::decode(jwk[name].as_str().unwrap()).unwrap();
-            use aws_lc_rs::signature as s;
-            let verify: Box<RawVerify> = match alg {
-                Alg::EdDSA => {
-                    let vk = ed25519_dalek::VerifyingKey::from_bytes(&part("x").try_into().unwrap()).unwrap();
-                    Box::new(move |m, sig| vk.verify_strict(m, &Signature::from_slice(sig).unwrap()).is_ok())
-                }
-                Alg::ES256 | Alg::ES512 => {
-                    let point = [&[4u8][..], &part("x"), &part("y")].concat();
-                    let a: &'static dyn s::VerificationAlgorithm =
-                        if alg == Alg::ES256 { &s::ECDSA_P256_SHA256_FIXED } else { &s::ECDSA_P521_SHA512_FIXED };
-                    let key = ParsedPublicKey::new(a, point).unwrap();
-                    Box::new(move |m, sig| key.verify_sig(m, sig).is_ok())
-                }
-                Alg::RS256 | Alg::PS256 => {
-                    let params =
-                        if alg == Alg::RS256 { &s::RSA_PKCS1_2048_8192_SHA256 } else { &s::RSA_PSS_2048_8192_SHA256 };
-                    let (nn, e) = (part("n"), part("e"));
-                    let key = RsaPublicKeyComponents { n: nn.as_slice(), e: e.as_slice() }
-                        .to_parsed_public_key(params)
-                        .unwrap();
-                    Box::new(move |m, sig| key.verify_sig(m, sig).is_ok())
-                }
-            };
+            let verify = raw_verifier(alg, &signer);
             println!(
                 "{}",
                 passes(n, || {
@@ -246,6 +252,61 @@ fn main() {
                     }
                 })
             );
+        }
+        Some("alg-pair") => {
+            // The crate's own verify and the whole core path (parse, verify, claims, jsonb) on
+            // the same tokens, passes alternating so both see the same machine: "raw core" in µs,
+            // each the best of 11 passes.
+            let (n, alg) = (arg(1, 1000), alg_arg(&args));
+            let signer = signers::Signer::new(alg, 1);
+            let t = now();
+            let toks: Vec<String> = (0..n as u64)
+                .map(|i| {
+                    let input = format!(
+                        "{}.{}",
+                        b64::encode(format!(r#"{{"alg":"{alg}","kid":"k1"}}"#).as_bytes()),
+                        b64::encode(claims(i, i % 1000, t, 0).as_bytes())
+                    );
+                    format!("{input}.{}", b64::encode(&signer.sign(input.as_bytes())))
+                })
+                .collect();
+            let msgs: Vec<(&[u8], Vec<u8>)> = toks
+                .iter()
+                .map(|tok| {
+                    let (input, sig) = tok.rsplit_once('.').unwrap();
+                    (input.as_bytes(), b64::decode(sig).unwrap())
+                })
+                .collect();
+            let verify = raw_verifier(alg, &signer);
+            let jwk = signer.public_jwk();
+            let name = alg.to_string();
+            let keys = KeySet::from_rows([KeyRow {
+                id: "k1",
+                public_key: &jwk,
+                expires_at: None,
+                alg: Some(&name),
+                crv: None,
+            }]);
+            let v = Validation::for_origin(ISS);
+            // Many short alternating passes, the best of each: a noisy machine's bursts only add
+            // time, and with short passes some of them land between bursts.
+            let (mut raw, mut core) = (f64::MAX, f64::MAX);
+            let chunk = 100.min(n);
+            for pass in 0..(20 * n / chunk).max(50) {
+                let at = (pass * chunk) % (n - chunk + 1);
+                let s = Instant::now();
+                for (m, sig) in &msgs[at..at + chunk] {
+                    assert!(black_box(verify(black_box(m), black_box(sig))));
+                }
+                raw = raw.min(s.elapsed().as_secs_f64() * 1e6 / chunk as f64);
+                let s = Instant::now();
+                for tok in &toks[at..at + chunk] {
+                    let verified = auth_jwt_core::verify(black_box(tok), &keys, &v, t as i64).unwrap();
+                    black_box(auth_jwt_core::jsonb::encode(&verified.claims));
+                }
+                core = core.min(s.elapsed().as_secs_f64() * 1e6 / chunk as f64);
+            }
+            println!("{raw:.2} {core:.2}");
         }
         #[cfg(target_arch = "x86_64")]
         Some("sweep") => {

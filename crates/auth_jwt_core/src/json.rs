@@ -9,15 +9,23 @@
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
+use std::cell::Cell;
 use std::fmt;
 
 /// Parse `bytes` as one JSON object, strictly. The error is a short human reason.
 pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, String> {
+    parse_object_noting_fractions(bytes).map(|(map, _)| map)
+}
+
+/// [`parse_object`], and whether any number was read as a float (a fraction, an exponent, or
+/// an integer beyond u64): only those can fail [`check_numeric_scale`].
+pub fn parse_object_noting_fractions(bytes: &[u8]) -> Result<(Map<String, Value>, bool), String> {
+    let floats = Cell::new(false);
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = StrictValue.deserialize(&mut de).map_err(describe)?;
+    let value = StrictValue(&floats).deserialize(&mut de).map_err(describe)?;
     de.end().map_err(describe)?;
     match value {
-        Value::Object(map) => Ok(map),
+        Value::Object(map) => Ok((map, floats.get())),
         other => Err(format!("is {}, not a JSON object", a_type(&other))),
     }
 }
@@ -94,9 +102,10 @@ fn describe(e: serde_json::Error) -> String {
     format!("is not valid JSON ({e})")
 }
 
-struct StrictValue;
+/// Set when a number is read as a float.
+struct StrictValue<'a>(&'a Cell<bool>);
 
-impl<'de> DeserializeSeed<'de> for StrictValue {
+impl<'de> DeserializeSeed<'de> for StrictValue<'_> {
     type Value = Value;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
@@ -112,7 +121,7 @@ fn check_nul<E: de::Error>(s: &str) -> Result<(), E> {
     }
 }
 
-impl<'de> Visitor<'de> for StrictValue {
+impl<'de> Visitor<'de> for StrictValue<'_> {
     type Value = Value;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -132,6 +141,7 @@ impl<'de> Visitor<'de> for StrictValue {
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        self.0.set(true);
         Number::from_f64(v).map(Value::Number).ok_or_else(|| E::custom("a number is not finite"))
     }
 
@@ -155,7 +165,7 @@ impl<'de> Visitor<'de> for StrictValue {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut out = Vec::new();
-        while let Some(v) = seq.next_element_seed(StrictValue)? {
+        while let Some(v) = seq.next_element_seed(StrictValue(self.0))? {
             out.push(v);
         }
         Ok(Value::Array(out))
@@ -165,14 +175,17 @@ impl<'de> Visitor<'de> for StrictValue {
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
             check_nul(&key)?;
-            if out.contains_key(&key) {
-                return Err(de::Error::custom(format_args!(
-                    "duplicate member \"{}\"",
-                    crate::error::printable(&key, 64)
-                )));
+            match out.entry(key) {
+                serde_json::map::Entry::Occupied(e) => {
+                    return Err(de::Error::custom(format_args!(
+                        "duplicate member \"{}\"",
+                        crate::error::printable(e.key(), 64)
+                    )));
+                }
+                serde_json::map::Entry::Vacant(e) => {
+                    e.insert(map.next_value_seed(StrictValue(self.0))?);
+                }
             }
-            let v = map.next_value_seed(StrictValue)?;
-            out.insert(key, v);
         }
         Ok(Value::Object(out))
     }

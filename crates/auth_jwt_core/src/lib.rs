@@ -12,6 +12,7 @@ pub mod claims;
 pub mod error;
 pub mod explain;
 pub mod json;
+pub mod jsonb;
 pub mod jwks;
 pub mod keys;
 pub mod session;
@@ -42,20 +43,21 @@ pub struct Verified {
 
 /// Verify `token` against `keys` at `now` (Unix seconds).
 pub fn verify(token: &str, keys: &KeySet, v: &Validation, now: i64) -> Result<Verified, Error> {
-    verify_compact(&token::parse(token, v.max_token_size)?, keys, v, now)
+    verify_compact(token::parse(token, v.max_token_size)?, keys, v, now)
 }
 
 /// The rest of [`verify`] for a token already split by [`token::parse`] (the extension looks at
 /// the `kid` in between to decide whether its key cache must be reloaded).
-pub fn verify_compact(c: &Compact<'_>, keys: &KeySet, v: &Validation, now: i64) -> Result<Verified, Error> {
+pub fn verify_compact(c: Compact<'_>, keys: &KeySet, v: &Validation, now: i64) -> Result<Verified, Error> {
     let (key, key_until) = keys.select(c.header.kid.as_deref(), c.header.alg, now, v.key_grace_period)?;
-    verify_signature(c, key)?;
-    let payload = decode_payload(c)?;
+    verify_signature(&c, key)?;
+    let kid = c.header.kid;
+    let payload = decode_payload(c.payload)?;
     let claims = parse_payload(&payload)?;
     let times = claims::validate(&claims, v, now)?;
     let token_until = claims::last_valid_second(times.exp, v.leeway);
     let valid_until = key_until.map_or(token_until, |k| k.min(token_until));
-    Ok(Verified { kid: c.header.kid.clone(), payload, claims, times, valid_until })
+    Ok(Verified { kid, payload, claims, times, valid_until })
 }
 
 /// The signature over the signing input, under the key selected for the token's algorithm
@@ -66,13 +68,16 @@ pub fn verify_signature(c: &Compact<'_>, key: &PublicKey) -> Result<(), Error> {
 
 /// The payload as a strict JSON object whose numbers all fit jsonb.
 pub fn parse_payload(payload: &str) -> Result<Map<String, Value>, Error> {
-    let claims = json::parse_object(payload.as_bytes()).map_err(|e| Error::malformed(Part::Payload, e))?;
-    json::check_numeric_scale(payload.as_bytes()).map_err(|e| Error::malformed(Part::Payload, e))?;
+    let (claims, floats) =
+        json::parse_object_noting_fractions(payload.as_bytes()).map_err(|e| Error::malformed(Part::Payload, e))?;
+    if floats {
+        json::check_numeric_scale(payload.as_bytes()).map_err(|e| Error::malformed(Part::Payload, e))?;
+    }
     Ok(claims)
 }
 
-fn decode_payload(c: &Compact<'_>) -> Result<String, Error> {
-    String::from_utf8(c.payload.clone()).map_err(|e| {
+fn decode_payload(payload: Vec<u8>) -> Result<String, Error> {
+    String::from_utf8(payload).map_err(|e| {
         Error::malformed(Part::Payload, format!("is not UTF-8 (at byte {})", e.utf8_error().valid_up_to()))
     })
 }
@@ -126,6 +131,20 @@ mod tests {
             "",
         ] {
             assert_eq!(uuid_claim(&m(json!(bad)), "uuid"), Err(UuidClaimError::NotCanonical), "{bad}");
+        }
+    }
+
+    #[test]
+    fn payload_numbers_must_fit_jsonb_whichever_form_they_take() {
+        // The scale check runs only when a number was read as a float; every float form is one.
+        for bad in [r#"{"a":1e-20000}"#, r#"{"a":[{"b":0E-16384}]}"#, r#"{"a":1e-99999999999999999999999}"#] {
+            let e = parse_payload(bad).unwrap_err();
+            assert!(e.detail().contains("digits after the decimal point"), "{bad}: {e}");
+        }
+        let long = format!(r#"{{"a":0.{}1}}"#, "0".repeat(16383));
+        assert!(parse_payload(&long).is_err());
+        for ok in [r#"{"a":1,"b":-0,"c":"1e-20000"}"#, r#"{"a":123456789012345678901234567890}"#, r#"{"a":1.5e-300}"#] {
+            assert!(parse_payload(ok).is_ok(), "{ok}");
         }
     }
 }

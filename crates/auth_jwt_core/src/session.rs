@@ -37,16 +37,16 @@ pub fn session_id<'a>(claims: &'a Map<String, Value>, claim: &str) -> Result<&'a
 }
 
 /// Whether the session a lookup found (None: no row with that id) lets the token through at
-/// `now` (Unix seconds, fractional): it exists, belongs to the token's `sub`, and has not expired
-/// (as Better Auth decides: live while `now` is before `expiresAt`).
-pub fn check_session(claims: &Map<String, Value>, found: Option<&Session>, now: f64) -> Result<(), Error> {
+/// `now` (Unix seconds, fractional): it exists, belongs to the token's `sub` (the claim if it is
+/// a string), and has not expired (as Better Auth decides: live while `now` is before `expiresAt`).
+pub fn check_session(sub: Option<&str>, found: Option<&Session>, now: f64) -> Result<(), Error> {
     let Some(session) = found else {
         return Err(Error::new(
             ErrorKind::SessionEnded,
             "no session has the id the token names: the user signed out, or the session was revoked or deleted",
         ));
     };
-    match (claims.get("sub").and_then(Value::as_str), session.user_id.as_deref()) {
+    match (sub, session.user_id.as_deref()) {
         (Some(sub), Some(user)) if sub == user => {}
         (None, _) => return Err(Error::new(ErrorKind::SessionMismatch, "the token has no sub claim to compare")),
         (Some(_), None) => {
@@ -78,6 +78,10 @@ mod tests {
         v.as_object().cloned().unwrap()
     }
 
+    fn sub(c: &Map<String, Value>) -> Option<&str> {
+        c.get("sub").and_then(Value::as_str)
+    }
+
     fn live(user: &str) -> Session {
         Session { user_id: Some(user.into()), expires_at: Some(2_000_000_000.0) }
     }
@@ -96,26 +100,26 @@ mod tests {
     #[test]
     fn a_live_session_of_the_same_user_passes() {
         let c = claims(json!({ "sub": "u1", "sid": "s1" }));
-        assert_eq!(check_session(&c, Some(&live("u1")), 1_900_000_000.0), Ok(()));
+        assert_eq!(check_session(sub(&c), Some(&live("u1")), 1_900_000_000.0), Ok(()));
     }
 
     #[test]
     fn ended_expired_and_foreign_sessions_are_refused() {
         let c = claims(json!({ "sub": "u1", "sid": "s1" }));
-        let kind = |s: Option<&Session>, now: f64| check_session(&c, s, now).unwrap_err().kind();
+        let kind = |s: Option<&Session>, now: f64| check_session(sub(&c), s, now).unwrap_err().kind();
         assert_eq!(kind(None, 0.0), ErrorKind::SessionEnded);
         assert_eq!(kind(Some(&live("u2")), 0.0), ErrorKind::SessionMismatch);
         assert_eq!(kind(Some(&Session { user_id: None, ..live("u1") }), 0.0), ErrorKind::SessionMismatch);
         assert_eq!(
-            check_session(&claims(json!({ "sid": "s1" })), Some(&live("u1")), 0.0).unwrap_err().kind(),
+            check_session(sub(&claims(json!({ "sid": "s1" }))), Some(&live("u1")), 0.0).unwrap_err().kind(),
             ErrorKind::SessionMismatch
         );
         // Expiry is exact, with no leeway: the same clock wrote and reads it.
         assert_eq!(kind(Some(&live("u1")), 2_000_000_000.0), ErrorKind::SessionExpired);
-        assert_eq!(check_session(&c, Some(&live("u1")), 1_999_999_999.999), Ok(()));
+        assert_eq!(check_session(sub(&c), Some(&live("u1")), 1_999_999_999.999), Ok(()));
         assert_eq!(kind(Some(&Session { expires_at: None, ..live("u1") }), 0.0), ErrorKind::SessionExpired);
         assert_eq!(
-            check_session(&c, Some(&live("u1")), 2_000_000_001.0).unwrap_err().detail(),
+            check_session(sub(&c), Some(&live("u1")), 2_000_000_001.0).unwrap_err().detail(),
             "the session expired at 2033-05-18T03:33:20Z"
         );
     }
@@ -124,6 +128,6 @@ mod tests {
     fn a_foreign_user_is_refused_before_expiry_is_looked_at() {
         let c = claims(json!({ "sub": "u1", "sid": "s1" }));
         let expired_foreign = Session { user_id: Some("u2".into()), expires_at: Some(1.0) };
-        assert_eq!(check_session(&c, Some(&expired_foreign), 5.0).unwrap_err().kind(), ErrorKind::SessionMismatch);
+        assert_eq!(check_session(sub(&c), Some(&expired_foreign), 5.0).unwrap_err().kind(), ErrorKind::SessionMismatch);
     }
 }

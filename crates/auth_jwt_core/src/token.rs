@@ -33,8 +33,19 @@ pub struct Compact<'a> {
     pub signature: Vec<u8>,
 }
 
+/// The last protected header parsed, by its encoded segment. Better Auth signs with one key at a
+/// time, so consecutive tokens nearly always carry the same first segment byte for byte; the
+/// header is a pure function of those bytes, so reusing the result is exact.
+#[derive(Debug, Default)]
+pub struct HeaderMemo(Option<(Box<str>, Header)>);
+
 /// Split and decode `token`. `max_size` is checked first, before any other work.
 pub fn parse(token: &str, max_size: usize) -> Result<Compact<'_>, Error> {
+    parse_with(token, max_size, &mut HeaderMemo::default())
+}
+
+/// [`parse`], reusing the header from `memo` when the first segment is the one parsed last.
+pub fn parse_with<'a>(token: &'a str, max_size: usize, memo: &mut HeaderMemo) -> Result<Compact<'a>, Error> {
     if token.len() > max_size {
         return Err(Error::malformed(
             Part::Token,
@@ -69,7 +80,14 @@ pub fn parse(token: &str, max_size: usize) -> Result<Compact<'_>, Error> {
         };
         return Err(Error::malformed(part, "is empty"));
     }
-    let header = parse_header(h)?;
+    let header = match &memo.0 {
+        Some((segment, header)) if **segment == *h => header.clone(),
+        _ => {
+            let header = parse_header(h)?;
+            memo.0 = Some((h.into(), header.clone()));
+            header
+        }
+    };
     let payload = b64::decode(p).map_err(|e| Error::malformed(Part::Payload, e))?;
     let signature = b64::decode(s).map_err(|e| Error::malformed(Part::Signature, e))?;
     if let Some(len) = header.alg.signature_len().filter(|len| *len != signature.len()) {
@@ -152,6 +170,31 @@ mod tests {
         assert_eq!(c.header.kid.as_deref(), Some("sYSuBKRL0FQJT8vj2sY9i6ZiGHLcG8OK"));
         assert_eq!(c.signing_input, t.rsplit_once('.').unwrap().0.as_bytes());
         assert!(parse(&tok(r#"{"alg":"Ed25519","typ":"JWT"}"#), 16384).is_ok());
+    }
+
+    #[test]
+    fn the_header_memo_never_changes_a_verdict() {
+        // A sequence mixing repeats, near-repeats and bad headers: with one memo throughout,
+        // every result equals a fresh parse.
+        let headers = [
+            r#"{"alg":"EdDSA","kid":"k1"}"#,
+            r#"{"alg":"EdDSA","kid":"k1"}"#,
+            r#"{"alg":"EdDSA","kid":"k2"}"#,
+            r#"{"alg":"none","kid":"k2"}"#,
+            r#"{"alg":"EdDSA","kid":"k2"}"#,
+            r#"{"alg":"EdDSA","kid":"k2","jwk":{}}"#,
+            r#"{"alg":"EdDSA","kid":"k2"}"#,
+            r#"{"alg":"RS256","kid":"k2"}"#,
+        ];
+        let mut memo = HeaderMemo::default();
+        for h in headers {
+            let t = tok(h);
+            let fresh = parse(&t, 16384).map(|c| c.header).map_err(|e| e.to_string());
+            let memoised = parse_with(&t, 16384, &mut memo).map(|c| c.header).map_err(|e| e.to_string());
+            assert_eq!(memoised, fresh, "{h}");
+        }
+        // A refused header leaves the memo as it was.
+        assert_eq!(memo.0.as_ref().map(|(_, h)| h.alg), Some(Alg::RS256));
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! Seeds: the committed corpus in fuzz/corpus/ plus freshly signed valid tokens; mutations:
 //! byte replacements, insertions, deletions, segment swaps and truncations. Properties: no
 //! panic on any input; nothing but the exact signed token verifies; jwt_explain agrees with
-//! verify; a token that verifies satisfies every claim rule.
+//! verify; a token that verifies satisfies every claim rule; the jsonb writer's output reads back,
+//! as PostgreSQL reads it, to the claims it was given.
 //!
 //! Cases per property: AUTH_JWT_FUZZ_CASES (default 10000), so scripts/test stays bounded; run
 //! longer with e.g. `AUTH_JWT_FUZZ_CASES=200000 cargo test --release -p auth_jwt_core --test fuzz`.
@@ -214,6 +215,141 @@ fn arbitrary_key_rows_never_panic() {
                 crv: crv.as_deref(),
             });
             let _ = k.status(NOW, 10);
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// A reader of jsonb's binary format, as PostgreSQL reads it (jsonb_util.c: getJsonbOffset and
+/// fillJsonbValue): a value's end is its own offset where the JEntry has one, else the previous
+/// end plus its length; numerics and containers start at the next 4-byte boundary.
+mod jsonb_reader {
+    use serde_json::{Map, Value};
+
+    fn u32_at(b: &[u8], at: usize) -> u32 {
+        u32::from_ne_bytes(b[at..at + 4].try_into().unwrap())
+    }
+
+    pub fn read(b: &[u8]) -> Value {
+        assert_eq!((u32_at(b, 0) >> 2) as usize, b.len(), "varlena size");
+        let (v, end) = container(b, 4);
+        assert_eq!(end, b.len(), "the root container fills the datum");
+        v
+    }
+
+    /// The container whose header is at `at`; returns it and where its data ends.
+    fn container(b: &[u8], at: usize) -> (Value, usize) {
+        assert_eq!(at % 4, 0, "containers are 4-byte aligned");
+        let header = u32_at(b, at);
+        let count = (header & 0x0FFF_FFFF) as usize;
+        let object = header & 0x2000_0000 != 0;
+        assert!(object ^ (header & 0x4000_0000 != 0), "exactly one of object and array");
+        let n = if object { 2 * count } else { count };
+        let base = at + 4 + 4 * n;
+        let mut ends = Vec::with_capacity(n);
+        let mut values = Vec::with_capacity(n);
+        for i in 0..n {
+            let entry = u32_at(b, at + 4 + 4 * i);
+            let start = if i == 0 { 0 } else { ends[i - 1] };
+            let end = if entry & 0x8000_0000 != 0 {
+                assert_eq!(i % 32, 0, "offsets only at every 32nd entry");
+                (entry & 0x0FFF_FFFF) as usize
+            } else {
+                assert_ne!(i % 32, 0, "every 32nd entry is an offset");
+                start + (entry & 0x0FFF_FFFF) as usize
+            };
+            ends.push(end);
+            let data = &b[base + start..base + end];
+            let aligned = (base + start).next_multiple_of(4);
+            values.push(match entry & 0x7000_0000 {
+                0x0000_0000 => Value::String(std::str::from_utf8(data).unwrap().to_owned()),
+                0x1000_0000 => numeric(&b[aligned..base + end]),
+                0x2000_0000 => Value::Bool(false),
+                0x3000_0000 => Value::Bool(true),
+                0x4000_0000 => Value::Null,
+                0x5000_0000 => {
+                    let (v, inner_end) = container(b, aligned);
+                    assert_eq!(inner_end, base + end, "a nested container's length");
+                    v
+                }
+                t => panic!("JEntry type {t:#x}"),
+            });
+        }
+        let end = base + ends.last().copied().unwrap_or(0);
+        if !object {
+            return (Value::Array(values), end);
+        }
+        let (keys, vals) = values.split_at(count);
+        let mut map = Map::new();
+        let mut previous: Option<&str> = None;
+        for (k, v) in keys.iter().zip(vals) {
+            let k = k.as_str().expect("keys are strings");
+            if let Some(p) = previous {
+                assert!((p.len(), p.as_bytes()) < (k.len(), k.as_bytes()), "keys sorted by length, then bytes");
+            }
+            previous = Some(k);
+            map.insert(k.to_owned(), v.clone());
+        }
+        (Value::Object(map), end)
+    }
+
+    fn numeric(b: &[u8]) -> Value {
+        assert_eq!((u32_at(b, 0) >> 2) as usize, b.len(), "numeric varlena size");
+        let header = u16::from_ne_bytes([b[4], b[5]]);
+        assert_eq!(header & 0xC000, 0x8000, "short numeric");
+        assert_eq!(header & 0x1F80, 0, "dscale 0");
+        let mut weight = (header & 0x3F) as i32;
+        if header & 0x40 != 0 {
+            weight -= 64;
+        }
+        let digits: Vec<i128> = b[6..].chunks(2).map(|c| u16::from_ne_bytes([c[0], c[1]]) as i128).collect();
+        assert!(digits.last() != Some(&0), "trailing zero digits stripped");
+        let mut v: i128 = 0;
+        for (i, d) in digits.iter().enumerate() {
+            assert!(*d < 10_000);
+            v += d * 10_000i128.pow((weight - i as i32) as u32);
+        }
+        if header & 0x2000 != 0 {
+            v = -v;
+        }
+        Value::from(i64::try_from(v).unwrap())
+    }
+}
+
+/// The jsonb writer's output reads back, as PostgreSQL reads it, to the claims it was given;
+/// a float anywhere makes it decline (the payload then goes to jsonb_in).
+#[test]
+fn jsonb_reads_back_as_the_claims() {
+    let key = prop_oneof!["[a-z]{1,3}", "[ -~\u{e9}\u{1F600}]{0,40}"];
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        (-20_000i64..20_000).prop_map(|i| Value::from(i * 10_000)),
+        "[ -~\u{e9}\u{1F600}]{0,12}".prop_map(Value::from),
+    ];
+    // Nested containers up to 36 entries (an array past its 32nd element stores an offset too).
+    let value = leaf.prop_recursive(3, 40, 36, |inner| {
+        prop_oneof![
+            3 => proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+            1 => proptest::collection::vec(inner.clone(), 30..36).prop_map(Value::from),
+            3 => proptest::collection::btree_map("[a-z]{1,4}", inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    });
+    // Up to 40 members: past the 32 JEntries at which the first stored offset is due.
+    let claims = (proptest::collection::btree_map(key, value, 0..40), any::<bool>());
+    TestRunner::new(Config { cases: cases() / 10, failure_persistence: None, ..Config::default() })
+        .run(&claims, |(m, with_float)| {
+            let mut m: serde_json::Map<String, Value> = m.into_iter().collect();
+            let expected = Value::Object(m.clone());
+            if with_float {
+                m.insert("f".into(), json!([1, {"x": 1.5}]));
+                prop_assert!(auth_jwt_core::jsonb::encode(&m).is_none());
+            } else {
+                let bytes = auth_jwt_core::jsonb::encode(&m).unwrap();
+                prop_assert_eq!(jsonb_reader::read(&bytes), expected);
+            }
             Ok(())
         })
         .unwrap();

@@ -127,7 +127,17 @@ export async function createWorld() {
     warnings,
     async close() {
       await Promise.all(pools.map((p) => p.end()));
-      await asAdmin("postgres", (c) => c.query(`drop database if exists ${name} with (force)`));
+      // pool.end() resolves before its clients' connections have closed. Dropping WITH (FORCE)
+      // at once could terminate one mid-goodbye: an error no listener handles, which fails the
+      // test run. Wait (up to 5 s) until they are gone; FORCE is then only a last resort.
+      await asAdmin("postgres", async (c) => {
+        for (let i = 0; i < 100; i++) {
+          const { rows } = await c.query("select count(*)::int as n from pg_stat_activity where datname = $1", [name]);
+          if (rows[0].n === 0) break;
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        await c.query(`drop database if exists ${name} with (force)`);
+      });
     },
   };
 }
