@@ -316,6 +316,7 @@ def rls():
 
 
 DEPTHS = range(16)
+DEPTH_RUNS = 3 * RUNS
 DEPTH_FN = """CREATE OR REPLACE FUNCTION bench_depth(d int, lo int, hi int, verify bool) RETURNS int LANGUAGE plpgsql AS $$
 DECLARE t text;
 BEGIN
@@ -330,9 +331,10 @@ END $$"""
 def per_depth(port):
     """Cold jwt_verify per call from PERFORM inside a PL/pgSQL function called d levels deep
     (d = 0: the PERFORM loop itself), loop cost subtracted; and from one SQL statement. Each is
-    the best of RUNS runs: noise from other tenants only adds time, while a depth that is slow
-    by construction (a misaligned spill) is slow in every run."""
-    n = N_COLD // 5
+    the best of DEPTH_RUNS short runs: noise from other tenants only adds time and comes in
+    bursts that can outlast a long run, while a depth that is slow by construction (a misaligned
+    spill) is slow in every run."""
+    n = N_COLD // 20
     with conn(port=port) as c:
         c.execute("TRUNCATE tok")
         stream_tokens(c, "tok", n + 1)
@@ -341,7 +343,7 @@ def per_depth(port):
     # Runs outside, depths inside: a burst of noise then hits one run of a few depths, and the
     # best of RUNS per depth leaves it out.
     best = {d: float("inf") for d in DEPTHS}
-    for _ in range(RUNS):
+    for _ in range(DEPTH_RUNS):
         for d in DEPTHS:
             with conn(port=port) as c:  # a new backend: empty token cache
                 c.execute("SELECT auth_jwt.jwt_verify(tok) FROM tok WHERE n = 0")
@@ -349,7 +351,7 @@ def per_depth(port):
                 t = time.perf_counter(); c.execute("SELECT bench_depth(%s, 1, %s, true)", (d, n + 1)); f = time.perf_counter() - t
                 best[d] = min(best[d], (f - b) * 1e6 / n)
     samples = []
-    for _ in range(RUNS):
+    for _ in range(DEPTH_RUNS):
         with conn(port=port) as c:
             c.execute("SELECT auth_jwt.jwt_verify(tok) FROM tok WHERE n = 0")
             t = time.perf_counter(); c.execute("SELECT count(octet_length(tok)) FROM tok WHERE n > 0").fetchone(); b = time.perf_counter() - t
@@ -365,15 +367,15 @@ def call_depth():
         builds.append(("no frame pointers (before)", NOFP_PORT, NOFP_BENCH))
     summary = {}
     for label, port, binary in builds:
-        lines = bench_out("sweep", 300, binary=binary).split("\n")
+        lines = bench_out("sweep", 200, binary=binary).split("\n")
         sweep = [float(l.split()[1]) for l in lines if len(l.split()) == 2]
         raw_min, raw_med, raw_max = (float(x) for x in lines[-2].split())
         over = sum(1 for x in sweep if x > raw_med * 1.10)
-        record("depth", f"{label}: raw verify_strict at 256 stack offsets (best of 5 each), over offsets", sweep)
+        record("depth", f"{label}: raw verify_strict at 256 stack offsets (best of 9 each), over offsets", sweep)
         depths, statement = per_depth(port)
         vals = list(depths.values())
-        record("depth", f"{label}: jwt_verify from PL/pgSQL at depths 0-15 (best of {RUNS} per depth), over depths", vals)
-        record("depth", f"{label}: jwt_verify in one statement (best of {RUNS})", [statement])
+        record("depth", f"{label}: jwt_verify from PL/pgSQL at depths 0-15 (best of {DEPTH_RUNS} per depth), over depths", vals)
+        record("depth", f"{label}: jwt_verify in one statement (best of {DEPTH_RUNS})", [statement])
         summary[label] = (raw_med, raw_max, over, min(vals), statistics.median(vals), max(vals), statement)
         notes.append(
             f"Call depth, {label}: raw verify_strict {raw_min:.1f}-{raw_max:.1f} µs over 256 stack offsets "

@@ -99,6 +99,16 @@ pub fn configured_relation(code: PgSqlErrorCode, message: String, detail: String
     raise(code, message, detail, hint.to_owned())
 }
 
+/// The database is not UTF-8: claims (UTF-8 by RFC 8259) would reach SQL as mojibake.
+pub fn database_not_utf8(encoding: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        "auth_jwt needs a UTF-8 database".into(),
+        format!("This database's encoding is {encoding}. Token claims are UTF-8, and auth_jwt hands their strings to SQL as they are."),
+        "Use a database created with ENCODING 'UTF8' (CREATE DATABASE ... ENCODING 'UTF8' TEMPLATE template0) for the tables auth_jwt protects.".into(),
+    )
+}
+
 /// No usable keys from `auth_jwt.jwks_url`: the endpoint failed and the last good document (if
 /// any) is older than `auth_jwt.jwks_stale_if_error`. Not 28000: the token was not looked at.
 pub fn jwks_unavailable(host: &str, detail: String) -> ! {

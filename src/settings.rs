@@ -280,7 +280,7 @@ fn define() {
         GucRegistry::define_int_guc_with_hooks(
             c"auth_jwt.cache_size",
             c"Verified tokens remembered per backend (0 disables the cache).",
-            c"Each entry holds one token and its claims; memory is bounded by this times the token size.",
+            c"Each entry holds one token and its claims (as jsonb, or the payload text until asked for): about twice the token size.",
             &CACHE_SIZE,
             0,
             1_000_000,

@@ -26,8 +26,8 @@ use std::rc::Rc;
 /// cache, so computing them once here is exact.
 pub struct Entry {
     pub valid_until: i64,
-    /// The payload exactly as signed, for a jsonb asked for after the entry was built.
-    payload: String,
+    /// The payload exactly as signed, kept only while the jsonb has not been built from it.
+    payload: RefCell<Option<String>>,
     jsonb: OnceCell<Box<[u8]>>,
     uuid: Result<[u8; 16], UuidClaimError>,
     sub: Option<Box<str>>,
@@ -43,26 +43,35 @@ impl Entry {
     pub fn new(verified: Verified, with_jsonb: bool) -> Entry {
         let Verified { payload, claims, valid_until, .. } = verified;
         let jsonb = OnceCell::new();
-        if with_jsonb {
+        let payload = if with_jsonb {
             let _ = jsonb.set(crate::jsonb::from_claims(&claims, &payload));
-        }
+            None
+        } else {
+            Some(payload)
+        };
         Entry {
             valid_until,
             uuid: uuid_claim(&claims, settings::str_of(&settings::UUID_CLAIM)).map(|u| *u.as_bytes()),
             sub: claims.get("sub").and_then(|v| v.as_str()).map(Into::into),
             sid: session_id(&claims, settings::str_of(&settings::SESSION_CLAIM)).map(Into::into),
-            payload,
+            payload: RefCell::new(payload),
             jsonb,
             referenced: Cell::new(false),
         }
     }
 
     /// The claims as a `jsonb` varlena (see `jsonb`). Built at most once; for an entry made
-    /// without it, from the payload parsed again.
+    /// without it, from the payload parsed again, which is then dropped.
     pub fn jsonb_bytes(&self) -> &[u8] {
         self.jsonb.get_or_init(|| {
-            let claims = parse_payload(&self.payload).unwrap_or_else(|e| crate::errors::rejected(&e));
-            crate::jsonb::from_claims(&claims, &self.payload)
+            let bytes = {
+                let payload = self.payload.borrow();
+                let payload = payload.as_deref().unwrap_or_default();
+                let claims = parse_payload(payload).unwrap_or_else(|e| crate::errors::rejected(&e));
+                crate::jsonb::from_claims(&claims, payload)
+            };
+            self.payload.borrow_mut().take();
+            bytes
         })
     }
 
@@ -85,7 +94,7 @@ impl Entry {
 struct Cache {
     map: FxHashMap<Rc<str>, Rc<Entry>>,
     /// The clock: keys in insertion order, the hand at the front. It may also hold keys that
-    /// left the map (expired on lookup); those are skipped, and compacted away if they pile up.
+    /// left the map (expired on lookup); those are skipped, and compacted away (`compact_clock`).
     clock: VecDeque<Rc<str>>,
     /// The last token served: a repeated token skips hashing (a memcmp instead).
     last: Option<(Rc<str>, Rc<Entry>)>,
@@ -133,6 +142,7 @@ pub fn get(token: &str, now: i64) -> Option<Rc<Entry>> {
             }
             Some(_) => {
                 c.map.remove(token);
+                c.compact_clock();
                 None
             }
             None => None,
@@ -157,10 +167,7 @@ pub fn put(token: &str, entry: Rc<Entry>, now: i64) {
             c.last = None;
             return;
         }
-        if c.clock.len() > 2 * cap {
-            let Cache { clock, map, .. } = &mut *c;
-            clock.retain(|k| map.contains_key(k));
-        }
+        c.compact_clock();
         let key: Rc<str> = token.into();
         c.last = Some((key.clone(), entry.clone()));
         c.clock.push_back(key.clone());
@@ -169,6 +176,16 @@ pub fn put(token: &str, entry: Rc<Entry>, now: i64) {
 }
 
 impl Cache {
+    /// Drop the clock's keys of entries that already left the map (expired on lookup) once they
+    /// outnumber the live ones, so they never hold more memory than the entries themselves.
+    /// Each pass at least halves the clock: amortised O(1) per insert.
+    fn compact_clock(&mut self) {
+        if self.clock.len() > 2 * self.map.len() + 64 {
+            let Cache { clock, map, .. } = self;
+            clock.retain(|k| map.contains_key(k));
+        }
+    }
+
     /// Advance the hand until one entry is evicted; false if the map is empty.
     fn evict_one(&mut self, now: i64) -> bool {
         while let Some(key) = self.clock.pop_front() {

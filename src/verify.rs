@@ -12,13 +12,35 @@ use crate::settings;
 use crate::stats;
 use crate::token_cache::{self, Entry};
 use auth_jwt_core::{token, verify_compact};
-use std::cell::RefCell;
+use pgrx::pg_sys;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 thread_local! {
     /// Consecutive tokens from one signing key share their header segment (see HeaderMemo).
     static HEADER_MEMO: RefCell<token::HeaderMemo> = RefCell::default();
+    /// The database's encoding is UTF-8 (it cannot change while the backend runs).
+    static UTF8: Cell<Option<bool>> = const { Cell::new(None) };
+}
+
+/// Claims are UTF-8 and their strings reach SQL unconverted (in jsonb, text and uuid results),
+/// so any other database encoding would get mojibake, or different bytes depending on the path
+/// (found by red-team). Refuse instead.
+fn require_utf8() {
+    let utf8 = UTF8.with(|u| {
+        u.get().unwrap_or_else(|| {
+            // SAFETY: reads the backend's database encoding, set before any function runs.
+            let utf8 = unsafe { pg_sys::GetDatabaseEncoding() == pg_sys::pg_enc::PG_UTF8 as i32 };
+            u.set(Some(utf8));
+            utf8
+        })
+    });
+    if !utf8 {
+        // SAFETY: a static, NUL-terminated encoding name.
+        let name = unsafe { std::ffi::CStr::from_ptr(pg_sys::GetDatabaseEncodingName()) };
+        errors::database_not_utf8(&name.to_string_lossy())
+    }
 }
 
 /// Wall-clock Unix seconds at this moment (not the transaction start: a long transaction must
@@ -38,6 +60,7 @@ pub fn verify(token: &str, with_jsonb: bool) -> Rc<Entry> {
 }
 
 fn verify_token(token: &str, with_jsonb: bool) -> Rc<Entry> {
+    require_utf8();
     let validation = settings::validation().unwrap_or_else(|e| errors::config(&e));
     let now = now();
     let fresh = key_source::fresh();

@@ -1,4 +1,5 @@
-"""jwt_verify's jsonb is byte for byte what PostgreSQL's own jsonb_in makes of the payload.
+"""jwt_verify's jsonb is byte for byte what PostgreSQL's own jsonb_in makes of the payload; a
+payload jsonb cannot hold, or a database that is not UTF-8, is refused rather than mangled.
 
 The core writes jsonb's binary format directly (auth_jwt_core::jsonb); a mistake there would
 not show as a wrong value in simple tests but as a corrupt datum that some operator reads
@@ -8,7 +9,11 @@ one-column composite) and through the operators that walk the binary layout."""
 import json
 import random
 
-from conftest import ISS, connect, mint
+import psycopg
+import pytest
+from conftest import ISS, JWKS_DDL, connect, mint, one, sqlstate_of
+
+UUID = "112e81d8-d62d-49d6-8a62-7e59b4050b0d"
 
 KEYS = ["a", "b", "ab", "name", "email", "zz", "roles", "é", "ключ", "a\"b", "x\\y", "", "k" * 40, "emoji😀"]
 STRINGS = ["", "x", "user@example.com", "é", "日本語", "tab\tnew\nline", "quote\"back\\slash", "😀", "\u2028", "s" * 300]
@@ -85,3 +90,49 @@ def test_claims_are_the_same_jsonb_as_jsonb_in_makes(db):
         # The direct writer, not only the fallback, was exercised (most payloads are exact).
         exact = [r for r in rows if "inexact" not in r[1]]
         assert len(exact) > 80
+
+
+def test_a_number_jsonb_cannot_read_is_a_malformed_token_for_every_function(db):
+    # 0e99999999999 is a float (zero) to the parser, with no digits after the point, but
+    # numeric_in refuses the exponent: the token verified and jwt_verify raised 22003 (found by
+    # red-team). It is now refused as malformed, by every function alike.
+    with connect(db) as c:
+        for number in ["0e99999999999", "0.0E+1073741823", "1e-99999999999999999999"]:
+            t = mint("token", "1", f'payload={{"exp":9999999999,"iss":"{ISS}","aud":"{ISS}","uuid":"{UUID}","n":{number}}}')
+            for fn in ["jwt_verify", "jwt_claim_uuid", "jwt_claim_sub"]:
+                state, msg = sqlstate_of(c, f"SELECT auth_jwt.{fn}(%s)", t)
+                assert (state, msg) == ("28000", "malformed token"), (number, fn, state, msg)
+        ok = mint("token", "1", f'payload={{"exp":9999999999,"iss":"{ISS}","aud":"{ISS}","n":0e1073741822}}')
+        assert one(c, "SELECT auth_jwt.jwt_verify(%s) -> 'n' = '0'::jsonb", ok)
+
+
+def test_a_database_that_is_not_utf8_is_refused(db):
+    # Claims are UTF-8 and reach SQL unconverted: in a LATIN1 database "é" came back as "Ã©" from
+    # the direct writer and as "é" through jsonb_in (found by red-team). Such a database is
+    # refused with a reason, for every route to a verification.
+    t = mint("token", "1")
+    for encoding in ["LATIN1", "SQL_ASCII"]:
+        name = f"{db}_{encoding.lower()}"
+        with connect("postgres") as admin:
+            admin.execute(f"CREATE DATABASE {name} ENCODING '{encoding}' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
+        try:
+            with connect(name) as c:
+                c.execute(JWKS_DDL)
+                c.execute("INSERT INTO jwks VALUES ('k1', %s, '\"x\"', now(), NULL, 'EdDSA', 'Ed25519')", (mint("jwk", "1"),))
+                c.execute("SET client_min_messages = warning")
+                c.execute("CREATE EXTENSION auth_jwt")
+                c.execute(f"SET auth_jwt.issuer = '{ISS}'")
+                c.execute(f"SET auth_jwt.audience = '{ISS}'")
+                for sql, args in [("SELECT auth_jwt.jwt_verify(%s)", (t,)), ("SELECT auth_jwt.jwt_claim_sub(%s)", (t,))]:
+                    with pytest.raises(psycopg.Error) as e:
+                        c.execute(sql, args)
+                    assert e.value.sqlstate == "0A000", e.value
+                    assert e.value.diag.message_primary == "auth_jwt needs a UTF-8 database"
+                    assert encoding in e.value.diag.message_detail
+                with pytest.raises(psycopg.Error) as e, c.transaction():
+                    c.execute("SELECT set_config('auth_jwt.token', %s, true)", ("Bearer " + t,))
+                    c.execute("SELECT auth_jwt.jwt_claims()")
+                assert e.value.sqlstate == "0A000", e.value
+        finally:
+            with connect("postgres") as admin:
+                admin.execute(f"DROP DATABASE {name} WITH (FORCE)")

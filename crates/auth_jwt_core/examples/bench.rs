@@ -16,7 +16,7 @@
 //!                                     (parse, verify, claims, jsonb) on the same N tokens, the best
 //!                                     of many short alternating passes each, in microseconds
 //!   bench sweep N                      raw verify_strict at 256 stack depths (0 to 4080 bytes deeper,
-//!                                     in 16-byte steps), best of 5 passes: "offset microseconds" per line, then
+//!                                     in 16-byte steps), best of 9 passes: "offset microseconds" per line, then
 //!                                     "min median max" (see bench/FINDINGS.md)
 
 #[path = "../tests/common/signers.rs"]
@@ -313,12 +313,12 @@ fn main() {
             let n = arg(1, 500);
             let (sk, v) = inputs(n);
             let vk = sk.verifying_key();
-            // The best of 5 sweeps, each across every offset: a shared machine's noise comes in
+            // The best of 9 sweeps, each across every offset: a shared machine's noise comes in
             // bursts and only adds time, so it lands on different offsets in each sweep, while a
             // slow stack position is slow in all of them.
             let offsets: Vec<usize> = (0..4096).step_by(16).collect();
             let mut best = vec![f64::MAX; offsets.len()];
-            for _ in 0..5 {
+            for _ in 0..9 {
                 for (i, &offset) in offsets.iter().enumerate() {
                     let t = Instant::now();
                     at_depth(offset, &mut || {
