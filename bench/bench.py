@@ -118,8 +118,9 @@ def setup(port=PORT):
 
 
 def paired(raw_cmd, n_tokens, rounds):
-    """Alternate the crate's own verification (`bench RAW_CMD`: its best of 7 passes) with cold jwt_verify over a slice of never-seen tokens from table tok (rows 1..n_tokens),
-    `rounds` times. Returns per-round µs per operation (raw, sql). A shared machine's noise comes
+    """Alternate the crate's own verification (`bench RAW_CMD`: its best of 7 passes) with cold
+    jwt_verify over a slice of never-seen tokens from table tok (rows 1..n_tokens), `rounds`
+    times. Returns per-round µs per operation (raw, sql). A shared machine's noise comes
     in bursts and only adds time, so the verdicts compare the best round of each; alternating
     short rounds lets both sides find the quiet moments."""
     size = n_tokens // rounds
@@ -341,7 +342,7 @@ def per_depth(port):
         c.execute("ANALYZE tok")
         c.execute(DEPTH_FN)
     # Runs outside, depths inside: a burst of noise then hits one run of a few depths, and the
-    # best of RUNS per depth leaves it out.
+    # best of DEPTH_RUNS per depth leaves it out.
     best = {d: float("inf") for d in DEPTHS}
     for _ in range(DEPTH_RUNS):
         for d in DEPTHS:

@@ -25,7 +25,7 @@ use crate::settings::{self, str_of};
 use crate::snapshot_query::{Moved, Plan, Snapshot};
 use crate::stats;
 use crate::token_cache::Entry;
-use auth_jwt_core::{check_session, error::printable, session_id, Error, Session};
+use auth_jwt_core::{check_session, error::printable, session_id, sub_claim, Error, Session};
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -215,7 +215,7 @@ fn remember(sid: &str, found: Option<Session>) {
 pub fn explain(claims: &Map<String, Value>) -> Result<String, Error> {
     let sid = session_id(claims, str_of(&settings::SESSION_CLAIM))?;
     let found = lookup(sid);
-    check_session(claims.get("sub").and_then(Value::as_str), found.as_ref(), now())?;
+    check_session(sub_claim(claims), found.as_ref(), now())?;
     let until = found.and_then(|s| s.expires_at).map_or(String::new(), |at| {
         format!(" until {}", auth_jwt_core::error::iso8601(at.clamp(-1e15, 1e15).floor() as i64))
     });

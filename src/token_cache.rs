@@ -13,7 +13,7 @@
 //! token must not cost microseconds.
 
 use crate::settings;
-use auth_jwt_core::{parse_payload, session_id, uuid_claim, Error, UuidClaimError, Verified};
+use auth_jwt_core::{parse_payload, session_id, sub_claim, uuid_claim, Error, UuidClaimError, Verified};
 use rustc_hash::FxHashMap;
 use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::VecDeque;
@@ -42,17 +42,15 @@ impl Entry {
     /// jwt_claims want it; the uuid and sub functions do not).
     pub fn new(verified: Verified, with_jsonb: bool) -> Entry {
         let Verified { payload, claims, valid_until, .. } = verified;
-        let jsonb = OnceCell::new();
-        let payload = if with_jsonb {
-            let _ = jsonb.set(crate::jsonb::from_claims(&claims, &payload));
-            None
+        let (jsonb, payload) = if with_jsonb {
+            (OnceCell::from(crate::jsonb::from_claims(&claims, &payload)), None)
         } else {
-            Some(payload)
+            (OnceCell::new(), Some(payload))
         };
         Entry {
             valid_until,
             uuid: uuid_claim(&claims, settings::str_of(&settings::UUID_CLAIM)).map(|u| *u.as_bytes()),
-            sub: claims.get("sub").and_then(|v| v.as_str()).map(Into::into),
+            sub: sub_claim(&claims).map(Into::into),
             sid: session_id(&claims, settings::str_of(&settings::SESSION_CLAIM)).map(Into::into),
             payload: RefCell::new(payload),
             jsonb,

@@ -27,8 +27,6 @@ const JENTRY_ISBOOL_FALSE: u32 = 0x2000_0000;
 const JENTRY_ISBOOL_TRUE: u32 = 0x3000_0000;
 const JENTRY_ISNULL: u32 = 0x4000_0000;
 const JENTRY_ISCONTAINER: u32 = 0x5000_0000;
-/// The largest varlena PostgreSQL accepts (1 GB); the JEntry limit below is tighter anyway.
-const MAX_VARLENA: usize = 0x3FFF_FFFF;
 
 const NUMERIC_SHORT: u16 = 0x8000;
 const NUMERIC_SHORT_SIGN_MASK: u16 = 0x2000;
@@ -37,19 +35,24 @@ const NUMERIC_SHORT_WEIGHT_MASK: u16 = 0x003F;
 
 /// The claims as a complete `jsonb` varlena (4-byte header included, native byte order), or
 /// None if a value is not exactly representable here (see the module doc) or the result would
-/// exceed jsonb's limits (then `jsonb_in` reports the limit in PostgreSQL's own words).
+/// exceed jsonb's limits (then `jsonb_in` reports the limit in PostgreSQL's own words). The
+/// root container's length limit (256 MB) also keeps the whole datum under varlena's 1 GB.
 pub fn encode(claims: &Map<String, Value>) -> Option<Vec<u8>> {
     let mut buf = Vec::with_capacity(256);
     buf.extend_from_slice(&[0; 4]);
     object(&mut buf, claims)?;
-    if buf.len() > MAX_VARLENA {
-        return None;
-    }
-    let header = (buf.len() as u32) << 2; // SET_VARSIZE (4-byte header, little-endian layout)
-    #[cfg(target_endian = "big")]
-    let header = buf.len() as u32 & 0x3FFF_FFFF;
-    buf[..4].copy_from_slice(&header.to_ne_bytes());
+    let header = varsize(buf.len());
+    buf[..4].copy_from_slice(&header);
     Some(buf)
+}
+
+/// SET_VARSIZE: a 4-byte varlena header for `len` bytes in all.
+fn varsize(len: usize) -> [u8; 4] {
+    #[cfg(target_endian = "little")]
+    let header = (len as u32) << 2;
+    #[cfg(target_endian = "big")]
+    let header = len as u32 & 0x3FFF_FFFF;
+    header.to_ne_bytes()
 }
 
 /// Pad to a multiple of 4 from the start of the varlena (padBufferToInt).
@@ -154,11 +157,7 @@ fn numeric(buf: &mut Vec<u8>, i: i64) {
     if negative {
         header |= NUMERIC_SHORT_SIGN_MASK;
     }
-    let len = 4 + 2 + 2 * (n - low);
-    let varsize = (len as u32) << 2;
-    #[cfg(target_endian = "big")]
-    let varsize = len as u32;
-    buf.extend_from_slice(&varsize.to_ne_bytes());
+    buf.extend_from_slice(&varsize(4 + 2 + 2 * (n - low)));
     buf.extend_from_slice(&header.to_ne_bytes());
     for d in digits[low..n].iter().rev() {
         buf.extend_from_slice(&d.to_ne_bytes());

@@ -36,6 +36,11 @@ pub fn session_id<'a>(claims: &'a Map<String, Value>, claim: &str) -> Result<&'a
     }
 }
 
+/// The token's `sub` claim if it is a string (Better Auth's user id), which a session must match.
+pub fn sub_claim(claims: &Map<String, Value>) -> Option<&str> {
+    claims.get("sub").and_then(Value::as_str)
+}
+
 /// Whether the session a lookup found (None: no row with that id) lets the token through at
 /// `now` (Unix seconds, fractional): it exists, belongs to the token's `sub` (the claim if it is
 /// a string), and has not expired (as Better Auth decides: live while `now` is before `expiresAt`).
@@ -78,10 +83,6 @@ mod tests {
         v.as_object().cloned().unwrap()
     }
 
-    fn sub(c: &Map<String, Value>) -> Option<&str> {
-        c.get("sub").and_then(Value::as_str)
-    }
-
     fn live(user: &str) -> Session {
         Session { user_id: Some(user.into()), expires_at: Some(2_000_000_000.0) }
     }
@@ -100,26 +101,26 @@ mod tests {
     #[test]
     fn a_live_session_of_the_same_user_passes() {
         let c = claims(json!({ "sub": "u1", "sid": "s1" }));
-        assert_eq!(check_session(sub(&c), Some(&live("u1")), 1_900_000_000.0), Ok(()));
+        assert_eq!(check_session(sub_claim(&c), Some(&live("u1")), 1_900_000_000.0), Ok(()));
     }
 
     #[test]
     fn ended_expired_and_foreign_sessions_are_refused() {
         let c = claims(json!({ "sub": "u1", "sid": "s1" }));
-        let kind = |s: Option<&Session>, now: f64| check_session(sub(&c), s, now).unwrap_err().kind();
+        let kind = |s: Option<&Session>, now: f64| check_session(sub_claim(&c), s, now).unwrap_err().kind();
         assert_eq!(kind(None, 0.0), ErrorKind::SessionEnded);
         assert_eq!(kind(Some(&live("u2")), 0.0), ErrorKind::SessionMismatch);
         assert_eq!(kind(Some(&Session { user_id: None, ..live("u1") }), 0.0), ErrorKind::SessionMismatch);
         assert_eq!(
-            check_session(sub(&claims(json!({ "sid": "s1" }))), Some(&live("u1")), 0.0).unwrap_err().kind(),
+            check_session(sub_claim(&claims(json!({ "sid": "s1" }))), Some(&live("u1")), 0.0).unwrap_err().kind(),
             ErrorKind::SessionMismatch
         );
         // Expiry is exact, with no leeway: the same clock wrote and reads it.
         assert_eq!(kind(Some(&live("u1")), 2_000_000_000.0), ErrorKind::SessionExpired);
-        assert_eq!(check_session(sub(&c), Some(&live("u1")), 1_999_999_999.999), Ok(()));
+        assert_eq!(check_session(sub_claim(&c), Some(&live("u1")), 1_999_999_999.999), Ok(()));
         assert_eq!(kind(Some(&Session { expires_at: None, ..live("u1") }), 0.0), ErrorKind::SessionExpired);
         assert_eq!(
-            check_session(sub(&c), Some(&live("u1")), 2_000_000_001.0).unwrap_err().detail(),
+            check_session(sub_claim(&c), Some(&live("u1")), 2_000_000_001.0).unwrap_err().detail(),
             "the session expired at 2033-05-18T03:33:20Z"
         );
     }
@@ -128,6 +129,9 @@ mod tests {
     fn a_foreign_user_is_refused_before_expiry_is_looked_at() {
         let c = claims(json!({ "sub": "u1", "sid": "s1" }));
         let expired_foreign = Session { user_id: Some("u2".into()), expires_at: Some(1.0) };
-        assert_eq!(check_session(sub(&c), Some(&expired_foreign), 5.0).unwrap_err().kind(), ErrorKind::SessionMismatch);
+        assert_eq!(
+            check_session(sub_claim(&c), Some(&expired_foreign), 5.0).unwrap_err().kind(),
+            ErrorKind::SessionMismatch
+        );
     }
 }
