@@ -164,7 +164,7 @@ fn jwt_explain(
     } else {
         match auth_jwt_core::verify(token, &keys, &validation, now()) {
             Err(_) => (None, "not checked: the token did not pass the steps above".to_owned()),
-            Ok(v) => match crate::sessions::explain(&v.claims) {
+            Ok(v) => match crate::sessions::explain(v.claims.root()) {
                 Ok(d) => (Some(true), d),
                 Err(e) => (Some(false), format!("{}: {}", e.message(), e.detail())),
             },

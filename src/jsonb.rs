@@ -2,16 +2,16 @@
 //! (`auth_jwt_core::jsonb`); a payload with a number it cannot write exactly (a fraction, an
 //! integer beyond i64) goes through jsonb_in on the payload text as signed, so "1.50" stays 1.50.
 
+use auth_jwt_core::Doc;
 use pgrx::pg_sys;
-use serde_json::{Map, Value};
 use std::ffi::c_char;
 
-/// The verified payload as a complete `jsonb` varlena (`text` is the payload exactly as signed).
-pub fn from_claims(claims: &Map<String, Value>, text: &str) -> Box<[u8]> {
-    if let Some(bytes) = auth_jwt_core::jsonb::encode(claims) {
+/// The verified payload as a complete `jsonb` varlena.
+pub fn from_claims(claims: &Doc) -> Box<[u8]> {
+    if let Some(bytes) = auth_jwt_core::jsonb::encode(claims.root()) {
         return bytes.into_boxed_slice();
     }
-    let mut cstr = text.as_bytes().to_vec();
+    let mut cstr = claims.text().as_bytes().to_vec();
     cstr.push(0);
     // SAFETY: jsonb_in takes a NUL-terminated cstring (the payload has no NUL inside) and
     // returns a complete palloc'd varlena, copied and then freed here.

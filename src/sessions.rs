@@ -25,13 +25,12 @@ use crate::settings::{self, str_of};
 use crate::snapshot_query::{Moved, Plan, Snapshot};
 use crate::stats;
 use crate::token_cache::Entry;
-use auth_jwt_core::{check_session, error::printable, session_id, sub_claim, Error, Session};
+use auth_jwt_core::{check_session, error::printable, session_id, sub_claim, Error, Object, Session};
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
 use rustc_hash::FxHashMap;
-use serde_json::{Map, Value};
 use std::cell::{Cell, RefCell};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -212,7 +211,7 @@ fn remember(sid: &str, found: Option<Session>) {
 
 /// For jwt_explain: whether the session the verified `claims` name is live, and why, looked up
 /// afresh (not from this transaction's memo).
-pub fn explain(claims: &Map<String, Value>) -> Result<String, Error> {
+pub fn explain(claims: Object<'_>) -> Result<String, Error> {
     let sid = session_id(claims, str_of(&settings::SESSION_CLAIM))?;
     let found = lookup(sid);
     check_session(sub_claim(claims), found.as_ref(), now())?;

@@ -20,8 +20,7 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 
 /// A verified token, reduced to what the SQL functions use. The parsed claims are dropped as
-/// soon as the entry is built, while they are hot and their few dozen allocations can go back
-/// in the order malloc reuses best; an entry is then a handful of allocations, cheap to evict.
+/// soon as the entry is built; an entry is then a handful of allocations, cheap to evict.
 /// Every derived value depends on settings (uuid_claim, session_claim) whose change empties the
 /// cache, so computing them once here is exact.
 pub struct Entry {
@@ -41,35 +40,26 @@ impl Entry {
     /// `with_jsonb`: build the claims' jsonb now, from the parsed claims in hand (jwt_verify and
     /// jwt_claims want it; the uuid and sub functions do not).
     pub fn new(verified: Verified, with_jsonb: bool) -> Entry {
-        let Verified { payload, claims, valid_until, .. } = verified;
+        let Verified { claims, valid_until, .. } = verified;
+        let root = claims.root();
+        let uuid = uuid_claim(root, settings::str_of(&settings::UUID_CLAIM)).map(|u| *u.as_bytes());
+        let sub = sub_claim(root).map(Into::into);
+        let sid = session_id(root, settings::str_of(&settings::SESSION_CLAIM)).map(Into::into);
         let (jsonb, payload) = if with_jsonb {
-            (OnceCell::from(crate::jsonb::from_claims(&claims, &payload)), None)
+            (OnceCell::from(crate::jsonb::from_claims(&claims)), None)
         } else {
-            (OnceCell::new(), Some(payload))
+            (OnceCell::new(), Some(claims.into_text()))
         };
-        Entry {
-            valid_until,
-            uuid: uuid_claim(&claims, settings::str_of(&settings::UUID_CLAIM)).map(|u| *u.as_bytes()),
-            sub: sub_claim(&claims).map(Into::into),
-            sid: session_id(&claims, settings::str_of(&settings::SESSION_CLAIM)).map(Into::into),
-            payload: RefCell::new(payload),
-            jsonb,
-            referenced: Cell::new(false),
-        }
+        Entry { valid_until, uuid, sub, sid, payload: RefCell::new(payload), jsonb, referenced: Cell::new(false) }
     }
 
     /// The claims as a `jsonb` varlena (see `jsonb`). Built at most once; for an entry made
     /// without it, from the payload parsed again, which is then dropped.
     pub fn jsonb_bytes(&self) -> &[u8] {
         self.jsonb.get_or_init(|| {
-            let bytes = {
-                let payload = self.payload.borrow();
-                let payload = payload.as_deref().unwrap_or_default();
-                let claims = parse_payload(payload).unwrap_or_else(|e| crate::errors::rejected(&e));
-                crate::jsonb::from_claims(&claims, payload)
-            };
-            self.payload.borrow_mut().take();
-            bytes
+            let payload = self.payload.borrow_mut().take().unwrap_or_default();
+            let claims = parse_payload(payload).unwrap_or_else(|e| crate::errors::rejected(&e));
+            crate::jsonb::from_claims(&claims)
         })
     }
 

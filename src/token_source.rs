@@ -129,12 +129,12 @@ pub fn from_headers(headers: &str) -> Option<String> {
         session_scoped_error("request.headers");
     }
     let malformed = |why: &str| -> ! { malformed_headers(why) };
-    let map = auth_jwt_core::json::parse_object(headers.as_bytes()).unwrap_or_else(|e| malformed(&e));
+    let doc = auth_jwt_core::Doc::parse(headers.to_owned()).unwrap_or_else(|e| malformed(&e));
     let name = str_of(&settings::TOKEN_HEADER);
     // HTTP header names are case-insensitive; PostgREST lower-cases them, but be tolerant, and
     // refuse two spellings of the header, as duplicate members are refused: a policy reading
     // `request.headers::json->>'authorization'` must not see a different token than we verify.
-    let mut matching = map.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v);
+    let mut matching = doc.root().iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v);
     let value = matching.next()?;
     if matching.next().is_some() {
         malformed(&format!("more than one member names the {name} header (header names are case-insensitive)"));

@@ -302,7 +302,7 @@ fn main() {
                 let s = Instant::now();
                 for tok in &toks[at..at + chunk] {
                     let verified = auth_jwt_core::verify(black_box(tok), &keys, &v, t as i64).unwrap();
-                    black_box(auth_jwt_core::jsonb::encode(&verified.claims));
+                    black_box(auth_jwt_core::jsonb::encode(verified.claims.root()));
                 }
                 core = core.min(s.elapsed().as_secs_f64() * 1e6 / chunk as f64);
             }

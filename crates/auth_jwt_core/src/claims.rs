@@ -10,8 +10,7 @@
 //! unless the configuration says [`Expect::Any`].
 
 use crate::error::{iso8601, Error, ErrorKind};
-use crate::json::a_type;
-use serde_json::{Map, Value};
+use crate::json::{Json, Object};
 
 /// What a string claim must be.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,13 +54,13 @@ pub struct Times {
     pub iat: Option<f64>,
 }
 
-fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<f64>, Error> {
+fn numeric_date(claims: Object<'_>, name: &str) -> Result<Option<f64>, Error> {
     match claims.get(name) {
         None => Ok(None),
-        // serde_json (strict visitor) holds only finite numbers; i64/u64 convert exactly enough
-        // (2^53 seconds is 285 million years).
-        Some(Value::Number(n)) => n.as_f64().map(Some).ok_or_else(|| Error::claim(name, "is out of range")),
-        Some(other) => Err(Error::claim(name, format!("must be a JSON number (NumericDate), not {}", a_type(other)))),
+        // The parser holds only finite numbers; i64/u64 convert exactly enough (2^53 seconds is
+        // 285 million years).
+        Some(Json::Number(n)) => Ok(Some(n.as_f64())),
+        Some(other) => Err(Error::claim(name, format!("must be a JSON number (NumericDate), not {}", other.a_type()))),
     }
 }
 
@@ -78,7 +77,7 @@ fn date(t: f64) -> String {
 }
 
 /// `exp`: required, and not reached (with leeway). Returns it.
-pub fn check_exp(claims: &Map<String, Value>, v: &Validation, now: i64) -> Result<f64, Error> {
+pub fn check_exp(claims: Object<'_>, v: &Validation, now: i64) -> Result<f64, Error> {
     let exp = numeric_date(claims, "exp")?.ok_or_else(|| Error::claim("exp", "is required"))?;
     if now > last_valid_second(exp, v.leeway) {
         return Err(Error::new(
@@ -96,7 +95,7 @@ pub fn check_exp(claims: &Map<String, Value>, v: &Validation, now: i64) -> Resul
 }
 
 /// `nbf`: optional; not later than now + leeway.
-pub fn check_nbf(claims: &Map<String, Value>, v: &Validation, now: i64) -> Result<Option<f64>, Error> {
+pub fn check_nbf(claims: Object<'_>, v: &Validation, now: i64) -> Result<Option<f64>, Error> {
     let nbf = numeric_date(claims, "nbf")?;
     if let Some(nbf) = nbf {
         if nbf > now as f64 + v.leeway as f64 {
@@ -116,7 +115,7 @@ pub fn check_nbf(claims: &Map<String, Value>, v: &Validation, now: i64) -> Resul
 }
 
 /// `iat`: optional; not later than now + leeway.
-pub fn check_iat(claims: &Map<String, Value>, v: &Validation, now: i64) -> Result<Option<f64>, Error> {
+pub fn check_iat(claims: Object<'_>, v: &Validation, now: i64) -> Result<Option<f64>, Error> {
     let iat = numeric_date(claims, "iat")?;
     if let Some(iat) = iat {
         if iat > now as f64 + v.leeway as f64 {
@@ -136,12 +135,12 @@ pub fn check_iat(claims: &Map<String, Value>, v: &Validation, now: i64) -> Resul
 }
 
 /// `iss`: equal to the configured issuer, unless that check is off.
-pub fn check_iss(claims: &Map<String, Value>, v: &Validation) -> Result<(), Error> {
+pub fn check_iss(claims: Object<'_>, v: &Validation) -> Result<(), Error> {
     if let Expect::Exactly(want) = &v.issuer {
         match claims.get("iss") {
-            Some(Value::String(iss)) if iss == want => {}
-            Some(Value::String(_)) => return Err(Error::claim("iss", "does not match auth_jwt.issuer")),
-            Some(other) => return Err(Error::claim("iss", format!("must be a string, not {}", a_type(other)))),
+            Some(Json::String(iss)) if iss == want => {}
+            Some(Json::String(_)) => return Err(Error::claim("iss", "does not match auth_jwt.issuer")),
+            Some(other) => return Err(Error::claim("iss", format!("must be a string, not {}", other.a_type()))),
             None => return Err(Error::claim("iss", "is required (auth_jwt.issuer is set)")),
         }
     }
@@ -149,14 +148,14 @@ pub fn check_iss(claims: &Map<String, Value>, v: &Validation) -> Result<(), Erro
 }
 
 /// `aud`: a string, or an array of strings, that contains the configured audience.
-pub fn check_aud(claims: &Map<String, Value>, v: &Validation) -> Result<(), Error> {
+pub fn check_aud(claims: Object<'_>, v: &Validation) -> Result<(), Error> {
     if let Expect::Exactly(want) = &v.audience {
         match claims.get("aud") {
-            Some(Value::String(aud)) if aud == want => {}
-            Some(Value::String(_)) => return Err(Error::claim("aud", "does not contain auth_jwt.audience")),
-            Some(Value::Array(auds)) => {
-                if let Some(bad) = auds.iter().find(|a| !a.is_string()) {
-                    return Err(Error::claim("aud", format!("must hold only strings, not {}", a_type(bad))));
+            Some(Json::String(aud)) if aud == want => {}
+            Some(Json::String(_)) => return Err(Error::claim("aud", "does not contain auth_jwt.audience")),
+            Some(Json::Array(auds)) => {
+                if let Some(bad) = auds.iter().find(|a| a.as_str().is_none()) {
+                    return Err(Error::claim("aud", format!("must hold only strings, not {}", bad.a_type())));
                 }
                 if !auds.iter().any(|a| a.as_str() == Some(want)) {
                     return Err(Error::claim("aud", "does not contain auth_jwt.audience"));
@@ -165,7 +164,7 @@ pub fn check_aud(claims: &Map<String, Value>, v: &Validation) -> Result<(), Erro
             Some(other) => {
                 return Err(Error::claim(
                     "aud",
-                    format!("must be a string or an array of strings, not {}", a_type(other)),
+                    format!("must be a string or an array of strings, not {}", other.a_type()),
                 ))
             }
             None => return Err(Error::claim("aud", "is required (auth_jwt.audience is set)")),
@@ -176,7 +175,7 @@ pub fn check_aud(claims: &Map<String, Value>, v: &Validation) -> Result<(), Erro
 
 /// Validate the registered claims of a verified payload at time `now` (Unix seconds).
 /// Types first (a string `exp` is a type error even when a date check would also fail).
-pub fn validate(claims: &Map<String, Value>, v: &Validation, now: i64) -> Result<Times, Error> {
+pub fn validate(claims: Object<'_>, v: &Validation, now: i64) -> Result<Times, Error> {
     for name in ["exp", "nbf", "iat"] {
         numeric_date(claims, name)?;
     }
@@ -186,8 +185,8 @@ pub fn validate(claims: &Map<String, Value>, v: &Validation, now: i64) -> Result
     check_iss(claims, v)?;
     check_aud(claims, v)?;
     if let Some(sub) = claims.get("sub") {
-        if !sub.is_string() {
-            return Err(Error::claim("sub", format!("must be a string, not {}", a_type(sub))));
+        if sub.as_str().is_none() {
+            return Err(Error::claim("sub", format!("must be a string, not {}", sub.a_type())));
         }
     }
     Ok(Times { exp, nbf, iat })
@@ -196,7 +195,8 @@ pub fn validate(claims: &Map<String, Value>, v: &Validation, now: i64) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::Doc;
+    use serde_json::{json, Map, Value};
 
     const NOW: i64 = 1_800_000_000;
 
@@ -204,8 +204,8 @@ mod tests {
         Validation::for_origin("https://app.example.com")
     }
 
-    fn claims(extra: Value) -> Map<String, Value> {
-        let mut m = json!({"iss":"https://app.example.com","aud":"https://app.example.com","exp":NOW + 900,"iat":NOW,"sub":"u1"})
+    fn claims(extra: Value) -> Doc {
+        let mut m: Map<String, Value> = json!({"iss":"https://app.example.com","aud":"https://app.example.com","exp":NOW + 900,"iat":NOW,"sub":"u1"})
             .as_object()
             .cloned()
             .unwrap();
@@ -216,11 +216,11 @@ mod tests {
                 m.insert(k.clone(), val.clone());
             }
         }
-        m
+        Doc::parse(Value::Object(m).to_string()).unwrap()
     }
 
     fn check(extra: Value) -> Result<Times, Error> {
-        validate(&claims(extra), &v(), NOW)
+        validate(claims(extra).root(), &v(), NOW)
     }
 
     #[test]
@@ -238,15 +238,15 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::Expired, "at exp + leeway exactly the token has expired");
         let mut strict = v();
         strict.leeway = 0;
-        assert!(validate(&claims(json!({"exp": NOW + 1})), &strict, NOW).is_ok());
-        assert_eq!(validate(&claims(json!({"exp": NOW})), &strict, NOW).unwrap_err().kind(), ErrorKind::Expired);
+        assert!(validate(claims(json!({"exp": NOW + 1})).root(), &strict, NOW).is_ok());
+        assert_eq!(validate(claims(json!({"exp": NOW})).root(), &strict, NOW).unwrap_err().kind(), ErrorKind::Expired);
     }
 
     #[test]
     fn numeric_dates_may_be_fractional_or_exponents_without_extending_validity() {
         let mut strict = v();
         strict.leeway = 0;
-        let at = |exp: Value| validate(&claims(json!({ "exp": exp })), &strict, NOW);
+        let at = |exp: Value| validate(claims(json!({ "exp": exp })).root(), &strict, NOW);
         assert!(at(json!(1.8e9 + 10.0)).is_ok(), "an exponent");
         assert!(at(json!(NOW as f64 + 1.5)).is_ok(), "valid whatever the fraction of the current second");
         // Now is somewhere in [NOW, NOW + 1): an exp of NOW + 0.5 may already have passed.
@@ -258,12 +258,12 @@ mod tests {
         assert_eq!(last_valid_second(NOW as f64 + 1.0, 0), NOW);
         assert_eq!(last_valid_second(NOW as f64 + 1.0, 30), NOW + 30);
         // nbf and iat: the real time is at least NOW, so NOW + leeway is the latest allowed.
-        let nbf = |n: Value| validate(&claims(json!({ "nbf": n })), &strict, NOW);
+        let nbf = |n: Value| validate(claims(json!({ "nbf": n })).root(), &strict, NOW);
         assert!(nbf(json!(NOW)).is_ok());
         assert!(nbf(json!(NOW as f64 - 0.5)).is_ok());
         assert_eq!(nbf(json!(NOW as f64 + 0.001)).unwrap_err().kind(), ErrorKind::NotYetValid);
         assert_eq!(nbf(json!(1.8000000001e9)).unwrap_err().kind(), ErrorKind::NotYetValid);
-        let iat = |n: Value| validate(&claims(json!({ "iat": n })), &strict, NOW);
+        let iat = |n: Value| validate(claims(json!({ "iat": n })).root(), &strict, NOW);
         assert!(iat(json!(NOW as f64 - 0.25)).is_ok());
         assert_eq!(iat(json!(NOW as f64 + 0.25)).unwrap_err().kind(), ErrorKind::NotYetValid);
     }
@@ -307,7 +307,7 @@ mod tests {
         assert_eq!(check(json!({"exp": -1e300})).unwrap_err().kind(), ErrorKind::Expired);
         let mut lv = v();
         lv.leeway = i64::MAX;
-        assert!(validate(&claims(json!({"exp": 0})), &lv, i64::MAX - 1).is_ok());
+        assert!(validate(claims(json!({"exp": 0})).root(), &lv, i64::MAX - 1).is_ok());
     }
 
     #[test]
@@ -318,8 +318,8 @@ mod tests {
         assert!(check(json!({"iss": ["https://app.example.com"]})).unwrap_err().detail().contains("string"));
         let mut any = v();
         any.issuer = Expect::Any;
-        assert!(validate(&claims(json!({"iss": null})), &any, NOW).is_ok());
-        assert!(validate(&claims(json!({"iss": "x"})), &any, NOW).is_ok());
+        assert!(validate(claims(json!({"iss": null})).root(), &any, NOW).is_ok());
+        assert!(validate(claims(json!({"iss": "x"})).root(), &any, NOW).is_ok());
     }
 
     #[test]
@@ -333,7 +333,7 @@ mod tests {
         assert!(check(json!({"aud": null})).unwrap_err().detail().contains("required"));
         let mut any = v();
         any.audience = Expect::Any;
-        assert!(validate(&claims(json!({"aud": null})), &any, NOW).is_ok());
+        assert!(validate(claims(json!({"aud": null})).root(), &any, NOW).is_ok());
     }
 
     #[test]

@@ -10,7 +10,6 @@ use crate::error::{iso8601, Error, Part};
 use crate::keys::KeySet;
 use crate::token::{self, Header};
 use crate::{b64, json, uuid_claim, UuidClaimError};
-use serde_json::{Map, Value};
 
 /// One row of the explanation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,25 +144,25 @@ pub fn explain(token: &str, keys: &KeySet, validation: &Validation, now: i64, uu
     };
     out.push(step(
         "exp",
-        claims::check_exp(&claims, validation, now)
+        claims::check_exp(claims.root(), validation, now)
             .map(|e| format!("{} (valid for another {}s)", iso8601(e.floor() as i64), (e - now as f64).floor() as i64))
             .map_err(detail),
     ));
     out.push(step(
         "nbf",
-        claims::check_nbf(&claims, validation, now)
+        claims::check_nbf(claims.root(), validation, now)
             .map(|n| n.map_or("absent".into(), |n| iso8601(n.floor() as i64)))
             .map_err(detail),
     ));
     out.push(step(
         "iat",
-        claims::check_iat(&claims, validation, now)
+        claims::check_iat(claims.root(), validation, now)
             .map(|i| i.map_or("absent".into(), |i| iso8601(i.floor() as i64)))
             .map_err(detail),
     ));
     out.push(step(
         "issuer",
-        claims::check_iss(&claims, validation)
+        claims::check_iss(claims.root(), validation)
             .map(|_| match &validation.issuer {
                 Expect::Any => "not checked (auth_jwt.issuer is * or empty)".into(),
                 Expect::Exactly(_) => "matches auth_jwt.issuer".into(),
@@ -172,7 +171,7 @@ pub fn explain(token: &str, keys: &KeySet, validation: &Validation, now: i64, uu
     ));
     out.push(step(
         "audience",
-        claims::check_aud(&claims, validation)
+        claims::check_aud(claims.root(), validation)
             .map(|_| match &validation.audience {
                 Expect::Any => "not checked (auth_jwt.audience is * or empty)".into(),
                 Expect::Exactly(_) => "contains auth_jwt.audience".into(),
@@ -181,7 +180,7 @@ pub fn explain(token: &str, keys: &KeySet, validation: &Validation, now: i64, uu
     ));
     out.push(step(
         "uuid claim",
-        match uuid_claim(&claims, uuid_claim_name) {
+        match uuid_claim(claims.root(), uuid_claim_name) {
             Ok(_) => Ok(format!("\"{uuid_claim_name}\" is a canonical UUID")),
             Err(UuidClaimError::Missing) => Err(format!(
                 "no \"{uuid_claim_name}\" claim (jwt_claim_uuid() would fail; jwt_verify() does not need it)"
@@ -230,8 +229,8 @@ fn key_step<'k>(keys: &'k KeySet, h: &Header, v: &Validation, now: i64) -> (Step
     }
 }
 
-fn payload(seg: &str) -> Result<Map<String, Value>, Error> {
+fn payload(seg: &str) -> Result<crate::Doc, Error> {
     let bytes = b64::decode(seg).map_err(|e| Error::malformed(Part::Payload, e))?;
     let text = String::from_utf8(bytes).map_err(|_| Error::malformed(Part::Payload, "is not UTF-8"))?;
-    crate::parse_payload(&text)
+    crate::parse_payload(text)
 }

@@ -1,33 +1,319 @@
-//! Strict JSON for JOSE headers and JWT payloads.
+//! Strict JSON for JOSE headers, JWKs and JWT payloads, parsed once into a flat tree.
 //!
 //! `serde_json::Value` silently keeps the last of duplicate members, so `{"alg":"EdDSA","alg":"none"}`
-//! would mean different things to different parsers. This visitor builds the same `Value` but
-//! rejects duplicate member names at any depth, and rejects U+0000 anywhere in a string, which
-//! PostgreSQL's `jsonb` cannot store (the claims are handed to `jsonb_in` as signed).
-//! Nesting depth is bounded by serde_json's recursion limit (128), so deep input is an error,
-//! never a stack overflow. Invalid UTF-8 and lone surrogate escapes are serde_json errors.
+//! would mean different things to different parsers. [`Doc`] is read by serde_json's lexer (its
+//! UTF-8, escape, number and nesting rules) but built here: it rejects duplicate member names at
+//! any depth, and U+0000 anywhere in a string, which PostgreSQL's `jsonb` cannot store (the claims
+//! reach SQL as signed). Nesting depth is bounded by serde_json's recursion limit (128), so deep
+//! input is an error, never a stack overflow. Invalid UTF-8 and lone surrogate escapes are errors.
+//!
+//! Every cold verification parses a payload, and a `Value` tree costs an allocation per key and
+//! string plus a map per object (more than the lexing itself, bench/FINDINGS.md). A [`Doc`] is the
+//! text it was parsed from plus one vector of nodes: strings are spans of the text (escaped ones
+//! are decoded into one side buffer), and each object's members are sorted once, in jsonb's key
+//! order, which makes a member lookup a binary search and the jsonb writer a straight walk.
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Number, Value};
-use std::cell::Cell;
+use serde_json::{Map, Value};
+use std::cmp::Ordering;
 use std::fmt;
 
-/// Parse `bytes` as one JSON object, strictly. The error is a short human reason.
+/// Parse `bytes` as one JSON object, strictly, into a `Value` map (headers and JWKs, read once
+/// each). The error is a short human reason.
 pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, String> {
-    parse_object_noting_fractions(bytes).map(|(map, _)| map)
+    let text = std::str::from_utf8(bytes).map_err(|e| format!("is not UTF-8 (at byte {})", e.valid_up_to()))?;
+    Doc::parse(text.to_owned()).map(|doc| doc.root().to_map())
 }
 
-/// [`parse_object`], and whether any number was read as a float (a fraction, an exponent, or
-/// an integer beyond u64): only those can fail [`check_numeric_scale`].
-pub fn parse_object_noting_fractions(bytes: &[u8]) -> Result<(Map<String, Value>, bool), String> {
-    let floats = Cell::new(false);
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = StrictValue(&floats).deserialize(&mut de).map_err(describe)?;
-    de.end().map_err(describe)?;
-    match value {
-        Value::Object(map) => Ok((map, floats.get())),
-        other => Err(format!("is {}, not a JSON object", a_type(&other))),
+/// A JSON object parsed strictly (see the module doc), with the text it was parsed from.
+#[derive(Clone)]
+pub struct Doc {
+    text: String,
+    /// Strings that held escapes, decoded, one after another.
+    decoded: String,
+    /// The values in document order, each container followed by its children.
+    nodes: Vec<Node>,
+    /// Per object, its keys sorted in jsonb's key order (see [`Node::Object`]).
+    order: Vec<SortKey>,
+    /// A number was read as a float (a fraction, an exponent, or an integer beyond u64).
+    floats: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Node {
+    Null,
+    Bool(bool),
+    I64(i64),
+    U64(u64),
+    F64(f64),
+    Str(Span),
+    /// `end`: the index just past this subtree; the elements follow it.
+    Array {
+        len: u32,
+        end: u32,
+    },
+    /// Keys and values follow it in document order, each key a `Str` node and then its value's
+    /// subtree; `order[sorted..sorted + len]` are its keys in jsonb's key order.
+    Object {
+        len: u32,
+        end: u32,
+        sorted: u32,
+    },
+}
+
+/// Where a string is: in the text, or (if it held escapes) in the decoded buffer.
+#[derive(Clone, Copy, Debug)]
+struct Span {
+    at: u32,
+    len: u32,
+    decoded: bool,
+}
+
+/// A JSON number as serde_json reads it: an integer that fits i64 or u64, or a finite float.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Num {
+    I64(i64),
+    U64(u64),
+    F64(f64),
+}
+
+impl Num {
+    pub fn as_f64(self) -> f64 {
+        match self {
+            Num::I64(i) => i as f64,
+            Num::U64(u) => u as f64,
+            Num::F64(f) => f,
+        }
     }
+
+    pub fn as_i64(self) -> Option<i64> {
+        match self {
+            Num::I64(i) => Some(i),
+            Num::U64(_) | Num::F64(_) => None,
+        }
+    }
+}
+
+/// One value of a [`Doc`].
+#[derive(Clone, Copy, Debug)]
+pub enum Json<'d> {
+    Null,
+    Bool(bool),
+    Number(Num),
+    String(&'d str),
+    Array(Array<'d>),
+    Object(Object<'d>),
+}
+
+#[derive(Clone, Copy)]
+pub struct Array<'d> {
+    doc: &'d Doc,
+    at: usize,
+}
+
+#[derive(Clone, Copy)]
+pub struct Object<'d> {
+    doc: &'d Doc,
+    at: usize,
+}
+
+impl Doc {
+    /// Parse `text` as one JSON object, strictly. The error is a short human reason.
+    pub fn parse(text: String) -> Result<Doc, String> {
+        // A value takes at least two bytes of text but rarely fewer than ten: a few reallocations
+        // at most, and no more memory than the text.
+        let mut b = Builder {
+            text: &text,
+            decoded: String::new(),
+            nodes: Vec::with_capacity(text.len() / 12 + 4),
+            order: Vec::with_capacity(text.len() / 24 + 4),
+            keys: Vec::with_capacity(text.len() / 24 + 4),
+            floats: false,
+        };
+        let mut de = serde_json::Deserializer::from_str(&text);
+        NodeSeed(&mut b).deserialize(&mut de).map_err(describe)?;
+        de.end().map_err(describe)?;
+        let Builder { decoded, nodes, order, floats, .. } = b;
+        let doc = Doc { text, decoded, nodes, order, floats };
+        match doc.json(0) {
+            Json::Object(_) => Ok(doc),
+            other => Err(format!("is {}, not a JSON object", other.a_type())),
+        }
+    }
+
+    /// The text exactly as parsed.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    pub fn into_text(self) -> String {
+        self.text
+    }
+
+    /// Whether any number was read as a float: only those can fail [`check_numeric_scale`].
+    pub fn has_floats(&self) -> bool {
+        self.floats
+    }
+
+    pub fn root(&self) -> Object<'_> {
+        Object { doc: self, at: 0 }
+    }
+
+    fn str(&self, s: Span) -> &str {
+        let from = if s.decoded { &self.decoded } else { &self.text };
+        &from[s.at as usize..(s.at + s.len) as usize]
+    }
+
+    /// The index just past node `i`'s subtree.
+    fn end(&self, i: usize) -> usize {
+        match self.nodes[i] {
+            Node::Array { end, .. } | Node::Object { end, .. } => end as usize,
+            _ => i + 1,
+        }
+    }
+
+    fn key(&self, i: u32) -> &str {
+        match self.nodes[i as usize] {
+            Node::Str(s) => self.str(s),
+            _ => unreachable!("a key node is a string"),
+        }
+    }
+
+    fn json(&self, i: usize) -> Json<'_> {
+        match self.nodes[i] {
+            Node::Null => Json::Null,
+            Node::Bool(b) => Json::Bool(b),
+            Node::I64(n) => Json::Number(Num::I64(n)),
+            Node::U64(n) => Json::Number(Num::U64(n)),
+            Node::F64(n) => Json::Number(Num::F64(n)),
+            Node::Str(s) => Json::String(self.str(s)),
+            Node::Array { .. } => Json::Array(Array { doc: self, at: i }),
+            Node::Object { .. } => Json::Object(Object { doc: self, at: i }),
+        }
+    }
+}
+
+/// Equal texts parse to equal documents.
+impl PartialEq for Doc {
+    fn eq(&self, other: &Doc) -> bool {
+        self.text == other.text
+    }
+}
+
+impl fmt::Debug for Doc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Doc").field(&self.text).finish()
+    }
+}
+
+impl<'d> Json<'d> {
+    pub fn as_str(self) -> Option<&'d str> {
+        match self {
+            Json::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The type with its article, for messages: "a string", "an array".
+    pub fn a_type(self) -> &'static str {
+        match self {
+            Json::Null => "null",
+            Json::Bool(_) => "a boolean",
+            Json::Number(_) => "a number",
+            Json::String(_) => "a string",
+            Json::Array(_) => "an array",
+            Json::Object(_) => "an object",
+        }
+    }
+
+    pub fn to_value(self) -> Value {
+        match self {
+            Json::Null => Value::Null,
+            Json::Bool(b) => Value::Bool(b),
+            Json::Number(Num::I64(n)) => n.into(),
+            Json::Number(Num::U64(n)) => n.into(),
+            Json::Number(Num::F64(n)) => n.into(),
+            Json::String(s) => s.into(),
+            Json::Array(a) => Value::Array(a.iter().map(Json::to_value).collect()),
+            Json::Object(o) => Value::Object(o.to_map()),
+        }
+    }
+}
+
+impl<'d> Array<'d> {
+    pub fn len(self) -> usize {
+        match self.doc.nodes[self.at] {
+            Node::Array { len, .. } => len as usize,
+            _ => unreachable!("an Array points at an array node"),
+        }
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.len() == 0
+    }
+
+    /// The elements in order.
+    pub fn iter(self) -> impl Iterator<Item = Json<'d>> {
+        let mut i = self.at + 1;
+        (0..self.len()).map(move |_| {
+            let v = self.doc.json(i);
+            i = self.doc.end(i);
+            v
+        })
+    }
+}
+
+impl<'d> Object<'d> {
+    fn sorted(self) -> &'d [SortKey] {
+        match self.doc.nodes[self.at] {
+            Node::Object { len, sorted, .. } => &self.doc.order[sorted as usize..(sorted + len) as usize],
+            _ => unreachable!("an Object points at an object node"),
+        }
+    }
+
+    pub fn len(self) -> usize {
+        self.sorted().len()
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.len() == 0
+    }
+
+    /// The member named `name`.
+    pub fn get(self, name: &str) -> Option<Json<'d>> {
+        let sorted = self.sorted();
+        let probe = SortKey::new(name.as_bytes(), 0);
+        let i = sorted
+            .binary_search_by(|k| k.order(&probe, || self.doc.key(k.node).as_bytes()[8..].cmp(&name.as_bytes()[8..])))
+            .ok()?;
+        Some(self.doc.json(sorted[i].node as usize + 1))
+    }
+
+    /// The members in jsonb's key order: shorter names first, then bytewise.
+    pub fn iter(self) -> impl Iterator<Item = (&'d str, Json<'d>)> {
+        self.sorted().iter().map(move |k| (self.doc.key(k.node), self.doc.json(k.node as usize + 1)))
+    }
+
+    pub fn to_map(self) -> Map<String, Value> {
+        self.iter().map(|(k, v)| (k.to_owned(), v.to_value())).collect()
+    }
+}
+
+impl fmt::Debug for Array<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl fmt::Debug for Object<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+/// jsonb's order of object keys (lengthCompareJsonbStringValue): shorter first, then bytewise.
+pub fn jsonb_key_order(a: &str, b: &str) -> Ordering {
+    a.len().cmp(&b.len()).then_with(|| a.as_bytes().cmp(b.as_bytes()))
 }
 
 /// PostgreSQL's numeric, which jsonb stores numbers as, keeps at most this many digits after the
@@ -113,92 +399,187 @@ fn describe(e: serde_json::Error) -> String {
     format!("is not valid JSON ({e})")
 }
 
-/// Set when a number is read as a float.
-struct StrictValue<'a>(&'a Cell<bool>);
+/// A [`Doc`] under construction.
+struct Builder<'t> {
+    text: &'t str,
+    decoded: String,
+    nodes: Vec<Node>,
+    order: Vec<SortKey>,
+    /// The keys of the objects being read, innermost last.
+    keys: Vec<SortKey>,
+    floats: bool,
+}
 
-impl<'de> DeserializeSeed<'de> for StrictValue<'_> {
-    type Value = Value;
+/// A member name, sortable in jsonb's key order mostly without reading it: by length, then by
+/// its first eight bytes, and only then by the rest (member lookups compare the same way).
+#[derive(Clone, Copy)]
+struct SortKey {
+    len: u32,
+    prefix: u64,
+    node: u32,
+}
 
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+impl SortKey {
+    fn new(name: &[u8], node: u32) -> SortKey {
+        let mut prefix = [0u8; 8];
+        let n = name.len().min(8);
+        prefix[..n].copy_from_slice(&name[..n]);
+        SortKey { len: name.len() as u32, prefix: u64::from_be_bytes(prefix), node }
+    }
+
+    /// jsonb's key order ([`jsonb_key_order`]); `rest` compares the bytes after the prefix and
+    /// runs only on a tie between names longer than it.
+    fn order(&self, other: &SortKey, rest: impl FnOnce() -> Ordering) -> Ordering {
+        (self.len, self.prefix).cmp(&(other.len, other.prefix)).then_with(|| {
+            if self.len <= 8 {
+                Ordering::Equal
+            } else {
+                rest()
+            }
+        })
+    }
+}
+
+impl Builder<'_> {
+    fn push(&mut self, node: Node) -> usize {
+        self.nodes.push(node);
+        self.nodes.len() - 1
+    }
+
+    fn string<E: de::Error>(&mut self, s: &str) -> Result<(), E> {
+        // A string without escapes is borrowed from the text: point at it there. It holds no
+        // U+0000, since serde_json refuses control characters in strings; only an escape can.
+        let (base, p) = (self.text.as_ptr() as usize, s.as_ptr() as usize);
+        let span = if p >= base && p + s.len() <= base + self.text.len() {
+            Span { at: (p - base) as u32, len: s.len() as u32, decoded: false }
+        } else {
+            if s.as_bytes().contains(&0) {
+                return Err(E::custom("a string contains U+0000, which jsonb cannot store,"));
+            }
+            self.decoded.push_str(s);
+            Span { at: (self.decoded.len() - s.len()) as u32, len: s.len() as u32, decoded: true }
+        };
+        self.push(Node::Str(span));
+        Ok(())
+    }
+
+    fn key_order(&self, x: &SortKey, y: &SortKey) -> Ordering {
+        x.order(y, || self.resolve(x.node).as_bytes()[8..].cmp(&self.resolve(y.node).as_bytes()[8..]))
+    }
+
+    fn resolve(&self, i: u32) -> &str {
+        match self.nodes[i as usize] {
+            Node::Str(s) => {
+                &(if s.decoded { &self.decoded[..] } else { self.text })[s.at as usize..(s.at + s.len) as usize]
+            }
+            _ => unreachable!("a key node is a string"),
+        }
+    }
+}
+
+/// Objects up to this many members are checked for a duplicate name as each is read.
+const EAGER_DUPLICATE_CHECK: usize = 32;
+
+fn duplicate<E: de::Error>(b: &Builder<'_>, node: u32) -> E {
+    E::custom(format_args!("duplicate member \"{}\"", crate::error::printable(b.resolve(node), 64)))
+}
+
+/// Reads one value into the builder.
+struct NodeSeed<'b, 't>(&'b mut Builder<'t>);
+
+impl<'de> DeserializeSeed<'de> for NodeSeed<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_any(self)
     }
 }
 
-fn check_nul<E: de::Error>(s: &str) -> Result<(), E> {
-    if s.contains('\0') {
-        Err(E::custom("a string contains U+0000, which jsonb cannot store,"))
-    } else {
-        Ok(())
-    }
-}
-
-impl<'de> Visitor<'de> for StrictValue<'_> {
-    type Value = Value;
+impl<'de> Visitor<'de> for NodeSeed<'_, '_> {
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any JSON value")
     }
 
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
+    fn visit_bool<E>(self, v: bool) -> Result<(), E> {
+        self.0.push(Node::Bool(v));
+        Ok(())
     }
 
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::Number(v.into()))
+    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
+        self.0.push(Node::I64(v));
+        Ok(())
     }
 
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::Number(v.into()))
+    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
+        self.0.push(i64::try_from(v).map_or(Node::U64(v), Node::I64));
+        Ok(())
     }
 
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
-        self.0.set(true);
-        Number::from_f64(v).map(Value::Number).ok_or_else(|| E::custom("a number is not finite"))
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
-        check_nul(v)?;
-        Ok(Value::String(v.to_owned()))
-    }
-
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
-        check_nul(&v)?;
-        Ok(Value::String(v))
-    }
-
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut out = Vec::new();
-        while let Some(v) = seq.next_element_seed(StrictValue(self.0))? {
-            out.push(v);
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        if !v.is_finite() {
+            return Err(E::custom("a number is not finite"));
         }
-        Ok(Value::Array(out))
+        self.0.floats = true;
+        self.0.push(Node::F64(v));
+        Ok(())
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut out = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            check_nul(&key)?;
-            match out.entry(key) {
-                serde_json::map::Entry::Occupied(e) => {
-                    return Err(de::Error::custom(format_args!(
-                        "duplicate member \"{}\"",
-                        crate::error::printable(e.key(), 64)
-                    )));
-                }
-                serde_json::map::Entry::Vacant(e) => {
-                    e.insert(map.next_value_seed(StrictValue(self.0))?);
-                }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        self.0.string(v)
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        self.0.push(Node::Null);
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let b = self.0;
+        let at = b.push(Node::Array { len: 0, end: 0 });
+        let mut len = 0u32;
+        while seq.next_element_seed(NodeSeed(b))?.is_some() {
+            len += 1;
+        }
+        b.nodes[at] = Node::Array { len, end: b.nodes.len() as u32 };
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let b = self.0;
+        let at = b.push(Node::Object { len: 0, end: 0, sorted: 0 });
+        let mark = b.keys.len();
+        loop {
+            let node = b.nodes.len() as u32;
+            if map.next_key_seed(NodeSeed(b))?.is_none() {
+                break;
             }
+            let key = SortKey::new(b.resolve(node).as_bytes(), node);
+            // A duplicate of an earlier name is refused here, so the error names its position,
+            // while that costs little; in a larger object, by the sort below.
+            if b.keys.len() - mark < EAGER_DUPLICATE_CHECK
+                && b.keys[mark..].iter().any(|k| b.key_order(k, &key).is_eq())
+            {
+                return Err(duplicate(b, node));
+            }
+            b.keys.push(key);
+            map.next_value_seed(NodeSeed(b))?;
         }
-        Ok(Value::Object(out))
+        // Sorted in jsonb's order, equal names are neighbours. Escapes that decode to the same
+        // name are the same member.
+        let mut keys = std::mem::take(&mut b.keys);
+        keys[mark..].sort_unstable_by(|x, y| b.key_order(x, y));
+        if let Some(w) = keys[mark..].windows(2).find(|w| b.key_order(&w[0], &w[1]).is_eq()) {
+            return Err(duplicate(b, w[0].node));
+        }
+        let sorted = b.order.len() as u32;
+        b.order.extend_from_slice(&keys[mark..]);
+        let len = (keys.len() - mark) as u32;
+        keys.truncate(mark);
+        b.keys = keys;
+        b.nodes[at] = Node::Object { len, end: b.nodes.len() as u32, sorted };
+        Ok(())
     }
 }
 
@@ -214,6 +595,26 @@ mod tests {
     }
 
     #[test]
+    fn doc_reads_strings_from_the_text_or_decoded() {
+        let doc = Doc::parse(r#"{"plain":"abc","esc\u0061ped":"x\ny","n":[1,-2,1.5,18446744073709551615,{}]}"#.into())
+            .unwrap();
+        let root = doc.root();
+        assert_eq!(root.get("plain").and_then(Json::as_str), Some("abc"));
+        assert_eq!(root.get("escaped").and_then(Json::as_str), Some("x\ny"), "a name with an escape is found decoded");
+        assert!(root.get("esc\\u0061ped").is_none());
+        let Some(Json::Array(n)) = root.get("n") else { panic!("n is an array") };
+        let n: Vec<Json<'_>> = n.iter().collect();
+        assert!(
+            matches!(n[..], [Json::Number(Num::I64(1)), Json::Number(Num::I64(-2)), Json::Number(Num::F64(_)), Json::Number(Num::U64(u64::MAX)), Json::Object(o)] if o.is_empty())
+        );
+        assert!(doc.has_floats());
+        assert_eq!(doc.text(), r#"{"plain":"abc","esc\u0061ped":"x\ny","n":[1,-2,1.5,18446744073709551615,{}]}"#);
+        let names: Vec<&str> = root.iter().map(|(k, _)| k).collect();
+        assert_eq!(names, ["n", "plain", "escaped"], "jsonb's key order: shorter first");
+        assert!(!Doc::parse(r#"{"a":[1,2]}"#.into()).unwrap().has_floats());
+    }
+
+    #[test]
     fn rejects_duplicates_at_any_depth() {
         let e = parse_object(br#"{"alg":"EdDSA","alg":"none"}"#).unwrap_err();
         assert!(e.contains("duplicate member \"alg\""), "{e}");
@@ -221,6 +622,24 @@ mod tests {
         assert!(e.contains("duplicate member \"b\""), "{e}");
         // Escapes that decode to the same name are the same member.
         assert!(parse_object(br#"{"alg":1,"\u0061lg":2}"#).is_err());
+    }
+
+    #[test]
+    fn duplicates_in_large_objects_and_long_names() {
+        // Past EAGER_DUPLICATE_CHECK members the sort finds them; names longer than the 8-byte
+        // prefix are compared in full.
+        let members: Vec<String> = (0..40).map(|i| format!("\"same_prefix_{i}\":{i}")).collect();
+        let ok = format!("{{{}}}", members.join(","));
+        let doc = Doc::parse(ok.clone()).unwrap();
+        assert_eq!(doc.root().len(), 40);
+        assert_eq!(doc.root().get("same_prefix_39").and_then(|v| v.to_value().as_i64()), Some(39));
+        let names: Vec<&str> = doc.root().iter().map(|(k, _)| k).collect();
+        assert!(names.windows(2).all(|w| jsonb_key_order(w[0], w[1]).is_lt()), "{names:?}");
+        let dup = format!("{{{},\"same_prefix_\\u0037\":0}}", members.join(","));
+        let e = Doc::parse(dup).unwrap_err();
+        assert!(e.contains("duplicate member \"same_prefix_7\""), "{e}");
+        let e = Doc::parse(r#"{"abcdefghij":1,"abcdefghik":2,"abcdefghij":3}"#.into()).unwrap_err();
+        assert!(e.contains("duplicate member \"abcdefghij\" at line 1 column 43"), "caught where it is: {e}");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Verified claims in PostgreSQL's on-disk `jsonb` format, built straight from the parsed tree.
+//! Verified claims in PostgreSQL's on-disk `jsonb` format, built straight from the parsed [`Doc`](crate::Doc).
 //!
 //! `jwt_verify` returns the claims as `jsonb`. Building them with PostgreSQL's pushJsonbValue
 //! (a palloc per value, a numeric per integer, a qsort of every object's keys) cost more than a
@@ -13,7 +13,7 @@
 //! i64 (written as `int64_to_numeric` writes them). For anything else [`encode`] returns None
 //! and the caller hands the payload text to `jsonb_in`, so `1.50` stays `1.50`.
 
-use serde_json::{Map, Value};
+use crate::json::{Json, Object};
 
 const JB_FOBJECT: u32 = 0x2000_0000;
 const JB_FARRAY: u32 = 0x4000_0000;
@@ -37,7 +37,7 @@ const NUMERIC_SHORT_WEIGHT_MASK: u16 = 0x003F;
 /// None if a value is not exactly representable here (see the module doc) or the result would
 /// exceed jsonb's limits (then `jsonb_in` reports the limit in PostgreSQL's own words). The
 /// root container's length limit (256 MB) also keeps the whole datum under varlena's 1 GB.
-pub fn encode(claims: &Map<String, Value>) -> Option<Vec<u8>> {
+pub fn encode(claims: Object<'_>) -> Option<Vec<u8>> {
     let mut buf = Vec::with_capacity(256);
     buf.extend_from_slice(&[0; 4]);
     object(&mut buf, claims)?;
@@ -95,33 +95,31 @@ fn container<'a>(buf: &mut Vec<u8>, flag: u32, count: usize, children: impl Iter
 
 enum Child<'a> {
     Key(&'a str),
-    Value(&'a Value),
+    Value(Json<'a>),
 }
 
-fn object(buf: &mut Vec<u8>, map: &Map<String, Value>) -> Option<u32> {
-    // jsonb's key order: shorter first, then bytewise (lengthCompareJsonbStringValue). Keys are
-    // unique: the parser refuses duplicate members.
-    let mut pairs: Vec<(&String, &Value)> = map.iter().collect();
-    pairs.sort_unstable_by(|a, b| a.0.len().cmp(&b.0.len()).then_with(|| a.0.as_bytes().cmp(b.0.as_bytes())));
-    let keys = pairs.iter().map(|(k, _)| Child::Key(k));
-    let values = pairs.iter().map(|(_, v)| Child::Value(v));
-    container(buf, JB_FOBJECT, pairs.len(), keys.chain(values))
+fn object(buf: &mut Vec<u8>, o: Object<'_>) -> Option<u32> {
+    // The parser keeps each object's members in jsonb's key order (shorter first, then
+    // bytewise) and refuses duplicate members: written as they come.
+    let keys = o.iter().map(|(k, _)| Child::Key(k));
+    let values = o.iter().map(|(_, v)| Child::Value(v));
+    container(buf, JB_FOBJECT, o.len(), keys.chain(values))
 }
 
-fn value(buf: &mut Vec<u8>, v: &Value) -> Option<u32> {
+fn value(buf: &mut Vec<u8>, v: Json<'_>) -> Option<u32> {
     Some(match v {
-        Value::Null => JENTRY_ISNULL,
-        Value::Bool(true) => JENTRY_ISBOOL_TRUE,
-        Value::Bool(false) => JENTRY_ISBOOL_FALSE,
-        Value::String(s) => string(buf, s),
-        Value::Number(n) => {
+        Json::Null => JENTRY_ISNULL,
+        Json::Bool(true) => JENTRY_ISBOOL_TRUE,
+        Json::Bool(false) => JENTRY_ISBOOL_FALSE,
+        Json::String(s) => string(buf, s),
+        Json::Number(n) => {
             let start = buf.len();
             pad(buf);
             numeric(buf, n.as_i64()?);
             JENTRY_ISNUMERIC | (buf.len() - start) as u32
         }
-        Value::Array(a) => container(buf, JB_FARRAY, a.len(), a.iter().map(Child::Value))?,
-        Value::Object(o) => object(buf, o)?,
+        Json::Array(a) => container(buf, JB_FARRAY, a.len(), a.iter().map(Child::Value))?,
+        Json::Object(o) => object(buf, o)?,
     })
 }
 
@@ -167,10 +165,15 @@ fn numeric(buf: &mut Vec<u8>, i: i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::Doc;
+    use serde_json::{json, Value};
+
+    fn doc(v: Value) -> Doc {
+        Doc::parse(v.to_string()).unwrap()
+    }
 
     fn enc(v: Value) -> Vec<u8> {
-        encode(v.as_object().unwrap()).unwrap()
+        encode(doc(v).root()).unwrap()
     }
 
     fn u32_at(b: &[u8], at: usize) -> u32 {
@@ -201,8 +204,8 @@ mod tests {
 
     #[test]
     fn every_32nd_entry_is_an_offset() {
-        let m: Map<String, Value> = (0..40).map(|i| (format!("k{i:02}"), json!(i.to_string()))).collect();
-        let b = encode(&m).unwrap();
+        let m: serde_json::Map<String, Value> = (0..40).map(|i| (format!("k{i:02}"), json!(i.to_string()))).collect();
+        let b = enc(Value::Object(m));
         let entry = |i: usize| u32_at(&b, 8 + 4 * i);
         assert_eq!(entry(0), JENTRY_HAS_OFF | 3, "first key: end offset 3");
         assert_eq!(entry(1), 3, "second key: its length");
@@ -251,8 +254,9 @@ mod tests {
 
     #[test]
     fn what_is_not_exact_is_left_to_jsonb_in() {
-        assert!(encode(json!({"a": 1.5}).as_object().unwrap()).is_none());
-        assert!(encode(json!({"a": [{"b": u64::MAX}]}).as_object().unwrap()).is_none());
-        assert!(encode(json!({"a": -9223372036854775808i64}).as_object().unwrap()).is_some());
+        assert!(encode(doc(json!({"a": 1.5})).root()).is_none());
+        assert!(encode(doc(json!({"a": [{"b": u64::MAX}]})).root()).is_none());
+        assert!(encode(doc(json!({"a": -9223372036854775808i64})).root()).is_some());
+        assert!(encode(doc(json!({"a": 9223372036854775807u64})).root()).is_some());
     }
 }

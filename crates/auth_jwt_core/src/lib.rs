@@ -26,15 +26,15 @@ pub use keys::{Key, KeyRow, KeySet, KeyStatus, PublicKey};
 pub use session::{check_session, session_id, sub_claim, Session};
 pub use token::{Compact, Header};
 
-use serde_json::{Map, Value};
+pub use json::{Doc, Json, Object};
 
 /// A token that passed every check.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verified {
     pub kid: Option<String>,
-    /// The payload exactly as signed (valid UTF-8 JSON object, no duplicate members, no U+0000).
-    pub payload: String,
-    pub claims: Map<String, Value>,
+    /// The payload, parsed: a JSON object with no duplicate members, no U+0000 and only
+    /// numbers jsonb can store; `claims.text()` is the payload exactly as signed.
+    pub claims: Doc,
     pub times: Times,
     /// The last whole Unix second at which this result may be reused: before `exp` + leeway, and
     /// not after the key's grace period ends.
@@ -52,12 +52,11 @@ pub fn verify_compact(c: Compact<'_>, keys: &KeySet, v: &Validation, now: i64) -
     let (key, key_until) = keys.select(c.header.kid.as_deref(), c.header.alg, now, v.key_grace_period)?;
     verify_signature(&c, key)?;
     let kid = c.header.kid;
-    let payload = decode_payload(c.payload)?;
-    let claims = parse_payload(&payload)?;
-    let times = claims::validate(&claims, v, now)?;
+    let claims = parse_payload(decode_payload(c.payload)?)?;
+    let times = claims::validate(claims.root(), v, now)?;
     let token_until = claims::last_valid_second(times.exp, v.leeway);
     let valid_until = key_until.map_or(token_until, |k| k.min(token_until));
-    Ok(Verified { kid, payload, claims, times, valid_until })
+    Ok(Verified { kid, claims, times, valid_until })
 }
 
 /// The signature over the signing input, under the key selected for the token's algorithm
@@ -67,11 +66,10 @@ pub fn verify_signature(c: &Compact<'_>, key: &PublicKey) -> Result<(), Error> {
 }
 
 /// The payload as a strict JSON object whose numbers all fit jsonb.
-pub fn parse_payload(payload: &str) -> Result<Map<String, Value>, Error> {
-    let (claims, floats) =
-        json::parse_object_noting_fractions(payload.as_bytes()).map_err(|e| Error::malformed(Part::Payload, e))?;
-    if floats {
-        json::check_numeric_scale(payload.as_bytes()).map_err(|e| Error::malformed(Part::Payload, e))?;
+pub fn parse_payload(payload: String) -> Result<Doc, Error> {
+    let claims = Doc::parse(payload).map_err(|e| Error::malformed(Part::Payload, e))?;
+    if claims.has_floats() {
+        json::check_numeric_scale(claims.text().as_bytes()).map_err(|e| Error::malformed(Part::Payload, e))?;
     }
     Ok(claims)
 }
@@ -92,11 +90,11 @@ pub enum UuidClaimError {
 
 /// The named claim as a UUID, accepting only the canonical hyphenated 8-4-4-4-12 form
 /// (either case), as PostgreSQL prints a `uuid` and Better Auth copies it into the token.
-pub fn uuid_claim(claims: &Map<String, Value>, name: &str) -> Result<uuid::Uuid, UuidClaimError> {
+pub fn uuid_claim(claims: Object<'_>, name: &str) -> Result<uuid::Uuid, UuidClaimError> {
     let s = match claims.get(name) {
-        None | Some(Value::Null) => return Err(UuidClaimError::Missing),
-        Some(Value::String(s)) => s,
-        Some(other) => return Err(UuidClaimError::NotAString(json::a_type(other))),
+        None | Some(Json::Null) => return Err(UuidClaimError::Missing),
+        Some(Json::String(s)) => s,
+        Some(other) => return Err(UuidClaimError::NotAString(other.a_type())),
     };
     let b = s.as_bytes();
     let hyphens_ok = b.len() == 36 && [8, 13, 18, 23].iter().all(|&i| b[i] == b'-');
@@ -110,17 +108,17 @@ pub fn uuid_claim(claims: &Map<String, Value>, name: &str) -> Result<uuid::Uuid,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     #[test]
     fn uuid_claim_is_strict() {
-        let m = |v: Value| json!({ "uuid": v }).as_object().cloned().unwrap();
+        let m = |v: Value| Doc::parse(json!({ "uuid": v }).to_string()).unwrap();
         let id = "112e81d8-d62d-49d6-8a62-7e59b4050b0d";
-        assert_eq!(uuid_claim(&m(json!(id)), "uuid").unwrap().to_string(), id);
-        assert!(uuid_claim(&m(json!(id.to_uppercase())), "uuid").is_ok());
-        assert_eq!(uuid_claim(&m(json!(null)), "uuid"), Err(UuidClaimError::Missing));
-        assert_eq!(uuid_claim(&m(json!(id)), "other"), Err(UuidClaimError::Missing));
-        assert_eq!(uuid_claim(&m(json!(5)), "uuid"), Err(UuidClaimError::NotAString("a number")));
+        assert_eq!(uuid_claim(m(json!(id)).root(), "uuid").unwrap().to_string(), id);
+        assert!(uuid_claim(m(json!(id.to_uppercase())).root(), "uuid").is_ok());
+        assert_eq!(uuid_claim(m(json!(null)).root(), "uuid"), Err(UuidClaimError::Missing));
+        assert_eq!(uuid_claim(m(json!(id)).root(), "other"), Err(UuidClaimError::Missing));
+        assert_eq!(uuid_claim(m(json!(5)).root(), "uuid"), Err(UuidClaimError::NotAString("a number")));
         for bad in [
             "112e81d8d62d49d68a627e59b4050b0d",
             "{112e81d8-d62d-49d6-8a62-7e59b4050b0d}",
@@ -130,7 +128,7 @@ mod tests {
             "112e81d8-d62d-49d6-8a627-e59b4050b0d",
             "",
         ] {
-            assert_eq!(uuid_claim(&m(json!(bad)), "uuid"), Err(UuidClaimError::NotCanonical), "{bad}");
+            assert_eq!(uuid_claim(m(json!(bad)).root(), "uuid"), Err(UuidClaimError::NotCanonical), "{bad}");
         }
     }
 
@@ -138,17 +136,17 @@ mod tests {
     fn payload_numbers_must_fit_jsonb_whichever_form_they_take() {
         // The scale check runs only when a number was read as a float; every float form is one.
         for bad in [r#"{"a":1e-20000}"#, r#"{"a":[{"b":0E-16384}]}"#] {
-            let e = parse_payload(bad).unwrap_err();
+            let e = parse_payload(bad.into()).unwrap_err();
             assert!(e.detail().contains("digits after the decimal point"), "{bad}: {e}");
         }
         for bad in [r#"{"a":1e-99999999999999999999999}"#, r#"{"a":0e99999999999}"#] {
-            let e = parse_payload(bad).unwrap_err();
+            let e = parse_payload(bad.into()).unwrap_err();
             assert!(e.detail().contains("exponent beyond"), "{bad}: {e}");
         }
         let long = format!(r#"{{"a":0.{}1}}"#, "0".repeat(16383));
-        assert!(parse_payload(&long).is_err());
+        assert!(parse_payload(long).is_err());
         for ok in [r#"{"a":1,"b":-0,"c":"1e-20000"}"#, r#"{"a":123456789012345678901234567890}"#, r#"{"a":1.5e-300}"#] {
-            assert!(parse_payload(ok).is_ok(), "{ok}");
+            assert!(parse_payload(ok.into()).is_ok(), "{ok}");
         }
     }
 }

@@ -8,8 +8,7 @@
 //! This module is the decision; the extension does the lookup and passes in what it found.
 
 use crate::error::{iso8601, printable, Error, ErrorKind};
-use crate::json::a_type;
-use serde_json::{Map, Value};
+use crate::json::{Json, Object};
 
 /// What a lookup of the session table by id found: only the columns the check needs.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,24 +20,24 @@ pub struct Session {
 }
 
 /// The session id the token names: claim `claim`, a non-empty string.
-pub fn session_id<'a>(claims: &'a Map<String, Value>, claim: &str) -> Result<&'a str, Error> {
+pub fn session_id<'a>(claims: Object<'a>, claim: &str) -> Result<&'a str, Error> {
     let name = printable(claim, 64);
     match claims.get(claim) {
-        Some(Value::String(s)) if !s.is_empty() => Ok(s),
-        Some(Value::String(_)) => Err(Error::new(ErrorKind::NoSessionId, format!("the \"{name}\" claim is empty"))),
-        None | Some(Value::Null) => Err(Error::new(
+        Some(Json::String(s)) if !s.is_empty() => Ok(s),
+        Some(Json::String(_)) => Err(Error::new(ErrorKind::NoSessionId, format!("the \"{name}\" claim is empty"))),
+        None | Some(Json::Null) => Err(Error::new(
             ErrorKind::NoSessionId,
             format!("the token has no \"{name}\" claim, and auth_jwt.require_session is on"),
         )),
         Some(other) => {
-            Err(Error::new(ErrorKind::NoSessionId, format!("the \"{name}\" claim is {}, not a string", a_type(other))))
+            Err(Error::new(ErrorKind::NoSessionId, format!("the \"{name}\" claim is {}, not a string", other.a_type())))
         }
     }
 }
 
 /// The token's `sub` claim if it is a string (Better Auth's user id), which a session must match.
-pub fn sub_claim(claims: &Map<String, Value>) -> Option<&str> {
-    claims.get("sub").and_then(Value::as_str)
+pub fn sub_claim<'a>(claims: Object<'a>) -> Option<&'a str> {
+    claims.get("sub").and_then(Json::as_str)
 }
 
 /// Whether the session a lookup found (None: no row with that id) lets the token through at
@@ -77,10 +76,11 @@ pub fn check_session(sub: Option<&str>, found: Option<&Session>, now: f64) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::Doc;
+    use serde_json::{json, Value};
 
-    fn claims(v: Value) -> Map<String, Value> {
-        v.as_object().cloned().unwrap()
+    fn claims(v: Value) -> Doc {
+        Doc::parse(v.to_string()).unwrap()
     }
 
     fn live(user: &str) -> Session {
@@ -90,37 +90,37 @@ mod tests {
     #[test]
     fn session_id_is_a_non_empty_string_claim() {
         let c = claims(json!({ "sid": "s1", "other": 5, "empty": "", "null": null }));
-        assert_eq!(session_id(&c, "sid").unwrap(), "s1");
-        let kind = |claim| session_id(&c, claim).unwrap_err().kind();
+        assert_eq!(session_id(c.root(), "sid").unwrap(), "s1");
+        let kind = |claim| session_id(c.root(), claim).unwrap_err().kind();
         for claim in ["missing", "other", "empty", "null"] {
             assert_eq!(kind(claim), ErrorKind::NoSessionId, "{claim}");
         }
-        assert!(session_id(&c, "other").unwrap_err().detail().contains("a number"));
+        assert!(session_id(c.root(), "other").unwrap_err().detail().contains("a number"));
     }
 
     #[test]
     fn a_live_session_of_the_same_user_passes() {
         let c = claims(json!({ "sub": "u1", "sid": "s1" }));
-        assert_eq!(check_session(sub_claim(&c), Some(&live("u1")), 1_900_000_000.0), Ok(()));
+        assert_eq!(check_session(sub_claim(c.root()), Some(&live("u1")), 1_900_000_000.0), Ok(()));
     }
 
     #[test]
     fn ended_expired_and_foreign_sessions_are_refused() {
         let c = claims(json!({ "sub": "u1", "sid": "s1" }));
-        let kind = |s: Option<&Session>, now: f64| check_session(sub_claim(&c), s, now).unwrap_err().kind();
+        let kind = |s: Option<&Session>, now: f64| check_session(sub_claim(c.root()), s, now).unwrap_err().kind();
         assert_eq!(kind(None, 0.0), ErrorKind::SessionEnded);
         assert_eq!(kind(Some(&live("u2")), 0.0), ErrorKind::SessionMismatch);
         assert_eq!(kind(Some(&Session { user_id: None, ..live("u1") }), 0.0), ErrorKind::SessionMismatch);
         assert_eq!(
-            check_session(sub_claim(&claims(json!({ "sid": "s1" }))), Some(&live("u1")), 0.0).unwrap_err().kind(),
+            check_session(sub_claim(claims(json!({ "sid": "s1" })).root()), Some(&live("u1")), 0.0).unwrap_err().kind(),
             ErrorKind::SessionMismatch
         );
         // Expiry is exact, with no leeway: the same clock wrote and reads it.
         assert_eq!(kind(Some(&live("u1")), 2_000_000_000.0), ErrorKind::SessionExpired);
-        assert_eq!(check_session(sub_claim(&c), Some(&live("u1")), 1_999_999_999.999), Ok(()));
+        assert_eq!(check_session(sub_claim(c.root()), Some(&live("u1")), 1_999_999_999.999), Ok(()));
         assert_eq!(kind(Some(&Session { expires_at: None, ..live("u1") }), 0.0), ErrorKind::SessionExpired);
         assert_eq!(
-            check_session(sub_claim(&c), Some(&live("u1")), 2_000_000_001.0).unwrap_err().detail(),
+            check_session(sub_claim(c.root()), Some(&live("u1")), 2_000_000_001.0).unwrap_err().detail(),
             "the session expired at 2033-05-18T03:33:20Z"
         );
     }
@@ -130,7 +130,7 @@ mod tests {
         let c = claims(json!({ "sub": "u1", "sid": "s1" }));
         let expired_foreign = Session { user_id: Some("u2".into()), expires_at: Some(1.0) };
         assert_eq!(
-            check_session(sub_claim(&c), Some(&expired_foreign), 5.0).unwrap_err().kind(),
+            check_session(sub_claim(c.root()), Some(&expired_foreign), 5.0).unwrap_err().kind(),
             ErrorKind::SessionMismatch
         );
     }

@@ -25,7 +25,10 @@ fn every_algorithm_verifies_and_refuses_a_flipped_bit() {
             let keys = keyset_of(&[("k1", &s)]);
             let t = token_with(&s, "k1");
             let v = verify(&t, &keys, &validation(), NOW).unwrap_or_else(|e| panic!("{alg}: {e}"));
-            assert_eq!(v.claims["uuid"], "112e81d8-d62d-49d6-8a62-7e59b4050b0d");
+            assert_eq!(
+                v.claims.root().get("uuid").and_then(|u| u.as_str()),
+                Some("112e81d8-d62d-49d6-8a62-7e59b4050b0d")
+            );
             let (input, sig) = t.rsplit_once('.').unwrap();
             let mut bad = b64::decode(sig).unwrap();
             let last = bad.len() - 1;
@@ -324,7 +327,11 @@ fn rfc7515_examples_verify() {
         if name == "A4_ES512" {
             assert_eq!(verify(jws, &keys, &any, at).unwrap_err().kind(), ErrorKind::Malformed);
         } else {
-            assert_eq!(verify(jws, &keys, &any, at).unwrap().claims["iss"], "joe", "{name}");
+            assert_eq!(
+                verify(jws, &keys, &any, at).unwrap().claims.root().get("iss").and_then(|i| i.as_str()),
+                Some("joe"),
+                "{name}"
+            );
             assert_eq!(verify(jws, &keys, &validation(), at).unwrap_err().kind(), ErrorKind::InvalidClaims);
         }
     }

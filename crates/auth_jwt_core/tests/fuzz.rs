@@ -343,12 +343,184 @@ fn jsonb_reads_back_as_the_claims() {
         .run(&claims, |(m, with_float)| {
             let mut m: serde_json::Map<String, Value> = m.into_iter().collect();
             let expected = Value::Object(m.clone());
+            let doc = |m: &serde_json::Map<String, Value>| auth_jwt_core::Doc::parse(json!(m).to_string()).unwrap();
             if with_float {
                 m.insert("f".into(), json!([1, {"x": 1.5}]));
-                prop_assert!(auth_jwt_core::jsonb::encode(&m).is_none());
+                prop_assert!(auth_jwt_core::jsonb::encode(doc(&m).root()).is_none());
             } else {
-                let bytes = auth_jwt_core::jsonb::encode(&m).unwrap();
+                let bytes = auth_jwt_core::jsonb::encode(doc(&m).root()).unwrap();
                 prop_assert_eq!(jsonb_reader::read(&bytes), expected);
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// The strict parser before `Doc` (a serde_json `Value` tree, duplicates and U+0000 refused while
+/// reading), kept here as the oracle `Doc` must agree with.
+mod value_oracle {
+    use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+    use serde_json::{Map, Number, Value};
+    use std::cell::Cell;
+    use std::fmt;
+
+    /// The object and whether a number was read as a float, or None if the text is refused.
+    pub fn parse(text: &str) -> Option<(Map<String, Value>, bool)> {
+        let floats = Cell::new(false);
+        let mut de = serde_json::Deserializer::from_str(text);
+        let value = Strict(&floats).deserialize(&mut de).ok()?;
+        de.end().ok()?;
+        match value {
+            Value::Object(m) => Some((m, floats.get())),
+            _ => None,
+        }
+    }
+
+    struct Strict<'a>(&'a Cell<bool>);
+
+    impl<'de> DeserializeSeed<'de> for Strict<'_> {
+        type Value = Value;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    fn nul<E: de::Error>(s: &str) -> Result<(), E> {
+        if s.contains('\0') {
+            Err(E::custom("nul"))
+        } else {
+            Ok(())
+        }
+    }
+
+    impl<'de> Visitor<'de> for Strict<'_> {
+        type Value = Value;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+            Ok(Value::Bool(v))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+            Ok(Value::Number(v.into()))
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+            Ok(Value::Number(v.into()))
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+            self.0.set(true);
+            Number::from_f64(v).map(Value::Number).ok_or_else(|| E::custom("not finite"))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+            nul(v)?;
+            Ok(Value::String(v.to_owned()))
+        }
+        fn visit_unit<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(v) = seq.next_element_seed(Strict(self.0))? {
+                out.push(v);
+            }
+            Ok(Value::Array(out))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            let mut out = Map::new();
+            while let Some(key) = map.next_key::<String>()? {
+                nul(&key)?;
+                if out.contains_key(&key) {
+                    return Err(de::Error::custom("duplicate"));
+                }
+                let v = map.next_value_seed(Strict(self.0))?;
+                out.insert(key, v);
+            }
+            Ok(Value::Object(out))
+        }
+    }
+}
+
+/// Member names: duplicates, two spellings of one name (a duplicate too), U+0000.
+fn json_name() -> impl Strategy<Value = String> + Clone {
+    prop_oneof![
+        2 => Just("\"a\"".to_owned()),
+        1 => Just("\"\\u0061\"".to_owned()),
+        1 => Just("\"ab\"".to_owned()),
+        1 => Just("\"\\u0000\"".to_owned()),
+        20 => "\"[a-z\u{e9}]{0,6}\"",
+        4 => "\"[ab]{8,10}\"",
+    ]
+}
+
+/// Mostly small objects, some past the 32 members up to which duplicates are caught as read.
+fn json_members(value: impl Strategy<Value = String> + Clone) -> impl Strategy<Value = String> {
+    let members = prop_oneof![
+        9 => proptest::collection::vec((json_name(), value), 0..7),
+        // Names from a small set: some of these objects are valid, some repeat a name only
+        // after the 32nd member.
+        1 => proptest::collection::vec((prop_oneof![3 => "\"[a-z]{2}\"", 1 => "\"[ab]{8,10}\""], any::<i32>().prop_map(|i| i.to_string())), 30..40),
+    ];
+    members.prop_map(|m| {
+        let members: Vec<String> = m.into_iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        format!("{{ {} }}", members.join(" ,"))
+    })
+}
+
+/// A JSON object as text that is often valid and often almost valid: the names above, escapes,
+/// U+0000, lone surrogates, every number form (beyond i64, beyond u64, beyond f64, exponents).
+fn json_object_text() -> impl Strategy<Value = String> {
+    let valid = proptest::sample::select(vec![
+        "null",
+        "true",
+        "false",
+        "-0",
+        "18446744073709551615",
+        "18446744073709551616",
+        "-9223372036854775809",
+        "0e99999999999",
+        "\"x\\ny\\\"\\u00e9\\ud83d\\ude00\"",
+    ]);
+    let leaf = prop_oneof![
+        4 => valid.prop_map(str::to_owned),
+        1 => proptest::sample::select(vec!["1e400", "\"\\ud800\"", "\"nul\\u0000\"", "01", "[1,]"]).prop_map(str::to_owned),
+        4 => any::<i64>().prop_map(|i| i.to_string()),
+        2 => any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| format!("{f:e}")),
+        8 => "\"[ -!#-\\[\\]-~\u{e9}]{0,8}\"",
+    ];
+    let value = leaf.prop_recursive(4, 48, 6, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..5).prop_map(|v| format!("[{}]", v.join(","))),
+            json_members(inner),
+        ]
+    });
+    json_members(value)
+}
+
+/// `Doc` accepts exactly what the `Value` parser it replaced accepts, reads back to the same
+/// tree, notes floats the same way, finds every member by name and lists members in jsonb's key
+/// order; mutated text included.
+#[test]
+fn doc_agrees_with_the_value_parser() {
+    use auth_jwt_core::{json::jsonb_key_order, Doc};
+    // Half of the texts as generated, half mutated.
+    let strategy = (json_object_text(), prop_oneof![Just(vec![]), proptest::collection::vec(mutation(), 1..3)]);
+    TestRunner::new(Config { cases: cases() / 4, failure_persistence: None, ..Config::default() })
+        .run(&strategy, |(text, ms)| {
+            let text = if ms.is_empty() { text } else { apply(&text, &ms) };
+            let doc = Doc::parse(text.clone());
+            let oracle = value_oracle::parse(&text);
+            prop_assert_eq!(doc.is_ok(), oracle.is_some(), "{}", text);
+            if let (Ok(doc), Some((map, floats))) = (doc, oracle) {
+                prop_assert_eq!(doc.text(), text.as_str());
+                prop_assert_eq!(doc.has_floats(), floats);
+                prop_assert_eq!(&doc.root().to_map(), &map);
+                for (k, v) in &map {
+                    let found = doc.root().get(k).map(|j| j.to_value());
+                    prop_assert_eq!(found.as_ref(), Some(v));
+                }
+                prop_assert!(doc.root().get("no such member").is_none() || map.contains_key("no such member"));
+                let names: Vec<&str> = doc.root().iter().map(|(k, _)| k).collect();
+                prop_assert!(names.windows(2).all(|w| jsonb_key_order(w[0], w[1]).is_lt()), "{:?}", names);
             }
             Ok(())
         })
