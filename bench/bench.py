@@ -394,12 +394,12 @@ def call_depth():
         )
 
 
-def pgbench(script, before_each=None, port=PORT, pgbin=PGBIN):
+def pgbench(script, before_each=None, port=PORT, pgbin=PGBIN, runs=3):
     path = tempfile.mktemp(suffix=".sql")
     with open(path, "w") as f:
         f.write(script)
     tps = []
-    for _ in range(3):
+    for _ in range(runs):
         if before_each:
             before_each()
         out = subprocess.run(
@@ -461,7 +461,7 @@ def throughput():
         lookups = c.execute("SELECT count(*) FROM pg_stat_user_indexes WHERE relname = 'session' AND idx_scan > 0").fetchone()[0]
     assert lookups > 0, "the session index was never used"
     if NOFP_PORT:
-        before_after(scripts["fresh"].replace(tail, ""), tail, n_fresh, tps["fresh"])
+        before_after(scripts["fresh"].replace(tail, ""), tail, n_fresh)
     assert max(used) < n_fresh, f"ran out of fresh tokens ({max(used)} of {n_fresh})"
     notes.append(f"The never-seen-token run used at most {max(used)} of {n_fresh} pre-signed tokens per pgbench run.")
     r1 = tps["reuse"] / tps["unverified"]
@@ -490,11 +490,11 @@ END;
 """
 
 
-def before_after(head, plain_tail, n_fresh, plain_tps):
+def before_after(head, plain_tail, n_fresh):
     """#11's user-facing figure: a never-seen token every transaction, with and without frame
-    pointers, in the same run, for each request shape (the plain one was measured above). A build
-    without frame pointers is fast or slow depending on the depth a shape verifies at; the figure
-    that matters is a shape's worst case."""
+    pointers, for each request shape, the two builds' runs alternating so both see the same
+    machine. A build without frame pointers is fast or slow depending on the depth a shape
+    verifies at; the figure that matters is a shape's worst case."""
     with conn(port=NOFP_PORT) as c:
         c.execute("TRUNCATE tok")
         stream_tokens(c, "tok", n_fresh)
@@ -517,14 +517,16 @@ def before_after(head, plain_tail, n_fresh, plain_tps):
         "PostgREST read query": POSTGREST_READ,
         "db-pre-request hook": "SELECT bench_pre_request();\n" + plain_tail,
     }
-    after = {"plain query": plain_tps}
-    before = {}
-    for shape, tail in shapes.items():
-        if shape not in after:
-            after[shape] = record("pgbench", f"auth_jwt, a never-seen token every transaction, {shape} (TPS)",
-                                  pgbench(head + tail, restart(PORT)), "tps")
+    runs = {(shape, build): [] for shape in shapes for build in ("after", "before")}
+    for _ in range(3):
+        for shape, tail in shapes.items():
+            runs[shape, "after"] += pgbench(head + tail, restart(PORT), runs=1)
+            runs[shape, "before"] += pgbench(head + tail, restart(NOFP_PORT), port=NOFP_PORT, pgbin=NOFP_PGBIN, runs=1)
+    after, before = {}, {}
+    for shape in shapes:
+        after[shape] = record("pgbench", f"auth_jwt, a never-seen token every transaction, {shape} (TPS)", runs[shape, "after"], "tps")
         before[shape] = record("pgbench", f"auth_jwt without frame pointers (before), a never-seen token every transaction, {shape} (TPS)",
-                               pgbench(head + tail, restart(NOFP_PORT), port=NOFP_PORT, pgbin=NOFP_PGBIN), "tps")
+                               runs[shape, "before"], "tps")
     notes.append("PostgREST-style pgbench, a new token every transaction, without -> with frame pointers, same run: "
                  + "; ".join(f"{s} {before[s]:.0f} -> {after[s]:.0f} TPS ({after[s] / before[s]:.2f}x)" for s in shapes) + ".")
     worst_before, worst_after = min(before.values()), min(after.values())
