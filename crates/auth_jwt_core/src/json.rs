@@ -120,6 +120,11 @@ pub struct Object<'d> {
 impl Doc {
     /// Parse `text` as one JSON object, strictly. The error is a short human reason.
     pub fn parse(text: String) -> Result<Doc, String> {
+        // Spans and node indexes are u32. PostgreSQL's values stop at 1 GB; say so rather than
+        // truncate if that ever changes.
+        if u32::try_from(text.len()).is_err() {
+            return Err("is larger than 4 GB".into());
+        }
         // A value takes at least two bytes of text but rarely fewer than ten: a few reallocations
         // at most, and no more memory than the text.
         let mut b = Builder {
