@@ -54,13 +54,16 @@ impl Entry {
     }
 
     /// The claims as a `jsonb` varlena (see `jsonb`). Built at most once; for an entry made
-    /// without it, from the payload parsed again, which is then dropped.
+    /// without it, from the payload parsed again, which is dropped only once the jsonb exists:
+    /// jsonb_in can raise (a cancel, the stack depth limit), and the entry must stay whole.
     pub fn jsonb_bytes(&self) -> &[u8] {
-        self.jsonb.get_or_init(|| {
-            let payload = self.payload.borrow_mut().take().unwrap_or_default();
+        let bytes = self.jsonb.get_or_init(|| {
+            let payload = self.payload.borrow().clone().unwrap_or_default();
             let claims = parse_payload(payload).unwrap_or_else(|e| crate::errors::rejected(&e));
             crate::jsonb::from_claims(&claims)
-        })
+        });
+        self.payload.borrow_mut().take();
+        bytes
     }
 
     /// The user-id claim (name from `auth_jwt.uuid_claim`).

@@ -1,6 +1,8 @@
 """The per-backend token cache: bounded by auth_jwt.cache_size, one eviction per insert (CLOCK),
 entries in use kept, and what an entry serves is the same whichever function filled it."""
 
+import psycopg
+import pytest
 from conftest import connect, one, token
 
 
@@ -60,3 +62,32 @@ def test_an_entry_filled_by_the_uuid_function_serves_the_same_claims(db):
     assert one(fresh, "SELECT auth_jwt.jwt_verify(%s)::text", t) == claims
     assert one(fresh, "SELECT auth_jwt.jwt_claim_uuid(%s)::text", t) == first
     assert sub == "user1"
+
+
+def test_an_error_while_building_an_entrys_jsonb_leaves_the_entry_whole(db):
+    # An entry filled by jwt_claim_uuid() keeps the payload text and builds the jsonb when first
+    # asked for. A payload with a fraction goes through jsonb_in, which can raise (here: the stack
+    # depth limit, 120 nested arrays called from deep PL/pgSQL). The entry must still serve the
+    # same token afterwards, not a mangled payload.
+    c = connect(db)
+    t = token(1, claims='{"f":1.5}', nest="120")
+    c.execute("SET max_stack_depth = '100kB'")
+    c.execute("""CREATE FUNCTION deep(n int, t text, v bool) RETURNS jsonb LANGUAGE plpgsql AS $$
+                 BEGIN IF n > 0 THEN RETURN deep(n - 1, t, v); END IF;
+                 IF v THEN RETURN auth_jwt.jwt_verify(t); END IF; RETURN NULL; END $$""")
+    # The deepest call PL/pgSQL itself can make under this limit.
+    n = 0
+    while True:
+        try:
+            c.execute("SELECT deep(%s, %s, false)", (n + 1, t))
+            n += 1
+        except psycopg.Error as e:
+            assert e.sqlstate == "54001", e
+            break
+    assert one(c, "SELECT auth_jwt.jwt_claim_uuid(%s) IS NOT NULL", t)  # cached, jsonb not built
+    with pytest.raises(psycopg.Error) as e:
+        c.execute("SELECT deep(%s, %s, true)", (n, t))
+    assert e.value.sqlstate == "54001", e.value
+    # The same token, from a shallow call: the claims as signed, served from the cache.
+    assert one(c, "SELECT auth_jwt.jwt_verify(%s) ->> 'f'", t) == "1.5"
+    assert counts(c)[1] >= 1, "served from the cached entry"
