@@ -69,6 +69,13 @@ struct Span {
     decoded: bool,
 }
 
+impl Span {
+    fn of<'a>(self, text: &'a str, decoded: &'a str) -> &'a str {
+        let from = if self.decoded { decoded } else { text };
+        &from[self.at as usize..(self.at + self.len) as usize]
+    }
+}
+
 /// A JSON number as serde_json reads it: an integer that fits i64 or u64, or a finite float.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Num {
@@ -164,11 +171,6 @@ impl Doc {
         Object { doc: self, at: 0 }
     }
 
-    fn str(&self, s: Span) -> &str {
-        let from = if s.decoded { &self.decoded } else { &self.text };
-        &from[s.at as usize..(s.at + s.len) as usize]
-    }
-
     /// The index just past node `i`'s subtree.
     fn end(&self, i: usize) -> usize {
         match self.nodes[i] {
@@ -179,7 +181,7 @@ impl Doc {
 
     fn key(&self, i: u32) -> &str {
         match self.nodes[i as usize] {
-            Node::Str(s) => self.str(s),
+            Node::Str(s) => s.of(&self.text, &self.decoded),
             _ => unreachable!("a key node is a string"),
         }
     }
@@ -191,7 +193,7 @@ impl Doc {
             Node::I64(n) => Json::Number(Num::I64(n)),
             Node::U64(n) => Json::Number(Num::U64(n)),
             Node::F64(n) => Json::Number(Num::F64(n)),
-            Node::Str(s) => Json::String(self.str(s)),
+            Node::Str(s) => Json::String(s.of(&self.text, &self.decoded)),
             Node::Array { .. } => Json::Array(Array { doc: self, at: i }),
             Node::Object { .. } => Json::Object(Object { doc: self, at: i }),
         }
@@ -474,9 +476,7 @@ impl Builder<'_> {
 
     fn resolve(&self, i: u32) -> &str {
         match self.nodes[i as usize] {
-            Node::Str(s) => {
-                &(if s.decoded { &self.decoded[..] } else { self.text })[s.at as usize..(s.at + s.len) as usize]
-            }
+            Node::Str(s) => s.of(self.text, &self.decoded),
             _ => unreachable!("a key node is a string"),
         }
     }
