@@ -8,15 +8,18 @@
 //! chance; an expired one never does). One at a time, not in batches: dropping hundreds of
 //! entries at once (each a few dozen small allocations) overflowed malloc's per-size caches and
 //! cost every cold verification ~10% in allocator slow paths (bench/FINDINGS.md).
-//! Keys are hashed with FxHash rather than SipHash: only tokens that verified (signed by the
-//! issuer) are ever inserted, so an attacker cannot choose colliding keys, and hashing a 4 KB
-//! token must not cost microseconds.
+//! Keys are hashed with FxHash rather than SipHash, and only their last 32 bytes and length
+//! (`TokenHasher`): only tokens that verified (signed by the issuer) are ever inserted, so an
+//! attacker cannot choose colliding keys, and those bytes lie in the signature, which differs
+//! between any two signed tokens. A cold verification hashes its token twice (lookup, insert);
+//! hashing all of a 1 KB token cost each time more than the lookup itself.
 
 use crate::settings;
 use auth_jwt_core::{parse_payload, session_id, sub_claim, uuid_claim, Error, UuidClaimError, Verified};
-use rustc_hash::FxHashMap;
+use rustc_hash::FxHasher;
 use std::cell::{Cell, OnceCell, RefCell};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 
 /// A verified token, reduced to what the SQL functions use. The parsed claims are dropped as
@@ -82,8 +85,28 @@ impl Entry {
     }
 }
 
+/// FxHash of the last 32 bytes and the length of what it is given: `str` and `Rc<str>` keys
+/// both hash through `write` (see the module doc for why the tail is enough).
+#[derive(Default)]
+struct TokenHasher(FxHasher);
+
+const HASHED_TAIL: usize = 32;
+
+impl Hasher for TokenHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.write(&bytes[bytes.len().saturating_sub(HASHED_TAIL)..]);
+        self.0.write_usize(bytes.len());
+    }
+
+    fn finish(&self) -> u64 {
+        self.0.finish()
+    }
+}
+
+type TokenMap<V> = HashMap<Rc<str>, V, BuildHasherDefault<TokenHasher>>;
+
 struct Cache {
-    map: FxHashMap<Rc<str>, Rc<Entry>>,
+    map: TokenMap<Rc<Entry>>,
     /// The clock: keys in insertion order, the hand at the front. It may also hold keys that
     /// left the map (expired on lookup); those are skipped, and compacted away (`compact_clock`).
     clock: VecDeque<Rc<str>>,
@@ -95,7 +118,7 @@ struct Cache {
 
 thread_local! {
     static CACHE: RefCell<Cache> = RefCell::new(Cache {
-        map: FxHashMap::default(),
+        map: TokenMap::default(),
         clock: VecDeque::new(),
         last: None,
         keys_generation: 0,

@@ -78,7 +78,11 @@ fn date(t: f64) -> String {
 
 /// `exp`: required, and not reached (with leeway). Returns it.
 pub fn check_exp(claims: Object<'_>, v: &Validation, now: i64) -> Result<f64, Error> {
-    let exp = numeric_date(claims, "exp")?.ok_or_else(|| Error::claim("exp", "is required"))?;
+    exp_rule(numeric_date(claims, "exp")?, v, now)
+}
+
+fn exp_rule(exp: Option<f64>, v: &Validation, now: i64) -> Result<f64, Error> {
+    let exp = exp.ok_or_else(|| Error::claim("exp", "is required"))?;
     if now > last_valid_second(exp, v.leeway) {
         return Err(Error::new(
             ErrorKind::Expired,
@@ -96,7 +100,10 @@ pub fn check_exp(claims: Object<'_>, v: &Validation, now: i64) -> Result<f64, Er
 
 /// `nbf`: optional; not later than now + leeway.
 pub fn check_nbf(claims: Object<'_>, v: &Validation, now: i64) -> Result<Option<f64>, Error> {
-    let nbf = numeric_date(claims, "nbf")?;
+    nbf_rule(numeric_date(claims, "nbf")?, v, now)
+}
+
+fn nbf_rule(nbf: Option<f64>, v: &Validation, now: i64) -> Result<Option<f64>, Error> {
     if let Some(nbf) = nbf {
         if nbf > now as f64 + v.leeway as f64 {
             return Err(Error::new(
@@ -116,7 +123,10 @@ pub fn check_nbf(claims: Object<'_>, v: &Validation, now: i64) -> Result<Option<
 
 /// `iat`: optional; not later than now + leeway.
 pub fn check_iat(claims: Object<'_>, v: &Validation, now: i64) -> Result<Option<f64>, Error> {
-    let iat = numeric_date(claims, "iat")?;
+    iat_rule(numeric_date(claims, "iat")?, v, now)
+}
+
+fn iat_rule(iat: Option<f64>, v: &Validation, now: i64) -> Result<Option<f64>, Error> {
     if let Some(iat) = iat {
         if iat > now as f64 + v.leeway as f64 {
             return Err(Error::new(
@@ -176,12 +186,10 @@ pub fn check_aud(claims: Object<'_>, v: &Validation) -> Result<(), Error> {
 /// Validate the registered claims of a verified payload at time `now` (Unix seconds).
 /// Types first (a string `exp` is a type error even when a date check would also fail).
 pub fn validate(claims: Object<'_>, v: &Validation, now: i64) -> Result<Times, Error> {
-    for name in ["exp", "nbf", "iat"] {
-        numeric_date(claims, name)?;
-    }
-    let exp = check_exp(claims, v, now)?;
-    let nbf = check_nbf(claims, v, now)?;
-    let iat = check_iat(claims, v, now)?;
+    let (exp, nbf, iat) = (numeric_date(claims, "exp")?, numeric_date(claims, "nbf")?, numeric_date(claims, "iat")?);
+    let exp = exp_rule(exp, v, now)?;
+    let nbf = nbf_rule(nbf, v, now)?;
+    let iat = iat_rule(iat, v, now)?;
     check_iss(claims, v)?;
     check_aud(claims, v)?;
     if let Some(sub) = claims.get("sub") {

@@ -127,6 +127,13 @@ pub struct Object<'d> {
 impl Doc {
     /// Parse `text` as one JSON object, strictly. The error is a short human reason.
     pub fn parse(text: String) -> Result<Doc, String> {
+        Doc::parse_with(text, true).map(|(doc, _)| doc)
+    }
+
+    /// [`Doc::parse`], with the simple path ([`simple`]) tried first or not; also says whether
+    /// it decided. For the tests that hold the two paths to the same result.
+    #[doc(hidden)]
+    pub fn parse_with(text: String, simple_path: bool) -> Result<(Doc, bool), String> {
         // Spans and node indexes are u32. PostgreSQL's values stop at 1 GB; say so rather than
         // truncate if that ever changes.
         if u32::try_from(text.len()).is_err() {
@@ -142,15 +149,25 @@ impl Doc {
             keys: Vec::with_capacity(text.len() / 24 + 4),
             floats: false,
         };
-        let mut de = serde_json::Deserializer::from_str(&text);
-        NodeSeed(&mut b).deserialize(&mut de).map_err(describe)?;
-        de.end().map_err(describe)?;
+        let simple = simple_path && simple::document(&mut b).is_some();
+        if !simple {
+            b.clear();
+            let mut de = serde_json::Deserializer::from_str(&text);
+            NodeSeed(&mut b).deserialize(&mut de).map_err(describe)?;
+            de.end().map_err(describe)?;
+        }
         let Builder { decoded, nodes, order, floats, .. } = b;
         let doc = Doc { text, decoded, nodes, order, floats };
         match doc.json(0) {
-            Json::Object(_) => Ok(doc),
+            Json::Object(_) => Ok((doc, simple)),
             other => Err(format!("is {}, not a JSON object", other.a_type())),
         }
+    }
+
+    /// The tree as built (nodes, key order, decoded strings), for the tests that compare paths.
+    #[doc(hidden)]
+    pub fn debug_tree(&self) -> String {
+        format!("{:?} {:?} {:?} {}", self.nodes, self.order, self.decoded, self.floats)
     }
 
     /// The text exactly as parsed.
@@ -290,15 +307,35 @@ impl<'d> Object<'d> {
     pub fn get(self, name: &str) -> Option<Json<'d>> {
         let sorted = self.sorted();
         let probe = SortKey::new(name.as_bytes(), 0);
-        let i = sorted
-            .binary_search_by(|k| k.order(&probe, || self.doc.key(k.node).as_bytes()[8..].cmp(&name.as_bytes()[8..])))
-            .ok()?;
-        Some(self.doc.json(sorted[i].node as usize + 1))
+        let at = |k: &SortKey| (k.len, k.prefix);
+        // A binary search over integers; the bytes after the prefix are read only for names
+        // longer than it that share it.
+        let from = sorted.partition_point(|k| at(k) < at(&probe));
+        let k = sorted[from..]
+            .iter()
+            .take_while(|k| at(k) == at(&probe))
+            .find(|k| probe.len <= 8 || self.doc.key(k.node).as_bytes()[8..] == name.as_bytes()[8..])?;
+        Some(self.doc.json(k.node as usize + 1))
     }
 
     /// The members in jsonb's key order: shorter names first, then bytewise.
     pub fn iter(self) -> impl Iterator<Item = (&'d str, Json<'d>)> {
-        self.sorted().iter().map(move |k| (self.doc.key(k.node), self.doc.json(k.node as usize + 1)))
+        self.keys().zip(self.values())
+    }
+
+    /// The names alone, in [`Object::iter`]'s order (jsonb writes all names, then all values).
+    pub fn keys(self) -> impl Iterator<Item = &'d str> {
+        self.sorted().iter().map(move |k| self.doc.key(k.node))
+    }
+
+    /// The values alone, in [`Object::iter`]'s order.
+    pub fn values(self) -> impl Iterator<Item = Json<'d>> {
+        self.sorted().iter().map(move |k| self.doc.json(k.node as usize + 1))
+    }
+
+    /// The document this object is part of.
+    pub(crate) fn doc(self) -> &'d Doc {
+        self.doc
     }
 
     pub fn to_map(self) -> Map<String, Value> {
@@ -419,7 +456,7 @@ struct Builder<'t> {
 
 /// A member name, sortable in jsonb's key order mostly without reading it: by length, then by
 /// its first eight bytes, and only then by the rest (member lookups compare the same way).
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 struct SortKey {
     len: u32,
     prefix: u64,
@@ -427,15 +464,19 @@ struct SortKey {
 }
 
 impl SortKey {
+    #[inline]
     fn new(name: &[u8], node: u32) -> SortKey {
-        let mut prefix = [0u8; 8];
-        let n = name.len().min(8);
-        prefix[..n].copy_from_slice(&name[..n]);
-        SortKey { len: name.len() as u32, prefix: u64::from_be_bytes(prefix), node }
+        let prefix = match name.first_chunk::<8>() {
+            Some(first) => u64::from_be_bytes(*first),
+            // Shorter names are zero-padded (their length already orders them).
+            None => name.iter().enumerate().fold(0, |p, (i, &c)| p | u64::from(c) << (56 - 8 * i)),
+        };
+        SortKey { len: name.len() as u32, prefix, node }
     }
 
     /// jsonb's key order ([`jsonb_key_order`]); `rest` compares the bytes after the prefix and
     /// runs only on a tie between names longer than it.
+    #[inline]
     fn order(&self, other: &SortKey, rest: impl FnOnce() -> Ordering) -> Ordering {
         (self.len, self.prefix).cmp(&(other.len, other.prefix)).then_with(|| {
             if self.len <= 8 {
@@ -448,6 +489,58 @@ impl SortKey {
 }
 
 impl Builder<'_> {
+    /// Back to empty, keeping the capacity (after the simple path gave up).
+    fn clear(&mut self) {
+        self.decoded.clear();
+        self.nodes.clear();
+        self.order.clear();
+        self.keys.clear();
+        self.floats = false;
+    }
+
+    /// Note the key just pushed as a member name of the object whose keys start at `mark`.
+    /// Err(node) names a duplicate, found here while that costs little (so the error names its
+    /// position), in a larger object by [`Builder::finish_object`].
+    fn add_key(&mut self, key: SortKey, mark: usize) -> Result<(), u32> {
+        if self.keys.len() - mark < EAGER_DUPLICATE_CHECK && self.keys[mark..].iter().any(|k| self.same_name(k, &key)) {
+            return Err(key.node);
+        }
+        self.keys.push(key);
+        Ok(())
+    }
+
+    /// Close the object at node `at`, whose keys start at `mark`: sort them into jsonb's order,
+    /// where equal names are neighbours (escapes that decode to the same name are the same
+    /// member). Err(node) names a duplicate.
+    fn finish_object(&mut self, at: usize, mark: usize) -> Result<(), u32> {
+        let mut keys = std::mem::take(&mut self.keys);
+        // By length and prefix (integers), then any run of longer names sharing both by the
+        // bytes after the prefix: together, jsonb's order.
+        let members = &mut keys[mark..];
+        members.sort_unstable_by_key(|k| (k.len, k.prefix));
+        let mut run = 0;
+        while run < members.len() {
+            let same = members[run..]
+                .iter()
+                .take_while(|k| (k.len, k.prefix) == (members[run].len, members[run].prefix))
+                .count();
+            if same > 1 && members[run].len > 8 {
+                members[run..run + same].sort_unstable_by(|x, y| self.key_order(x, y));
+            }
+            run += same;
+        }
+        if let Some(w) = keys[mark..].windows(2).find(|w| self.same_name(&w[0], &w[1])) {
+            return Err(w[0].node);
+        }
+        let sorted = self.order.len() as u32;
+        self.order.extend_from_slice(&keys[mark..]);
+        let len = (keys.len() - mark) as u32;
+        keys.truncate(mark);
+        self.keys = keys;
+        self.nodes[at] = Node::Object { len, end: self.nodes.len() as u32, sorted };
+        Ok(())
+    }
+
     fn push(&mut self, node: Node) -> usize {
         self.nodes.push(node);
         self.nodes.len() - 1
@@ -470,8 +563,19 @@ impl Builder<'_> {
         Ok(())
     }
 
+    #[inline]
     fn key_order(&self, x: &SortKey, y: &SortKey) -> Ordering {
         x.order(y, || self.resolve(x.node).as_bytes()[8..].cmp(&self.resolve(y.node).as_bytes()[8..]))
+    }
+
+    /// `key_order(x, y).is_eq()`, in the common case without reading either name.
+    #[inline(always)]
+    fn same_name(&self, x: &SortKey, y: &SortKey) -> bool {
+        x.len == y.len && x.prefix == y.prefix && (x.len <= 8 || self.same_rest(x, y))
+    }
+
+    fn same_rest(&self, x: &SortKey, y: &SortKey) -> bool {
+        self.resolve(x.node)[8..] == self.resolve(y.node)[8..]
     }
 
     fn resolve(&self, i: u32) -> &str {
@@ -561,30 +665,177 @@ impl<'de> Visitor<'de> for NodeSeed<'_, '_> {
                 break;
             }
             let key = SortKey::new(b.resolve(node).as_bytes(), node);
-            // A duplicate of an earlier name is refused here, so the error names its position,
-            // while that costs little; in a larger object, by the sort below.
-            if b.keys.len() - mark < EAGER_DUPLICATE_CHECK
-                && b.keys[mark..].iter().any(|k| b.key_order(k, &key).is_eq())
-            {
-                return Err(duplicate(b, node));
-            }
-            b.keys.push(key);
+            b.add_key(key, mark).map_err(|node| duplicate(b, node))?;
             map.next_value_seed(NodeSeed(b))?;
         }
-        // Sorted in jsonb's order, equal names are neighbours. Escapes that decode to the same
-        // name are the same member.
-        let mut keys = std::mem::take(&mut b.keys);
-        keys[mark..].sort_unstable_by(|x, y| b.key_order(x, y));
-        if let Some(w) = keys[mark..].windows(2).find(|w| b.key_order(&w[0], &w[1]).is_eq()) {
-            return Err(duplicate(b, w[0].node));
+        b.finish_object(at, mark).map_err(|node| duplicate(b, node))
+    }
+}
+
+/// The common payload without serde: objects, arrays, strings without escapes, integers that
+/// fit i64 (or u64), true, false and null, nested at most [`simple::DEPTH`] deep. On anything
+/// else (an escape, a fraction or exponent, a larger or negative-zero integer, a duplicate
+/// name, any syntax error) it gives up, and serde_json's lexer reads the text again from the
+/// start: that path decides everything unusual and words every error. What this path accepts,
+/// serde_json accepts and builds into the same tree (tests/fuzz.rs holds the two to that); it
+/// reads a token's payload in about a third of the instructions (bench/FINDINGS.md).
+mod simple {
+    use super::{Builder, Node, SortKey, Span};
+
+    /// serde_json refuses nesting past 127; this path leaves deep input to it.
+    pub(super) const DEPTH: usize = 64;
+
+    /// Build the tree of the whole text, one object; None gives up.
+    pub(super) fn document(b: &mut Builder<'_>) -> Option<()> {
+        let s = b.text.as_bytes();
+        let i = ws(s, 0);
+        if s.get(i) != Some(&b'{') {
+            return None;
         }
-        let sorted = b.order.len() as u32;
-        b.order.extend_from_slice(&keys[mark..]);
-        let len = (keys.len() - mark) as u32;
-        keys.truncate(mark);
-        b.keys = keys;
-        b.nodes[at] = Node::Object { len, end: b.nodes.len() as u32, sorted };
-        Ok(())
+        let i = value(b, s, i, 0)?;
+        (ws(s, i) == s.len()).then_some(())
+    }
+
+    /// Past JSON's four whitespace bytes.
+    fn ws(s: &[u8], mut i: usize) -> usize {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = s.get(i) {
+            i += 1;
+        }
+        i
+    }
+
+    /// The value starting at `s[i]`; returns the index just past it.
+    fn value(b: &mut Builder<'_>, s: &[u8], i: usize, depth: usize) -> Option<usize> {
+        let (node, next) = match *s.get(i)? {
+            b'{' => return object(b, s, i, depth + 1),
+            b'[' => return array(b, s, i, depth + 1),
+            b'"' => {
+                let (span, next) = string(s, i)?;
+                (Node::Str(span), next)
+            }
+            b't' if s[i..].starts_with(b"true") => (Node::Bool(true), i + 4),
+            b'f' if s[i..].starts_with(b"false") => (Node::Bool(false), i + 5),
+            b'n' if s[i..].starts_with(b"null") => (Node::Null, i + 4),
+            b'-' | b'0'..=b'9' => integer(s, i)?,
+            _ => return None,
+        };
+        b.push(node);
+        Some(next)
+    }
+
+    /// A string without escapes or control characters (those are serde_json's to judge), as a
+    /// span of the text; the text is a `str`, so the bytes between the quotes are UTF-8.
+    fn string(s: &[u8], i: usize) -> Option<(Span, usize)> {
+        let from = i + 1;
+        let mut end = from;
+        // Eight bytes at a time past those that need no look; the byte loop decides the rest.
+        while let Some(chunk) = s.get(end..end + 8) {
+            if special(u64::from_le_bytes(chunk.try_into().expect("eight bytes"))) {
+                break;
+            }
+            end += 8;
+        }
+        loop {
+            match *s.get(end)? {
+                b'"' => break,
+                b'\\' | 0..=0x1f => return None,
+                _ => end += 1,
+            }
+        }
+        Some((Span { at: from as u32, len: (end - from) as u32, decoded: false }, end + 1))
+    }
+
+    /// Whether any byte of `x` is a quote, a backslash or a control character (below 0x20):
+    /// the exact zero-byte and less-than tests of "Bit Twiddling Hacks".
+    fn special(x: u64) -> bool {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const HIGH: u64 = 0x8080_8080_8080_8080;
+        let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+        let below_0x20 = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
+        (zero(x ^ (ONES * u64::from(b'"'))) | zero(x ^ (ONES * u64::from(b'\\'))) | below_0x20) != 0
+    }
+
+    /// An integer as serde_json reads it: positive ones through u64 (kept as i64 when they
+    /// fit), negative ones down to -i64::MAX. Leading zeros, fractions, exponents, -0 (a float
+    /// to serde_json) and anything larger give up.
+    fn integer(s: &[u8], mut i: usize) -> Option<(Node, usize)> {
+        let negative = s[i] == b'-';
+        i += usize::from(negative);
+        let start = i;
+        let mut m: u64 = 0;
+        while let Some(&d @ b'0'..=b'9') = s.get(i) {
+            m = m.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+            i += 1;
+        }
+        let digits = i - start;
+        if digits == 0 || (digits > 1 && s[start] == b'0') || matches!(s.get(i), Some(b'.' | b'e' | b'E')) {
+            return None;
+        }
+        let node = match (negative, i64::try_from(m)) {
+            (true, Ok(m)) if m > 0 => Node::I64(-m),
+            (true, _) => return None,
+            (false, Ok(m)) => Node::I64(m),
+            (false, Err(_)) => Node::U64(m),
+        };
+        Some((node, i))
+    }
+
+    fn array(b: &mut Builder<'_>, s: &[u8], i: usize, depth: usize) -> Option<usize> {
+        if depth > DEPTH {
+            return None;
+        }
+        let at = b.push(Node::Array { len: 0, end: 0 });
+        let mut len = 0u32;
+        let mut i = ws(s, i + 1);
+        if s.get(i) == Some(&b']') {
+            i += 1;
+        } else {
+            loop {
+                i = ws(s, value(b, s, i, depth)?);
+                len += 1;
+                match s.get(i)? {
+                    b',' => i = ws(s, i + 1),
+                    b']' => break i += 1,
+                    _ => return None,
+                }
+            }
+        }
+        b.nodes[at] = Node::Array { len, end: b.nodes.len() as u32 };
+        Some(i)
+    }
+
+    fn object(b: &mut Builder<'_>, s: &[u8], i: usize, depth: usize) -> Option<usize> {
+        if depth > DEPTH {
+            return None;
+        }
+        let at = b.push(Node::Object { len: 0, end: 0, sorted: 0 });
+        let mark = b.keys.len();
+        let mut i = ws(s, i + 1);
+        if s.get(i) == Some(&b'}') {
+            i += 1;
+        } else {
+            loop {
+                if s.get(i) != Some(&b'"') {
+                    return None;
+                }
+                let (span, next) = string(s, i)?;
+                let node = b.push(Node::Str(span)) as u32;
+                let name = &s[span.at as usize..(span.at + span.len) as usize];
+                b.add_key(SortKey::new(name, node), mark).ok()?;
+                i = ws(s, next);
+                if s.get(i) != Some(&b':') {
+                    return None;
+                }
+                i = ws(s, value(b, s, ws(s, i + 1), depth)?);
+                match s.get(i)? {
+                    b',' => i = ws(s, i + 1),
+                    b'}' => break i += 1,
+                    _ => return None,
+                }
+            }
+        }
+        b.finish_object(at, mark).ok()?;
+        Some(i)
     }
 }
 
@@ -627,6 +878,49 @@ mod tests {
         assert!(e.contains("duplicate member \"b\""), "{e}");
         // Escapes that decode to the same name are the same member.
         assert!(parse_object(br#"{"alg":1,"\u0061lg":2}"#).is_err());
+    }
+
+    #[test]
+    fn the_simple_path_reads_a_better_auth_payload() {
+        // A payload as Better Auth's jwt() plugin signs it: the simple path decides it alone.
+        let text = r#"{"iat":1767225600,"name":"Ada Lovelace","email":"ada@example.com","emailVerified":true,"image":null,"createdAt":"2026-01-01T00:00:00.000Z","updatedAt":"2026-01-01T00:00:00.000Z","id":"0b1e6a52-6f1c-4d2a-9a7e-3c5f8d9e0a11","sub":"0b1e6a52-6f1c-4d2a-9a7e-3c5f8d9e0a11","exp":1767226500,"iss":"https://app.example.com","aud":"https://app.example.com"}"#;
+        let (doc, simple) = Doc::parse_with(text.into(), true).unwrap();
+        assert!(simple);
+        let (serde, used) = Doc::parse_with(text.into(), false).unwrap();
+        assert!(!used);
+        assert_eq!(doc.debug_tree(), serde.debug_tree());
+        assert_eq!(doc.root().get("exp").and_then(|v| v.to_value().as_i64()), Some(1767226500));
+    }
+
+    #[test]
+    fn the_simple_path_leaves_the_unusual_to_serde() {
+        for text in [
+            r#"{"a":"\u0062"}"#,
+            r#"{"a":1.5}"#,
+            r#"{"a":1e3}"#,
+            r#"{"a":-0}"#,
+            r#"{"a":-9223372036854775808}"#,
+            r#"{"a":18446744073709551616}"#,
+            r#"{"a":01}"#,
+            r#"{"a":1,"a":2}"#,
+            "{\"a\":\"\t\"}",
+            r#"{"a":[1,]}"#,
+            r#"{"a":tru}"#,
+            r#"{"a":1} x"#,
+            "\u{feff}{}",
+        ] {
+            let simple = Doc::parse_with(text.into(), true).map(|(d, used)| (d.debug_tree(), used));
+            let serde = Doc::parse_with(text.into(), false).map(|(d, _)| (d.debug_tree(), false));
+            assert_eq!(simple, serde, "{text}");
+        }
+        // Nesting: the simple path stops at simple::DEPTH, serde_json's limit is 127 levels.
+        for depth in [simple::DEPTH - 1, simple::DEPTH, simple::DEPTH + 1, 127, 128] {
+            let text = format!("{{\"a\":{}1{}}}", "[".repeat(depth - 1), "]".repeat(depth - 1));
+            let simple = Doc::parse_with(text.clone(), true).map(|(d, used)| (d.debug_tree(), used));
+            let serde = Doc::parse_with(text.clone(), false).map(|(d, _)| d.debug_tree());
+            assert_eq!(simple.as_ref().map(|s| &s.0), serde.as_ref(), "depth {depth}");
+            assert_eq!(simple.map(|s| s.1).unwrap_or(false), depth <= simple::DEPTH, "depth {depth}");
+        }
     }
 
     #[test]

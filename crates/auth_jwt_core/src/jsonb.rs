@@ -38,7 +38,9 @@ const NUMERIC_SHORT_WEIGHT_MASK: u16 = 0x003F;
 /// exceed jsonb's limits (then `jsonb_in` reports the limit in PostgreSQL's own words). The
 /// root container's length limit (256 MB) also keeps the whole datum under varlena's 1 GB.
 pub fn encode(claims: Object<'_>) -> Option<Vec<u8>> {
-    let mut buf = Vec::with_capacity(256);
+    // Names and strings are copied as they are and numbers are at most 16 bytes, so the text's
+    // length plus the JEntries is enough for a typical payload: one allocation.
+    let mut buf = Vec::with_capacity(claims.doc().text().len() + 8 * claims.len() + 16);
     buf.extend_from_slice(&[0; 4]);
     object(&mut buf, claims)?;
     let header = varsize(buf.len());
@@ -101,8 +103,8 @@ enum Child<'a> {
 fn object(buf: &mut Vec<u8>, o: Object<'_>) -> Option<u32> {
     // The parser keeps each object's members in jsonb's key order (shorter first, then
     // bytewise) and refuses duplicate members: written as they come.
-    let keys = o.iter().map(|(k, _)| Child::Key(k));
-    let values = o.iter().map(|(_, v)| Child::Value(v));
+    let keys = o.keys().map(Child::Key);
+    let values = o.values().map(Child::Value);
     container(buf, JB_FOBJECT, o.len(), keys.chain(values))
 }
 

@@ -426,21 +426,24 @@ impl KeySet {
                 }
             }
         };
-        let who = printable(&key.kid, 64);
+        // Only for the messages: the usable path must not allocate.
+        let who = || printable(&key.kid, 64);
         match key.status(now, grace) {
-            KeyStatus::Invalid(why) => Err(not_found(format!("key \"{who}\" is unusable: {why}"))),
+            KeyStatus::Invalid(why) => Err(not_found(format!("key \"{}\" is unusable: {why}", who()))),
             KeyStatus::Expired { since } => Err(not_found(format!(
-                "key \"{who}\" expired; its grace period (auth_jwt.key_grace_period) ended at {}",
+                "key \"{}\" expired; its grace period (auth_jwt.key_grace_period) ended at {}",
+                who(),
                 crate::error::iso8601(since)
             ))),
             KeyStatus::Usable | KeyStatus::InGrace { .. } => match &key.key {
                 Ok(pk) if pk.alg() == alg => Ok((pk, key.usable_until(grace))),
                 Ok(pk) => Err(not_found(format!(
-                    "key \"{who}\" verifies {} ({}), not the token's {alg}: a key verifies one algorithm only",
+                    "key \"{}\" verifies {} ({}), not the token's {alg}: a key verifies one algorithm only",
+                    who(),
                     pk.alg(),
                     pk.describe()
                 ))),
-                Err(why) => Err(not_found(format!("key \"{who}\" is unusable: {why}"))),
+                Err(why) => Err(not_found(format!("key \"{}\" is unusable: {why}", who()))),
             },
         }
     }

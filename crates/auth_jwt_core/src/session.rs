@@ -21,17 +21,19 @@ pub struct Session {
 
 /// The session id the token names: claim `claim`, a non-empty string.
 pub fn session_id<'a>(claims: Object<'a>, claim: &str) -> Result<&'a str, Error> {
-    let name = printable(claim, 64);
+    // Only for the messages: a token that names its session costs no allocation here.
+    let name = || printable(claim, 64);
     match claims.get(claim) {
         Some(Json::String(s)) if !s.is_empty() => Ok(s),
-        Some(Json::String(_)) => Err(Error::new(ErrorKind::NoSessionId, format!("the \"{name}\" claim is empty"))),
+        Some(Json::String(_)) => Err(Error::new(ErrorKind::NoSessionId, format!("the \"{}\" claim is empty", name()))),
         None | Some(Json::Null) => Err(Error::new(
             ErrorKind::NoSessionId,
-            format!("the token has no \"{name}\" claim, and auth_jwt.require_session is on"),
+            format!("the token has no \"{}\" claim, and auth_jwt.require_session is on", name()),
         )),
-        Some(other) => {
-            Err(Error::new(ErrorKind::NoSessionId, format!("the \"{name}\" claim is {}, not a string", other.a_type())))
-        }
+        Some(other) => Err(Error::new(
+            ErrorKind::NoSessionId,
+            format!("the \"{}\" claim is {}, not a string", name(), other.a_type()),
+        )),
     }
 }
 

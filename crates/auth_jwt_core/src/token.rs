@@ -55,11 +55,12 @@ pub fn parse_with<'a>(token: &'a str, max_size: usize, memo: &mut HeaderMemo) ->
     if token.is_empty() {
         return Err(Error::malformed(Part::Token, "is empty"));
     }
-    let mut it = token.split('.');
-    let (h, p, s) = match (it.next(), it.next(), it.next(), it.next()) {
-        (Some(h), Some(p), Some(s), None) => (h, p, s),
+    // memchr: a vectorised search, where str::split('.') went about a byte at a time.
+    let mut dots = memchr::memchr_iter(b'.', token.as_bytes());
+    let (h, p, s) = match (dots.next(), dots.next(), dots.next()) {
+        (Some(a), Some(b), None) => (&token[..a], &token[a + 1..b], &token[b + 1..]),
         _ => {
-            let n = token.split('.').count();
+            let n = memchr::memchr_iter(b'.', token.as_bytes()).count() + 1;
             let hint = if token.trim_start().starts_with('{') {
                 " (JWS JSON serialization is not accepted, only compact)"
             } else if n == 5 {
