@@ -449,6 +449,9 @@ fn json_name() -> impl Strategy<Value = String> + Clone {
         1 => Just("\"\\u0000\"".to_owned()),
         20 => "\"[a-z\u{e9}]{0,6}\"",
         4 => "\"[ab]{8,10}\"",
+        // Same length, same first eight bytes, byte 8 inside a multibyte character.
+        2 => "\"1234567[\u{e8}\u{e9}]\"",
+        1 => "\"aaaaa[\u{1f600}\u{1f601}]\"",
     ]
 }
 
