@@ -21,6 +21,12 @@ select t.check(:'p_nul');
 select t.check(:'p_surrogate');
 \set p_trailing `"$MINT" token 1 'payload={"exp":9999999999,"iss":"https://app.example.com","aud":"https://app.example.com"} x'`
 select t.check(:'p_trailing');
+-- Member names of equal length that share their first 8 bytes, byte 8 inside a character: two
+-- different names (the header parses; the token verifies), or one name twice (a duplicate).
+\set h_prefix `"$MINT" token 1 'header={"alg":"EdDSA","kid":"k1","1234567\u00e9":1,"1234567\u00e8":2}'`
+select t.check(:'h_prefix');
+\set h_prefix_dup `"$MINT" token 1 'header={"alg":"EdDSA","kid":"k1","1234567\u00e9":1,"1234567\u00e9":2}'`
+select t.check(:'h_prefix_dup');
 -- The claims come back exactly as signed: key order aside, numbers keep their precision.
 \set precise `"$MINT" token 1 'payload={"exp":9999999999,"iss":"https://app.example.com","aud":"https://app.example.com","big":123456789012345678901234567890,"f":1.50,"s":"\u00e9"}'`
 select auth_jwt.jwt_verify(:'precise');
