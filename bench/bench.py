@@ -124,7 +124,7 @@ def paired(raw_cmd, n_tokens, rounds):
     """Alternate the crate's own verification (`bench *raw_cmd(size)`: its best of PASSES passes
     of `size` operations) with the best of PASSES passes of cold jwt_verify, each over `size`
     never-seen tokens from table tok (rows 1..n_tokens), `rounds` times. Returns per-round µs per
-    operation (raw, sql). A shared machine's noise comes in bursts and only adds time, so the
+    operation (raw, sql) and `size`. A shared machine's noise comes in bursts and only adds time, so the
     verdicts compare the best round of each; alternating short rounds lets both sides find the
     quiet moments, and both sides take the best of the same number of equally long passes (a
     best of 7 against a single pass would favour the reference on a noisy host)."""
@@ -153,7 +153,7 @@ def paired(raw_cmd, n_tokens, rounds):
         sql = [(f - min(base)) * 1e6 / size for f in best]
         v = c.execute("SELECT verifications, cache_hits FROM auth_jwt.stats()").fetchone()
         assert v == (1 + rounds * PASSES * size, 0), v  # every call a full verification
-    return raw, sql
+    return raw, sql, size
 
 
 def cold():
@@ -163,8 +163,7 @@ def cold():
         stream_tokens(c, "tok", N_COLD + 1)
         c.execute("ANALYZE tok")
     rounds = 2 * RUNS
-    raw, sql = paired(lambda size: ["raw", size], N_COLD, rounds)
-    size = N_COLD // (rounds * PASSES)
+    raw, sql, size = paired(lambda size: ["raw", size], N_COLD, rounds)
     record("cold", f"raw verify_strict, {size} distinct signing inputs (per op, best of {PASSES} passes, {rounds} rounds)", raw)
     record("cold", f"auth_jwt.jwt_verify, {size} never-seen tokens (per call, best of {PASSES} passes, {rounds} rounds)", sql)
     ratio = min(sql) / min(raw)
@@ -603,8 +602,7 @@ def algorithms():
             stream_tokens(c, "tok", n + 1, alg=alg)
             c.execute("ANALYZE tok")
         rounds = 2 * RUNS
-        raw, sql = paired(lambda size: ["alg-raw", size, alg], n, rounds)
-        size = n // (rounds * PASSES)
+        raw, sql, size = paired(lambda size: ["alg-raw", size, alg], n, rounds)
         record("algorithms", f"{alg}: the crate's own verify, {size} signing inputs (per op, best of {PASSES} passes, {rounds} rounds)", raw)
         record("algorithms", f"{alg}: auth_jwt.jwt_verify, {size} never-seen tokens (per call, best of {PASSES} passes, {rounds} rounds)", sql)
         # Where the rest goes: the core's whole path (parse, verify, claims, jsonb) against the

@@ -103,10 +103,10 @@ impl Hasher for TokenHasher {
     }
 }
 
-type TokenMap<V> = HashMap<Rc<str>, V, BuildHasherDefault<TokenHasher>>;
+type TokenMap = HashMap<Rc<str>, Rc<Entry>, BuildHasherDefault<TokenHasher>>;
 
 struct Cache {
-    map: TokenMap<Rc<Entry>>,
+    map: TokenMap,
     /// The clock: keys in insertion order, the hand at the front. It may also hold keys that
     /// left the map (expired on lookup); those are skipped, and compacted away (`compact_clock`).
     clock: VecDeque<Rc<str>>,

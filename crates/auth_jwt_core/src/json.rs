@@ -307,13 +307,12 @@ impl<'d> Object<'d> {
     pub fn get(self, name: &str) -> Option<Json<'d>> {
         let sorted = self.sorted();
         let probe = SortKey::new(name.as_bytes(), 0);
-        let at = |k: &SortKey| (k.len, k.prefix);
         // A binary search over integers; the bytes after the prefix are read only for names
         // longer than it that share it.
-        let from = sorted.partition_point(|k| at(k) < at(&probe));
+        let from = sorted.partition_point(|k| k.head() < probe.head());
         let k = sorted[from..]
             .iter()
-            .take_while(|k| at(k) == at(&probe))
+            .take_while(|k| k.head() == probe.head())
             .find(|k| probe.len <= 8 || self.doc.key(k.node).as_bytes()[8..] == name.as_bytes()[8..])?;
         Some(self.doc.json(k.node as usize + 1))
     }
@@ -474,17 +473,17 @@ impl SortKey {
         SortKey { len: name.len() as u32, prefix, node }
     }
 
+    /// What orders names without reading them: length, then the first eight bytes.
+    #[inline]
+    fn head(&self) -> (u32, u64) {
+        (self.len, self.prefix)
+    }
+
     /// jsonb's key order ([`jsonb_key_order`]); `rest` compares the bytes after the prefix and
     /// runs only on a tie between names longer than it.
     #[inline]
     fn order(&self, other: &SortKey, rest: impl FnOnce() -> Ordering) -> Ordering {
-        (self.len, self.prefix).cmp(&(other.len, other.prefix)).then_with(|| {
-            if self.len <= 8 {
-                Ordering::Equal
-            } else {
-                rest()
-            }
-        })
+        self.head().cmp(&other.head()).then_with(|| if self.len <= 8 { Ordering::Equal } else { rest() })
     }
 }
 
@@ -516,18 +515,11 @@ impl Builder<'_> {
         let mut keys = std::mem::take(&mut self.keys);
         // By length and prefix (integers), then any run of longer names sharing both by the
         // bytes after the prefix: together, jsonb's order.
-        let members = &mut keys[mark..];
-        members.sort_unstable_by_key(|k| (k.len, k.prefix));
-        let mut run = 0;
-        while run < members.len() {
-            let same = members[run..]
-                .iter()
-                .take_while(|k| (k.len, k.prefix) == (members[run].len, members[run].prefix))
-                .count();
-            if same > 1 && members[run].len > 8 {
-                members[run..run + same].sort_unstable_by(|x, y| self.key_order(x, y));
+        keys[mark..].sort_unstable_by_key(SortKey::head);
+        for run in keys[mark..].chunk_by_mut(|x, y| x.head() == y.head()) {
+            if run.len() > 1 && run[0].len > 8 {
+                run.sort_unstable_by(|x, y| self.key_order(x, y));
             }
-            run += same;
         }
         if let Some(w) = keys[mark..].windows(2).find(|w| self.same_name(&w[0], &w[1])) {
             return Err(w[0].node);
@@ -571,7 +563,7 @@ impl Builder<'_> {
     /// `key_order(x, y).is_eq()`, in the common case without reading either name.
     #[inline(always)]
     fn same_name(&self, x: &SortKey, y: &SortKey) -> bool {
-        x.len == y.len && x.prefix == y.prefix && (x.len <= 8 || self.same_rest(x, y))
+        x.head() == y.head() && (x.len <= 8 || self.same_rest(x, y))
     }
 
     /// Bytes, not `str`: byte 8 may fall inside a character (found by red-team: a panic on a
