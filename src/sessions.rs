@@ -175,7 +175,7 @@ pub fn check(entry: &Entry) {
     if !settings::REQUIRE_SESSION.get() {
         return;
     }
-    let sid = entry.sid().unwrap_or_else(|e| errors::rejected(e));
+    let sid = entry.sid().unwrap_or_else(|e| errors::rejected(&e.error(str_of(&settings::SESSION_CLAIM))));
     let remembered = MEMO.with(|m| {
         let m = m.borrow();
         let m = m.as_ref().filter(|m| {
@@ -212,7 +212,8 @@ fn remember(sid: &str, found: Option<Session>) {
 /// For jwt_explain: whether the session the verified `claims` name is live, and why, looked up
 /// afresh (not from this transaction's memo).
 pub fn explain(claims: Object<'_>) -> Result<String, Error> {
-    let sid = session_id(claims, str_of(&settings::SESSION_CLAIM))?;
+    let claim = str_of(&settings::SESSION_CLAIM);
+    let sid = session_id(claims, claim).map_err(|e| e.error(claim))?;
     let found = lookup(sid);
     check_session(sub_claim(claims), found.as_ref(), now())?;
     let until = found.and_then(|s| s.expires_at).map_or(String::new(), |at| {

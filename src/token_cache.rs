@@ -15,7 +15,7 @@
 //! hashing all of a 1 KB token cost each time more than the lookup itself.
 
 use crate::settings;
-use auth_jwt_core::{parse_payload, session_id, sub_claim, uuid_claim, Error, UuidClaimError, Verified};
+use auth_jwt_core::{parse_payload, session_id, sub_claim, uuid_claim, SessionIdError, UuidClaimError, Verified};
 use rustc_hash::FxHasher;
 use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -34,7 +34,7 @@ pub struct Entry {
     uuid: Result<[u8; 16], UuidClaimError>,
     sub: Option<Box<str>>,
     /// The session id (`auth_jwt.session_claim`), or why the token names none.
-    sid: Result<Box<str>, Error>,
+    sid: Result<Box<str>, SessionIdError>,
     /// Served since the clock hand last passed it.
     referenced: Cell<bool>,
 }
@@ -80,8 +80,8 @@ impl Entry {
     }
 
     /// The session id the token names, or why it names none.
-    pub fn sid(&self) -> Result<&str, &Error> {
-        self.sid.as_deref()
+    pub fn sid(&self) -> Result<&str, SessionIdError> {
+        self.sid.as_deref().map_err(|e| *e)
     }
 }
 

@@ -23,7 +23,7 @@ pub use claims::{Expect, Times, Validation};
 pub use error::{Error, ErrorKind, Part};
 pub use explain::{explain, Step};
 pub use keys::{Key, KeyRow, KeySet, KeyStatus, PublicKey};
-pub use session::{check_session, session_id, sub_claim, Session};
+pub use session::{check_session, session_id, sub_claim, Session, SessionIdError};
 pub use token::{Compact, Header};
 
 pub use json::{Doc, Json, Object};

@@ -19,21 +19,36 @@ pub struct Session {
     pub expires_at: Option<f64>,
 }
 
+/// Why a token names no session. Small and `Copy`: a verified token without the claim (Better
+/// Auth's default payload has none) is cached with this, and the message is written only when
+/// `auth_jwt.require_session` refuses it (`error`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionIdError {
+    Missing,
+    Empty,
+    NotAString(&'static str),
+}
+
+impl SessionIdError {
+    /// The refusal, naming `claim` (the `auth_jwt.session_claim` the id was looked for under).
+    pub fn error(self, claim: &str) -> Error {
+        let name = printable(claim, 64);
+        let detail = match self {
+            SessionIdError::Missing => format!("the token has no \"{name}\" claim, and auth_jwt.require_session is on"),
+            SessionIdError::Empty => format!("the \"{name}\" claim is empty"),
+            SessionIdError::NotAString(t) => format!("the \"{name}\" claim is {t}, not a string"),
+        };
+        Error::new(ErrorKind::NoSessionId, detail)
+    }
+}
+
 /// The session id the token names: claim `claim`, a non-empty string.
-pub fn session_id<'a>(claims: Object<'a>, claim: &str) -> Result<&'a str, Error> {
-    // Only for the messages: a token that names its session costs no allocation here.
-    let name = || printable(claim, 64);
+pub fn session_id<'a>(claims: Object<'a>, claim: &str) -> Result<&'a str, SessionIdError> {
     match claims.get(claim) {
         Some(Json::String(s)) if !s.is_empty() => Ok(s),
-        Some(Json::String(_)) => Err(Error::new(ErrorKind::NoSessionId, format!("the \"{}\" claim is empty", name()))),
-        None | Some(Json::Null) => Err(Error::new(
-            ErrorKind::NoSessionId,
-            format!("the token has no \"{}\" claim, and auth_jwt.require_session is on", name()),
-        )),
-        Some(other) => Err(Error::new(
-            ErrorKind::NoSessionId,
-            format!("the \"{}\" claim is {}, not a string", name(), other.a_type()),
-        )),
+        Some(Json::String(_)) => Err(SessionIdError::Empty),
+        None | Some(Json::Null) => Err(SessionIdError::Missing),
+        Some(other) => Err(SessionIdError::NotAString(other.a_type())),
     }
 }
 
@@ -93,11 +108,21 @@ mod tests {
     fn session_id_is_a_non_empty_string_claim() {
         let c = claims(json!({ "sid": "s1", "other": 5, "empty": "", "null": null }));
         assert_eq!(session_id(c.root(), "sid").unwrap(), "s1");
-        let kind = |claim| session_id(c.root(), claim).unwrap_err().kind();
+        let why = |claim| session_id(c.root(), claim).unwrap_err();
+        assert_eq!(why("missing"), SessionIdError::Missing);
+        assert_eq!(why("null"), SessionIdError::Missing);
+        assert_eq!(why("empty"), SessionIdError::Empty);
+        assert_eq!(why("other"), SessionIdError::NotAString("a number"));
         for claim in ["missing", "other", "empty", "null"] {
-            assert_eq!(kind(claim), ErrorKind::NoSessionId, "{claim}");
+            let e = why(claim).error(claim);
+            assert_eq!(e.kind(), ErrorKind::NoSessionId, "{claim}");
+            assert!(e.detail().contains(&format!("\"{claim}\"")), "{claim}: {}", e.detail());
         }
-        assert!(session_id(c.root(), "other").unwrap_err().detail().contains("a number"));
+        assert!(why("other").error("other").detail().contains("a number, not a string"));
+        assert!(why("missing").error("missing").detail().contains("require_session is on"));
+        assert!(why("empty").error("empty").detail().contains("is empty"));
+        // A claim name is shown printable and bounded, as everywhere else.
+        assert!(!why("missing").error("a\nb").detail().contains('\n'));
     }
 
     #[test]
