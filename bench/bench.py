@@ -330,6 +330,7 @@ def rls():
 DEPTHS = range(16)
 CONTROL_DEPTH = 0
 DEPTH_BLOCK = 50  # never-seen tokens per timed block
+DEPTH_WARM = 5  # never-seen tokens verified untimed before each block
 DEPTH_ROUNDS = 12 * RUNS  # rounds of one block per depth, per control slot and in one statement
 DEPTH_FN = """CREATE OR REPLACE FUNCTION bench_depth(d int, lo int, hi int, verify bool) RETURNS int LANGUAGE plpgsql AS $$
 DECLARE t text;
@@ -342,67 +343,74 @@ BEGIN
 END $$"""
 
 
-def per_depth(builds):
+def per_depth(port, binary):
     """Cold jwt_verify per call from PERFORM inside a PL/pgSQL function called d levels deep
     (d = 0: the PERFORM loop itself), the loop's own cost subtracted; in one SQL statement; and
     the build's raw verify_strict (`bench raw`, one pass over DEPTH_BLOCK signing inputs per
-    round): for each build (port, bench binary), the builds' blocks alternating.
+    round, after an untimed one), for the build in the cluster on `port`.
 
-    One backend per build runs DEPTH_ROUNDS rounds; a round times one short block of DEPTH_BLOCK
+    One backend runs DEPTH_ROUNDS rounds; a round times one short block of DEPTH_BLOCK
     never-seen tokens at every depth, each followed by a block at one fixed depth (the control),
-    and one in a statement. A figure is its best block less its best baseline block (the same
-    loop without the verification). Noise from other tenants only adds time and comes in bursts:
-    short blocks, interleaved, let every figure find the quiet moments, while a depth that is slow
-    by construction (a misaligned spill) is slow in every block. The control's sixteen slots are
+    and one in a statement, each block after DEPTH_WARM untimed calls at the same place. A figure
+    is its best block less its best baseline block (the same loop without the verification).
+    Noise from other tenants only adds time and comes in bursts: short blocks, interleaved, let
+    every figure find the quiet moments, while a depth that is slow by construction (a misaligned
+    spill) is slow in every block. The control's sixteen slots are
     equal by construction and measured the same way at the same moments: their spread is the
     method's own noise on this host. Tokens cycle through the table, whose size far exceeds the
-    token cache, so every call is a full verification (checked)."""
+    token cache, so every call is a full verification (checked). The two builds are measured one
+    after the other: alternating their blocks made every figure 5-10 µs slower here (two
+    backends and their buffers taking turns in the caches), which the untimed calls before each
+    block did not absorb."""
     n = N_COLD
-    ports = [port for port, _ in builds]
-    conns, nxt = {}, {}
-    for port in ports:
-        with conn(port=port) as c:
-            c.execute("TRUNCATE tok")
-            stream_tokens(c, "tok", n + 1)
-            c.execute("ANALYZE tok")
-            c.execute(DEPTH_FN)
-        conns[port] = conn(port=port)
-        conns[port].execute("SELECT auth_jwt.jwt_verify(tok) FROM tok WHERE n = 0")  # keys loaded
-        nxt[port] = 1
+    with conn(port=port) as c:
+        c.execute("TRUNCATE tok")
+        stream_tokens(c, "tok", n + 1)
+        c.execute("ANALYZE tok")
+        c.execute(DEPTH_FN)
+    c = conn(port=port)
+    c.execute("SELECT auth_jwt.jwt_verify(tok) FROM tok WHERE n = 0")  # keys loaded
+    nxt = 1
 
-    def timed(c, sql, args):
+    def timed(sql, args):
         t = time.perf_counter()
         c.execute(sql, args).fetchone()
         return time.perf_counter() - t
 
-    def block(port, d):  # (with verification, without), over the next never-seen tokens
-        c, lo = conns[port], nxt[port]
-        hi = lo + DEPTH_BLOCK
-        nxt[port] = hi if hi + DEPTH_BLOCK <= n + 1 else 1
+    def take(k):  # the next k never-seen tokens: rows lo..lo+k-1
+        nonlocal nxt
+        lo = nxt
+        nxt = lo + k if lo + k + DEPTH_BLOCK + DEPTH_WARM <= n + 1 else 1
+        return lo, lo + k
+
+    stmt = "SELECT count(auth_jwt.jwt_verify(tok)) FROM tok WHERE n >= %s AND n < %s"
+
+    def block(d):  # (with verification, without), over the next never-seen tokens
+        # Untimed first: after the client and the raw pass have run, a backend's first calls
+        # refill the caches and branch predictors (about 0.5 ms per block here, 9 µs a call over
+        # 50), which `bench raw` also leaves out with its untimed pass.
+        warm = take(DEPTH_WARM)
+        lo, hi = take(DEPTH_BLOCK)
         if d is None:  # one statement
-            return (timed(c, "SELECT count(auth_jwt.jwt_verify(tok)) FROM tok WHERE n >= %s AND n < %s", (lo, hi)),
-                    timed(c, "SELECT count(octet_length(tok)) FROM tok WHERE n >= %s AND n < %s", (lo, hi)))
-        return (timed(c, "SELECT bench_depth(%s, %s, %s, true)", (d, lo, hi)),
-                timed(c, "SELECT bench_depth(%s, %s, %s, false)", (d, lo, hi)))
+            c.execute(stmt, warm).fetchone()
+            return timed(stmt, (lo, hi)), timed("SELECT count(octet_length(tok)) FROM tok WHERE n >= %s AND n < %s", (lo, hi))
+        c.execute("SELECT bench_depth(%s, %s, %s, true)", (d, *warm)).fetchone()
+        return (timed("SELECT bench_depth(%s, %s, %s, true)", (d, lo, hi)),
+                timed("SELECT bench_depth(%s, %s, %s, false)", (d, lo, hi)))
 
     slots = [x for d in DEPTHS for x in (d, CONTROL_DEPTH)] + [None]  # None: one statement
-    best = {port: [[float("inf")] * 2 for _ in slots] for port in ports}
-    raw = {port: float("inf") for port in ports}
+    best = [[float("inf")] * 2 for _ in slots]
+    raw = float("inf")
     for _ in range(DEPTH_ROUNDS):
-        for port, binary in builds:
-            # One pass per round, as each SQL figure gets one block: the same estimator both sides.
-            raw[port] = min(raw[port], float(bench_out("raw", DEPTH_BLOCK, 1, binary=binary).split()[0]))
+        # One pass per round, as each SQL figure gets one block: the same estimator both sides.
+        raw = min(raw, float(bench_out("raw", DEPTH_BLOCK, 1, binary=binary).split()[0]))
         for i, d in enumerate(slots):
-            for port in ports:
-                best[port][i] = [min(x, y) for x, y in zip(best[port][i], block(port, d))]
-    out = {}
-    for port in ports:
-        v = conns[port].execute("SELECT cache_hits FROM auth_jwt.stats()").fetchone()
-        assert v == (0,), v  # every call a full verification
-        conns[port].close()
-        per_call = [(f - b) * 1e6 / DEPTH_BLOCK for f, b in best[port]]
-        out[port] = ({d: per_call[2 * i] for i, d in enumerate(DEPTHS)}, per_call[1:-1:2], per_call[-1], raw[port])
-    return out
+            best[i] = [min(x, y) for x, y in zip(best[i], block(d))]
+    v = c.execute("SELECT cache_hits FROM auth_jwt.stats()").fetchone()
+    assert v == (0,), v  # every call a full verification
+    c.close()
+    per_call = [(f - b) * 1e6 / DEPTH_BLOCK for f, b in best]
+    return {d: per_call[2 * i] for i, d in enumerate(DEPTHS)}, per_call[1:-1:2], per_call[-1], raw
 
 
 def call_depth():
@@ -411,14 +419,13 @@ def call_depth():
     if NOFP_PORT:
         builds.append(("no frame pointers (before)", NOFP_PORT, NOFP_BENCH))
     summary = {}
-    swept = per_depth([(port, binary) for _, port, binary in builds])  # the builds' blocks alternate
     for label, port, binary in builds:
         lines = bench_out("sweep", 200, binary=binary).split("\n")
         sweep = [float(l.split()[1]) for l in lines if len(l.split()) == 2]
         raw_min, raw_med, raw_max = (float(x) for x in lines[-2].split())
         over = sum(1 for x in sweep if x > raw_med * 1.10)
         record("depth", f"{label}: raw verify_strict at 256 stack offsets (best of 9 each), over offsets", sweep)
-        depths, control, statement, raw = swept[port]
+        depths, control, statement, raw = per_depth(port, binary)
         vals = list(depths.values())
         record("depth", f"{label}: jwt_verify from PL/pgSQL at depths 0-15 (best of {DEPTH_ROUNDS} blocks per depth), over depths", vals)
         record("depth", f"{label}: jwt_verify from PL/pgSQL at depth {CONTROL_DEPTH}, 16 slots beside the depths' (the method's noise), over slots", control)
@@ -445,7 +452,7 @@ def call_depth():
     if NOFP_PORT:
         b = summary["no frame pointers (before)"]
         notes.append(
-            f"Before/after, the two builds' blocks alternating: worst call depth {b[5]:.1f} µs without frame pointers, "
+            f"Before/after, worst call depth {b[5]:.1f} µs without frame pointers, "
             f"{hi:.1f} µs with them; median depth {b[4]:.1f} vs {med:.1f} µs; "
             f"raw verify_strict worst offset {b[1]:.1f} vs {summary['frame pointers'][1]:.1f} µs."
         )
@@ -721,7 +728,7 @@ def machine():
 
 
 def write_report():
-    lines = ["# auth_jwt benchmarks", "", "Reproduce with `bench/run` (release build, its own throwaway cluster, about 10 minutes).",
+    lines = ["# auth_jwt benchmarks", "", "Reproduce with `bench/run` (release build, its own throwaway cluster, about 25 minutes on 2 cores).",
              "Every figure is from one run of that command on the machine below; each is the median of",
              f"{RUNS} runs (pgbench: 3) with min and max. Timings are noisy on shared machines; the ratios,",
              "measured side by side in the same run, are what the targets are about.", "", "## Machine", ""]
