@@ -124,9 +124,9 @@ def paired(raw_cmd, n_tokens, rounds):
     """Alternate the crate's own verification (`bench *raw_cmd(size)`: its best of PASSES passes
     of `size` operations) with the best of PASSES passes of cold jwt_verify, each over `size`
     never-seen tokens from table tok (rows 1..n_tokens), `rounds` times. Returns per-round µs per
-    operation (raw, sql) and `size`. A shared machine's noise comes in bursts and only adds time, so the
-    verdicts compare the best round of each; alternating short rounds lets both sides find the
-    quiet moments, and both sides take the best of the same number of equally long passes (a
+    operation (raw, sql) and `size`. A shared machine's noise comes in bursts and only adds time,
+    so the verdicts compare the best round of each; alternating short rounds lets both sides find
+    the quiet moments, and both sides take the best of the same number of equally long passes (a
     best of 7 against a single pass would favour the reference on a noisy host)."""
     size = n_tokens // (rounds * PASSES)
     raw, best, base = [], [], []
@@ -355,13 +355,13 @@ def per_depth(port, binary):
     is its best block less its best baseline block (the same loop without the verification).
     Noise from other tenants only adds time and comes in bursts: short blocks, interleaved, let
     every figure find the quiet moments, while a depth that is slow by construction (a misaligned
-    spill) is slow in every block. The control's sixteen slots are
-    equal by construction and measured the same way at the same moments: their spread is the
-    method's own noise on this host. Tokens cycle through the table, whose size far exceeds the
-    token cache, so every call is a full verification (checked). The two builds are measured one
-    after the other: alternating their blocks made every figure 5-10 µs slower here (two
-    backends and their buffers taking turns in the caches), which the untimed calls before each
-    block did not absorb."""
+    spill) is slow in every block. The control's sixteen slots are equal by construction and
+    measured the same way at the same moments: their spread is the method's own noise on this
+    host. Tokens cycle through the table, whose size far exceeds the token cache, so every call
+    is a full verification (checked). The two builds are measured one after the other:
+    alternating their blocks made every figure 5-10 µs slower here (two backends and their
+    buffers taking turns in the caches), which the untimed calls before each block did not
+    absorb."""
     n = N_COLD
     with conn(port=port) as c:
         c.execute("TRUNCATE tok")
