@@ -174,11 +174,14 @@ REVOKE ALL ON FUNCTION auth_jwt.import_jwks(jsonb) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION auth_jwt.watch_key_table() FROM PUBLIC;
 REVOKE ALL ON FUNCTION auth_jwt.on_key_change() FROM PUBLIC;
--- Diagnostics are for operators: key ids, dates and which rows hold private material, or
--- another backend's counters reset, are nobody else's business. Grant them to an operator role:
---   GRANT EXECUTE ON FUNCTION auth_jwt.jwks_keys(), auth_jwt.jwt_explain(text), auth_jwt.stats_reset() TO ops;
+-- Diagnostics are for operators: key ids, dates and which rows hold private material, a
+-- backend's counters (behind a transaction pooler, other clients' requests: cached tokens, sign-
+-- outs refused, fetches), or resetting them, are nobody else's business. Grant them to an
+-- operator role:
+--   GRANT EXECUTE ON FUNCTION auth_jwt.jwks_keys(), auth_jwt.jwt_explain(text), auth_jwt.stats(), auth_jwt.stats_reset() TO ops;
 REVOKE ALL ON FUNCTION auth_jwt.jwks_keys() FROM PUBLIC;
 REVOKE ALL ON FUNCTION auth_jwt.jwt_explain(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION auth_jwt.stats() FROM PUBLIC;
 REVOKE ALL ON FUNCTION auth_jwt.stats_reset() FROM PUBLIC;
 
 -- Watch the configured key table now if it exists; otherwise say how to do it later

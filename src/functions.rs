@@ -10,7 +10,7 @@ use crate::sessions;
 use crate::settings;
 use crate::stats;
 use crate::token_cache::Entry;
-use crate::token_source::{self, Source};
+use crate::token_source::{self, HeadersVersion, Source};
 use crate::verify::{now, verify};
 use auth_jwt_core::UuidClaimError;
 use pgrx::pg_sys;
@@ -32,15 +32,17 @@ macro_rules! v1 {
 /// every row looks at the token once per statement: a verified token, or none at all (an
 /// anonymous request must not re-parse a large `request.headers` on every row either). A hit
 /// needs the same transaction, the same token source value (by `auth_jwt.token`'s assign-hook
-/// generation, or by the exact `request.headers` bytes), the same trust settings, and for a
-/// token, the same key generation, no pending key invalidation, and an unexpired token.
+/// generation, or `request.headers`'s: see `token_source::HeadersVersion`; never by reading the
+/// value, whose size the client decides), the same trust settings, and for a token, the same key
+/// generation, no pending key invalidation, and an unexpired token.
 struct Memo {
     lxid: u32,
     /// `sessions::aborts()`: a savepoint rolled back since makes the memo invalid.
     aborts: u64,
     source: Source,
     token_generation: u64,
-    headers: Vec<u8>,
+    /// For a token from `request.headers`, or none: the value it was read from.
+    headers: Option<HeadersVersion>,
     settings_generation: u64,
     keys_generation: u64,
     /// None: the request carries no token.
@@ -66,7 +68,8 @@ fn memo_hit() -> Option<Option<Rc<Entry>>> {
                 m.token_generation == settings::token_generation() && settings::has_value(&settings::TOKEN)
             }
             Source::Headers => {
-                !settings::has_value(&settings::TOKEN) && token_source::request_headers_bytes() == Some(&m.headers[..])
+                !settings::has_value(&settings::TOKEN)
+                    && m.headers.as_ref().is_some_and(token_source::headers_unchanged)
             }
         };
         if !same {
@@ -94,11 +97,12 @@ pub fn request_entry(with_jsonb: bool) -> Option<Rc<Entry>> {
     let source = token_source::source()?;
     stats::request_token_read();
     let (source, token, headers) = match source {
-        Source::Setting => (Source::Setting, token_source::from_setting().map(str::to_owned), Vec::new()),
+        Source::Setting => (Source::Setting, token_source::from_setting().map(str::to_owned), None),
         Source::Headers => {
             let h = token_source::request_headers_bytes()?;
+            let version = token_source::headers_version(h);
             let text = std::str::from_utf8(h).unwrap_or_else(|_| token_source::malformed_headers("is not UTF-8"));
-            (Source::Headers, token_source::from_headers(text), h.to_vec())
+            (Source::Headers, token_source::from_headers(text), Some(version))
         }
     };
     let entry = token.map(|t| verify(&t, with_jsonb));

@@ -20,14 +20,21 @@
 //! with a configuration error that names the host and the HTTP status or network error. A failed
 //! fetch is retried at most once per cooldown, so an outage never makes every request wait.
 //!
+//! Only a fetch that completed and failed (an HTTP error status, a network error, an invalid
+//! document, the timeout) counts as the endpoint failing. A request whose wait was cancelled
+//! (statement_timeout, pg_cancel_backend) stays in flight: its answer is applied when it arrives,
+//! and until then a document past max age is not used; the next statement that needs keys waits
+//! for the same request. So cancelling can neither buy a request per statement nor keep a removed
+//! key alive past max age.
+//!
 //! Safety of the fetch: http or https only, no credentials (the URL may not carry any, no cookies,
 //! no proxy from the environment), no redirects, responses over `auth_jwt.jwks_max_size` refused
 //! while reading, the whole exchange bounded by `auth_jwt.jwks_timeout` (2 s), TLS verified by
 //! rustls against the system's roots or `auth_jwt.jwks_ca_file`. The request runs on a helper
 //! thread that calls nothing in PostgreSQL and blocks every signal, while the backend waits in
 //! short steps and handles interrupts: statement_timeout or pg_cancel_backend cancels the wait at
-//! once (the thread ends by its own timeout). Nothing is written, and no lock is taken beyond
-//! those the query already holds.
+//! once (the request goes on; see above). Nothing is written, and no lock is taken beyond those the
+//! query already holds.
 
 use crate::errors;
 use crate::key_source;
@@ -50,18 +57,35 @@ struct Fetched {
     fetched: Instant,
     /// Until when it is used without asking again.
     fresh_until: Instant,
+    /// Serving it past max age was logged (once per document).
+    stale_logged: bool,
 }
 
-/// The last attempt to fetch, successful or not: the cooldown counts from it.
+/// The last fetch started, and the outcome of the last one that completed. The cooldown counts
+/// from `started`; only a completed failure (`failure`) lets a document past max age verify.
 struct Attempt {
     url: String,
-    at: Instant,
-    error: Option<String>,
+    started: Instant,
+    /// The last completed fetch for `url` failed, and why (None: it succeeded, or none completed).
+    failure: Option<String>,
+}
+
+/// A request in flight. Its result is applied when it arrives, whoever waits for it: a statement
+/// cancelled while it waits leaves it here, and the next one that needs keys waits for the same
+/// request instead of starting another or falling back to an old document.
+struct InFlight {
+    url: String,
+    started: Instant,
+    /// The backend never waits past this, whatever the helper thread is stuck on.
+    deadline: Instant,
+    timeout: Duration,
+    rx: mpsc::Receiver<Result<Response, String>>,
 }
 
 thread_local! {
     static FETCHED: RefCell<Option<Fetched>> = const { RefCell::new(None) };
     static ATTEMPT: RefCell<Option<Attempt>> = const { RefCell::new(None) };
+    static IN_FLIGHT: RefCell<Option<InFlight>> = const { RefCell::new(None) };
 }
 
 fn url() -> &'static str {
@@ -78,33 +102,59 @@ pub fn fresh() -> bool {
     FETCHED.with(|f| f.borrow().as_ref().is_some_and(|f| now < f.fresh_until && f.url == url()))
 }
 
-/// The keys to verify with: fetched first if they are not fresh and the cooldown allows; the last
-/// good document while fetches fail, for `auth_jwt.jwks_stale_if_error`; then an error.
+/// The keys to verify with: fetched first if they are not fresh (waiting for a request already in
+/// flight, or starting one if the cooldown allows); the last good document only while the endpoint
+/// fails, for `auth_jwt.jwks_stale_if_error`; then an error.
 pub fn current() -> Rc<KeySet> {
-    if !fresh() && cooldown_passed() {
-        fetch_and_store();
+    collect_arrived();
+    if !fresh() {
+        if !in_flight() && cooldown_passed() {
+            start_fetch();
+        }
+        wait_in_flight();
     }
     usable().unwrap_or_else(|| failed())
 }
 
-/// A token names `kid`, which the document lacks: fetch again if the cooldown allows.
+/// A token names `kid`, which the document lacks: fetch again if the cooldown allows (or wait for
+/// the request in flight).
 pub fn reload_for_unknown_kid(kid: &str) -> Option<Rc<KeySet>> {
-    if !cooldown_passed() {
-        return None;
+    collect_arrived();
+    if !in_flight() {
+        if !cooldown_passed() {
+            return None;
+        }
+        stats::unknown_kid_reload();
+        start_fetch();
     }
-    stats::unknown_kid_reload();
-    fetch_and_store();
+    wait_in_flight();
     usable().filter(|k| k.contains_kid(kid))
 }
 
-/// The last good keys for the configured URL, if still within the stale-if-error window (a
-/// fresh document always is).
+/// The keys for the configured URL: the document within its max age, or past it only while the
+/// endpoint fails (the last fetch completed with a failure) and within the stale-if-error window.
+/// A fetch that was started but never completed is no failure: a role that cancels its statements
+/// cannot keep a removed key alive.
 fn usable() -> Option<Rc<KeySet>> {
+    let url = url();
     let stale_limit = secs(&settings::JWKS_STALE_IF_ERROR);
+    let failure = ATTEMPT.with(|a| a.borrow().as_ref().filter(|a| a.url == url).and_then(|a| a.failure.clone()));
     FETCHED.with(|f| {
-        let f = f.borrow();
-        let f = f.as_ref().filter(|f| f.url == url())?;
-        (Instant::now() < f.fresh_until || f.fetched.elapsed() < stale_limit).then(|| f.keys.clone())
+        let mut f = f.borrow_mut();
+        let f = f.as_mut().filter(|f| f.url == url)?;
+        if Instant::now() < f.fresh_until {
+            return Some(f.keys.clone());
+        }
+        let why = failure.filter(|_| f.fetched.elapsed() < stale_limit)?;
+        if !f.stale_logged {
+            f.stale_logged = true;
+            pgrx::log!(
+                "auth_jwt: keys from {} are past auth_jwt.jwks_max_age (fetched {} s ago); using them under auth_jwt.jwks_stale_if_error while fetching fails: {why}",
+                host_of(url),
+                f.fetched.elapsed().as_secs()
+            );
+        }
+        Some(f.keys.clone())
     })
 }
 
@@ -116,13 +166,13 @@ fn cooldown() -> Duration {
 
 fn cooldown_passed() -> bool {
     let cooldown = cooldown();
-    ATTEMPT.with(|a| a.borrow().as_ref().is_none_or(|a| a.url != url() || a.at.elapsed() >= cooldown))
+    ATTEMPT.with(|a| a.borrow().as_ref().is_none_or(|a| a.url != url() || a.started.elapsed() >= cooldown))
 }
 
 /// No usable keys: say why, naming the endpoint's host and the last failure.
 fn failed() -> ! {
     let why = ATTEMPT
-        .with(|a| a.borrow().as_ref().filter(|a| a.url == url()).and_then(|a| a.error.clone()))
+        .with(|a| a.borrow().as_ref().filter(|a| a.url == url()).and_then(|a| a.failure.clone()))
         .unwrap_or_else(|| "no successful fetch yet".into());
     let stale = FETCHED.with(|f| f.borrow().as_ref().filter(|f| f.url == url()).map(|f| f.fetched.elapsed().as_secs()));
     let detail = match stale {
@@ -134,9 +184,21 @@ fn failed() -> ! {
     errors::jwks_unavailable(&host_of(url()), detail)
 }
 
-/// Fetch the document now and, if it is a valid JWKS, make it the current one. Failures are
-/// recorded for the cooldown and for `failed()`, and logged; they never raise here.
-fn fetch_and_store() {
+/// A request for the configured URL is in flight (one for another URL is dropped: its answer
+/// would be for a setting no longer in force).
+fn in_flight() -> bool {
+    IN_FLIGHT.with(|f| {
+        let mut f = f.borrow_mut();
+        if f.as_ref().is_some_and(|f| f.url != url()) {
+            *f = None;
+        }
+        f.is_some()
+    })
+}
+
+/// Start a request for the configured URL; the cooldown counts from now. A URL that cannot be
+/// fetched at all is a completed failure at once.
+fn start_fetch() {
     let url = url().to_owned();
     let started = Instant::now();
     // Parallel workers start with empty caches on every query: fetching there would multiply the
@@ -148,19 +210,82 @@ fn fetch_and_store() {
             "Parallel workers do not fetch keys: auth_jwt's verifying functions must stay PARALLEL RESTRICTED while auth_jwt.jwks_url is set.".into(),
         );
     }
-    // The attempt counts from now, before the wait: a statement cancelled or timed out while it
-    // waits (the wait raises) must not let the next statement fetch again inside the cooldown.
     ATTEMPT.with(|a| {
-        *a.borrow_mut() =
-            Some(Attempt { url: url.clone(), at: started, error: Some("the last fetch was interrupted".into()) })
+        let mut a = a.borrow_mut();
+        let failure = a.take().filter(|a| a.url == url).and_then(|a| a.failure);
+        *a = Some(Attempt { url: url.clone(), started, failure });
     });
-    let result = fetch(&url);
-    let error = match result {
-        Ok(f) => {
-            stats::jwks_fetch(f.body.len());
-            match jwks::parse(&f.body) {
+    match spawn_request(&url) {
+        Ok(flight) => IN_FLIGHT.with(|f| *f.borrow_mut() = Some(flight)),
+        Err(e) => complete(&url, started, Err(e)),
+    }
+}
+
+/// Apply the answer of the request in flight if it has arrived, without waiting.
+fn collect_arrived() {
+    let arrived = IN_FLIGHT.with(|f| {
+        let mut f = f.borrow_mut();
+        let result = match f.as_ref()?.rx.try_recv() {
+            Ok(r) => r,
+            Err(mpsc::TryRecvError::Empty) => return None,
+            Err(mpsc::TryRecvError::Disconnected) => Err("the HTTP client failed".into()),
+        };
+        f.take().map(|flight| (flight, result))
+    });
+    if let Some((flight, result)) = arrived {
+        complete(&flight.url, flight.started, result);
+    }
+}
+
+/// Puts a request back in flight if the wait for it ends in an ERROR (a cancel, statement_timeout),
+/// which unwinds through here as a Rust panic; the interruption is counted.
+struct Waiting(Option<InFlight>);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        if let Some(flight) = self.0.take() {
+            stats::jwks_fetch_interrupted();
+            IN_FLIGHT.with(|f| *f.borrow_mut() = Some(flight));
+        }
+    }
+}
+
+/// Wait for the request in flight, in short steps that handle interrupts, and apply its answer.
+fn wait_in_flight() {
+    if !in_flight() {
+        return;
+    }
+    let mut waiting = Waiting(IN_FLIGHT.with(|f| f.borrow_mut().take()));
+    let result = {
+        let flight = waiting.0.as_ref().expect("taken above"); // ok: in_flight() said so
+        loop {
+            match flight.rx.recv_timeout(Duration::from_millis(10)) {
+                Ok(r) => break r,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break Err("the HTTP client failed".into()),
+                // statement_timeout, pg_cancel_backend, a terminate: raise now, keep the request.
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    pgrx::check_for_interrupts!();
+                    if Instant::now() > flight.deadline {
+                        break Err(timed_out(flight.timeout));
+                    }
+                }
+            }
+        }
+    };
+    let flight = waiting.0.take().expect("still held"); // ok: only Drop takes it otherwise
+    complete(&flight.url, flight.started, result);
+}
+
+/// A request completed: store a valid document, or record the failure (logged, counted).
+fn complete(url: &str, started: Instant, result: Result<Response, String>) {
+    let failure = match result {
+        Ok(r) => {
+            stats::jwks_fetch(r.body.len());
+            match jwks::parse(&r.body) {
                 Ok(entries) => {
-                    store(&url, entries, f.max_age, started);
+                    // Max age counts from the answer, as jose's createRemoteJWKSet counts it: a
+                    // document that took longer than max age to arrive is still the newest.
+                    store(url, entries, r.max_age, Instant::now());
                     None
                 }
                 Err(e) => Some(format!("the response {e}")),
@@ -168,11 +293,18 @@ fn fetch_and_store() {
         }
         Err(e) => Some(e),
     };
-    if let Some(e) = &error {
+    if let Some(e) = &failure {
         stats::jwks_fetch_failure();
-        pgrx::log!("auth_jwt: fetching keys from {} failed: {e}", host_of(&url));
+        pgrx::log!("auth_jwt: fetching keys from {} failed: {e}", host_of(url));
     }
-    ATTEMPT.with(|a| *a.borrow_mut() = Some(Attempt { url, at: started, error }));
+    ATTEMPT.with(|a| {
+        let mut a = a.borrow_mut();
+        match a.as_mut() {
+            // A later request may have started since (after the URL changed back and forth).
+            Some(a) if a.url == url => a.failure = failure,
+            _ => *a = Some(Attempt { url: url.to_owned(), started, failure }),
+        }
+    });
 }
 
 fn store(url: &str, entries: Vec<Entry>, max_age: Option<u64>, fetched: Instant) {
@@ -196,6 +328,7 @@ fn store(url: &str, entries: Vec<Entry>, max_age: Option<u64>, fetched: Instant)
             at: SystemTime::now(),
             fetched,
             fresh_until: fetched + age,
+            stale_logged: false,
         });
     });
 }
@@ -235,8 +368,8 @@ struct Request {
     ca_file: String,
 }
 
-/// GET the URL on a helper thread, waiting for it in short steps that handle interrupts.
-fn fetch(url: &str) -> Result<Response, String> {
+/// Start the GET on a helper thread; the caller waits for the answer (see `wait_in_flight`).
+fn spawn_request(url: &str) -> Result<InFlight, String> {
     let lower = url.to_ascii_lowercase();
     let https = lower.starts_with("https://");
     if !(https || lower.starts_with("http://")) {
@@ -252,28 +385,16 @@ fn fetch(url: &str) -> Result<Response, String> {
         max_size: settings::JWKS_MAX_SIZE.get().max(0) as u64,
         ca_file: str_of(&settings::JWKS_CA_FILE).to_owned(),
     };
+    let started = Instant::now();
     // The thread's own timeout covers the exchange; the backend never waits much longer, whatever
     // the thread is stuck on.
-    let deadline = Instant::now() + req.timeout + Duration::from_secs(1);
-    let timeout = req.timeout;
+    let (timeout, deadline) = (req.timeout, started + req.timeout + Duration::from_secs(1));
     let (tx, rx) = mpsc::channel();
     spawn_without_signals(move || {
         let r = std::panic::catch_unwind(|| get(&req)).unwrap_or_else(|_| Err("the HTTP client failed".into()));
         let _ = tx.send(r);
     })?;
-    loop {
-        match rx.recv_timeout(Duration::from_millis(10)) {
-            Ok(r) => return r,
-            // statement_timeout, pg_cancel_backend, a terminate: raise now, leave the thread.
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                pgrx::check_for_interrupts!();
-                if Instant::now() > deadline {
-                    return Err(timed_out(timeout));
-                }
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => return Err("the HTTP client failed".into()),
-        }
-    }
+    Ok(InFlight { url: url.to_owned(), started, deadline, timeout, rx })
 }
 
 /// Start `f` on a thread that blocks every signal, so PostgreSQL's handlers keep running on the

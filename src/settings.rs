@@ -136,28 +136,69 @@ pub const TRUST_SETTINGS: [&CStr; 20] = [
 ];
 
 /// The GUC record of a setting (or placeholder), by name, case-insensitively as guc.c compares.
-pub fn find_guc(name: &CStr) -> *mut pg_sys::config_generic {
-    // SAFETY: guc.c's lookup, without creating placeholders or raising.
-    #[cfg(any(feature = "pg16", feature = "pg17", feature = "pg18"))]
-    unsafe {
-        pg_sys::find_option(name.as_ptr(), false, true, 0)
-    }
-    // SAFETY: guc.c's variable table; we only read it.
+pub fn find_guc(name: &'static CStr) -> *mut pg_sys::config_generic {
+    GucRecord::find(name).map_or(std::ptr::null_mut(), |r| r.record)
+}
+
+/// A GUC record found by name, and how to tell in O(1) that it is still that name's record (a
+/// library that defines a variable replaces its placeholder, and guc.c frees the placeholder).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct GucRecord {
+    pub record: *mut pg_sys::config_generic,
+    name: &'static CStr,
+    /// Its place in guc.c's sorted array (before PostgreSQL 16, which has a hash table instead).
     #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
-    unsafe {
-        let (vars, n) = (pg_sys::get_guc_variables(), pg_sys::GetNumConfigOptions() as usize);
-        for i in 0..n {
-            let g = *vars.add(i);
-            if !g.is_null() && CStr::from_ptr((*g).name).to_bytes().eq_ignore_ascii_case(name.to_bytes()) {
-                return g;
-            }
+    index: usize,
+}
+
+impl GucRecord {
+    /// guc.c's own lookup (a hash table), without creating a placeholder or raising.
+    #[cfg(any(feature = "pg16", feature = "pg17", feature = "pg18"))]
+    pub fn find(name: &'static CStr) -> Option<GucRecord> {
+        // SAFETY: guc.c's lookup, without creating placeholders or raising.
+        let record = unsafe { pg_sys::find_option(name.as_ptr(), false, true, 0) };
+        (!record.is_null()).then_some(GucRecord { record, name })
+    }
+
+    /// A binary search of guc.c's array, which it keeps sorted by guc_name_compare.
+    #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
+    pub fn find(name: &'static CStr) -> Option<GucRecord> {
+        // Byte by byte as guc_name_compare does (ASCII letters folded to lower case), in the
+        // platform's `char` (signed on x86-64), so names with non-ASCII bytes sort as guc.c sorted them.
+        fn fold(s: &CStr) -> impl Iterator<Item = c_char> + '_ {
+            s.to_bytes().iter().map(|b| b.to_ascii_lowercase() as c_char)
         }
-        std::ptr::null_mut()
+        let vars = Self::array();
+        // SAFETY: live records with NUL-terminated names.
+        let index = vars.binary_search_by(|&g| unsafe { fold(CStr::from_ptr((*g).name)) }.cmp(fold(name))).ok()?;
+        Some(GucRecord { record: vars[index], name, index })
+    }
+
+    #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
+    fn array() -> &'static [*mut pg_sys::config_generic] {
+        // SAFETY: guc.c's variable array and its length; read only, and never kept across a call
+        // that could add a variable.
+        unsafe {
+            let vars = pg_sys::get_guc_variables();
+            if vars.is_null() {
+                return &[];
+            }
+            std::slice::from_raw_parts(vars, pg_sys::GetNumConfigOptions() as usize)
+        }
+    }
+
+    /// Still the record of its name: O(1), no name compared before PostgreSQL 16 (the record is
+    /// live while guc.c's array holds it, and a record's name never changes).
+    pub fn is_current(&self) -> bool {
+        #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
+        return Self::array().get(self.index) == Some(&self.record);
+        #[cfg(any(feature = "pg16", feature = "pg17", feature = "pg18"))]
+        return Self::find(self.name).is_some_and(|r| r.record == self.record);
     }
 }
 
 /// Where the variable's default (RESET) value came from, if the variable or a placeholder exists.
-fn reset_source(name: &CStr) -> Option<pg_sys::GucSource::Type> {
+fn reset_source(name: &'static CStr) -> Option<pg_sys::GucSource::Type> {
     let g = find_guc(name);
     // SAFETY: a live GUC record, read only.
     (!g.is_null()).then(|| unsafe { (*g).reset_source })

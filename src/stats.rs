@@ -17,6 +17,7 @@ thread_local! {
     static SESSION_LOOKUPS: Cell<i64> = const { Cell::new(0) };
     static JWKS_FETCHES: Cell<i64> = const { Cell::new(0) };
     static JWKS_FETCH_FAILURES: Cell<i64> = const { Cell::new(0) };
+    static JWKS_FETCHES_INTERRUPTED: Cell<i64> = const { Cell::new(0) };
     static JWKS_BYTES: Cell<i64> = const { Cell::new(0) };
     static REJECTIONS: [Cell<i64>; N] = const { [const { Cell::new(0) }; N] };
     static BY_ALGORITHM: [Cell<i64>; 5] = const { [const { Cell::new(0) }; 5] };
@@ -68,6 +69,11 @@ pub fn jwks_fetch_failure() {
     inc(&JWKS_FETCH_FAILURES);
 }
 
+/// A wait for a fetch of `auth_jwt.jwks_url` was cancelled (the request stays in flight).
+pub fn jwks_fetch_interrupted() {
+    inc(&JWKS_FETCHES_INTERRUPTED);
+}
+
 pub fn rejected(kind: ErrorKind) {
     let i = ErrorKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
     REJECTIONS.with(|r| r[i].set(r[i].get() + 1));
@@ -88,6 +94,7 @@ fn stats() -> TableIterator<
         name!(session_lookups, i64),
         name!(jwks_fetches, i64),
         name!(jwks_fetch_failures, i64),
+        name!(jwks_fetches_interrupted, i64),
         name!(jwks_bytes, i64),
         name!(rejections, i64),
         name!(rejections_by_reason, pgrx::JsonB),
@@ -109,6 +116,7 @@ fn stats() -> TableIterator<
         SESSION_LOOKUPS.with(Cell::get),
         JWKS_FETCHES.with(Cell::get),
         JWKS_FETCH_FAILURES.with(Cell::get),
+        JWKS_FETCHES_INTERRUPTED.with(Cell::get),
         JWKS_BYTES.with(Cell::get),
         rejections.iter().sum(),
         pgrx::JsonB(serde_json::Value::Object(by_reason)),
@@ -128,6 +136,7 @@ fn stats_reset() {
         &SESSION_LOOKUPS,
         &JWKS_FETCHES,
         &JWKS_FETCH_FAILURES,
+        &JWKS_FETCHES_INTERRUPTED,
         &JWKS_BYTES,
     ] {
         c.with(|c| c.set(0));

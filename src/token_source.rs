@@ -15,12 +15,22 @@
 //! Parallel workers receive GUC values but not the leader's GUC stack, so they cannot apply the
 //! rule: the request-token functions are PARALLEL RESTRICTED, and refuse to run in a worker
 //! should someone mark them otherwise.
+//!
+//! Recognising an unchanged `request.headers` in O(1). The per-row memo must not compare the
+//! value (a client sends as many header bytes as the HTTP server allows). `auth_jwt.token` is ours
+//! and its assign hook counts assignments; `request.headers` is PostgREST's placeholder, which has
+//! no hook, so we put a counting hook on its record (`HeadersVersion`). guc.c calls a string
+//! setting's assign hook on every change of its value: SET, SET LOCAL, set_config, RESET, a
+//! function's SET clause and its exit, and the end of a transaction or savepoint that restores an
+//! older value. Defining the variable ourselves would count the same, but would change what
+//! `current_setting('request.headers', true)` returns in a session that never set it ('' instead
+//! of NULL).
 
 use crate::errors;
-use crate::settings::{self, str_of};
+use crate::settings::{self, str_of, GucRecord};
 use pgrx::pg_sys;
 use std::cell::Cell;
-use std::ffi::CStr;
+use std::ffi::{c_char, c_void, CStr};
 
 /// Which setting carried the token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,8 +88,7 @@ fn split_bearer(v: &str) -> (bool, &str) {
     }
 }
 
-/// The raw `request.headers` bytes, borrowed from guc.c (NULL-safe, no UTF-8 check: the
-/// per-row memo compares bytes).
+/// The raw `request.headers` bytes, borrowed from guc.c (NULL-safe, no UTF-8 check).
 pub fn request_headers_bytes() -> Option<&'static [u8]> {
     // SAFETY: GetConfigOption returns the current value or NULL; we use it before any SET.
     unsafe {
@@ -88,6 +97,77 @@ pub fn request_headers_bytes() -> Option<&'static [u8]> {
             return None;
         }
         Some(CStr::from_ptr(p).to_bytes())
+    }
+}
+
+thread_local! {
+    /// Assignments of `request.headers` since our hook went on its record.
+    static HEADERS_GENERATION: Cell<u64> = const { Cell::new(1) };
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn count_headers_assignment(_new: *const c_char, _extra: *mut c_void) {
+    HEADERS_GENERATION.with(|g| g.set(g.get().wrapping_add(1)));
+}
+
+/// The hook, as the one function pointer we install and compare (one address, whatever the
+/// codegen units).
+static COUNT_HEADERS_ASSIGNMENT: unsafe extern "C-unwind" fn(*const c_char, *mut c_void) = count_headers_assignment;
+
+/// What the per-row memo keeps to recognise the `request.headers` value it was filled under.
+pub enum HeadersVersion {
+    /// Our counting hook is on the record: the same (live) record and count mean the same value.
+    Counted { record: GucRecord, generation: u64 },
+    /// Another library defined `request.headers` with an assign hook of its own, which we leave
+    /// alone: compare the bytes (correct, but linear in the value's size).
+    Bytes(Vec<u8>),
+}
+
+/// Our hook is on this live record.
+fn counted(record: *const pg_sys::config_generic) -> bool {
+    // SAFETY: a live GUC record; request.headers is a string setting (checked before casting).
+    unsafe {
+        !record.is_null()
+            && (*record).vartype == pg_sys::config_type::PGC_STRING
+            && (*(record as *const pg_sys::config_string))
+                .assign_hook
+                .is_some_and(|h| std::ptr::fn_addr_eq(h, COUNT_HEADERS_ASSIGNMENT))
+    }
+}
+
+/// The version of the current `request.headers` value (`bytes`, read by the caller), putting our
+/// counting hook on its record first if it has none.
+pub fn headers_version(bytes: &[u8]) -> HeadersVersion {
+    let found = GucRecord::find(c"request.headers");
+    if let Some(r) = found {
+        // SAFETY: a live GUC record of a string setting; guc.c reads assign_hook before each
+        // assignment and nothing else writes it. A placeholder never has one; a variable another
+        // library defined without one keeps its record for the life of the backend.
+        unsafe {
+            if (*r.record).vartype == pg_sys::config_type::PGC_STRING {
+                let conf = r.record as *mut pg_sys::config_string;
+                if (*conf).assign_hook.is_none() {
+                    (*conf).assign_hook = Some(COUNT_HEADERS_ASSIGNMENT);
+                }
+            }
+        }
+    }
+    match found {
+        Some(record) if counted(record.record) => {
+            HeadersVersion::Counted { record, generation: HEADERS_GENERATION.with(Cell::get) }
+        }
+        _ => HeadersVersion::Bytes(bytes.to_vec()),
+    }
+}
+
+/// `request.headers` still holds the value `version` was taken of: O(1) when counted (the same
+/// record, still live and still carrying our hook, and the same count).
+pub fn headers_unchanged(version: &HeadersVersion) -> bool {
+    match version {
+        HeadersVersion::Counted { record, generation } => {
+            HEADERS_GENERATION.with(Cell::get) == *generation && record.is_current() && counted(record.record)
+        }
+        HeadersVersion::Bytes(bytes) => request_headers_bytes() == Some(&bytes[..]),
     }
 }
 

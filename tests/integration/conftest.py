@@ -112,6 +112,13 @@ def app_db():
         admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
+def grant_stats(dbname: str, role: str) -> None:
+    """The operators' grant (auth_jwt.stats() is not PUBLIC's): for tests that count, as `role`,
+    what its own backend did."""
+    with connect(dbname) as su:
+        su.execute(f"GRANT EXECUTE ON FUNCTION auth_jwt.stats() TO {role}")
+
+
 def as_request(conn, tok=None, role="authenticated", via="setting", header="authorization"):
     """Start a PostgREST-style transaction: SET LOCAL ROLE, then the token, transaction-local."""
     conn.execute("BEGIN")

@@ -12,7 +12,7 @@ import time
 import psycopg
 import pytest
 
-from conftest import PGBIN, as_request, connect, jwk, one, token, user_uuid
+from conftest import PGBIN, as_request, connect, grant_stats, jwk, one, token, user_uuid
 
 
 def test_rotation_under_load(db):
@@ -150,6 +150,7 @@ def test_hot_standby_fetches_keys_from_the_jwks_url(standby):
     try:
         primary = connect(db)
         primary.execute(f"ALTER DATABASE {db} SET auth_jwt.jwks_url = '{ep.url}'")
+        grant_stats(db, "authenticator")
         r = replica(db, port)
         caught_up(primary, r)
         app = replica(db, port, "authenticator")

@@ -7,7 +7,7 @@ import json
 import psycopg
 import pytest
 
-from conftest import as_request, connect, one, token, user_uuid
+from conftest import as_request, connect, grant_stats, one, token, user_uuid
 
 
 def titles(conn):
@@ -197,6 +197,7 @@ def test_one_verification_per_statement_over_a_large_table(app_db):
         (user_uuid(1), user_uuid(2)),
     )
     su.execute("ANALYZE tasks")
+    grant_stats(app_db, "authenticated")
     c = client(app_db)
     as_request(c, token(1))
     c.execute("SET LOCAL max_parallel_workers_per_gather = 0")
@@ -232,6 +233,7 @@ def test_anonymous_requests_read_the_headers_once_per_statement(app_db, pad):
         (user_uuid(1),),
     )
     su.execute("ANALYZE tasks")
+    grant_stats(app_db, "anon, authenticated")
     c = client(app_db)
     headers = dict(POSTGREST_HEADERS, cookie="x" * pad) if pad else POSTGREST_HEADERS
     c.execute("BEGIN")

@@ -7,7 +7,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from conftest import as_request, connect, one, token
+from conftest import as_request, connect, grant_stats, one, token
 
 SESSIONS = [("s1", "user1"), ("s1b", "user1"), ("s2", "user2")]
 
@@ -71,6 +71,7 @@ def test_sign_out_is_seen_by_the_next_transaction_of_every_backend(sdb):
 
 
 def test_the_answer_lasts_one_transaction_and_no_longer(sdb):
+    grant_stats(sdb, "authenticated")
     a = connect(sdb, "authenticator")
     t1 = tok("s1")
     as_request(a, t1)
@@ -192,6 +193,7 @@ def test_the_caller_cannot_switch_it_off(sdb):
 
 
 def test_off_by_default_and_off_changes_nothing(app_db):
+    grant_stats(app_db, "authenticator")
     a = connect(app_db, "authenticator")
     assert one(a, "SELECT session_lookups FROM auth_jwt.stats()") == 0  # loads the library
     assert one(a, "SHOW auth_jwt.require_session") == "off"
