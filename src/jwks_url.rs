@@ -22,10 +22,11 @@
 //!
 //! Only a fetch that completed and failed (an HTTP error status, a network error, an invalid
 //! document, the timeout) counts as the endpoint failing. A request whose wait was cancelled
-//! (statement_timeout, pg_cancel_backend) stays in flight: its answer is applied when it arrives,
-//! and until then a document past max age is not used; the next statement that needs keys waits
-//! for the same request. So cancelling can neither buy a request per statement nor keep a removed
-//! key alive past max age.
+//! (statement_timeout, pg_cancel_backend) stays in flight: the next statement that needs keys
+//! waits for the same request, or takes its answer if it has come, dated from its arrival (a
+//! parked answer is as old as it is, whenever it is picked up). Until then a document past max age
+//! is not used. So cancelling can neither buy a request per statement nor keep a removed key
+//! alive past max age.
 //!
 //! Safety of the fetch: http or https only, no credentials (the URL may not carry any, no cookies,
 //! no proxy from the environment), no redirects, responses over `auth_jwt.jwks_max_size` refused
@@ -79,7 +80,21 @@ struct InFlight {
     /// The backend never waits past this, whatever the helper thread is stuck on.
     deadline: Instant,
     timeout: Duration,
-    rx: mpsc::Receiver<Result<Response, String>>,
+    rx: mpsc::Receiver<Answer>,
+}
+
+/// What the helper thread sends back, stamped when it arrived: a statement may pick it up much
+/// later (after a cancelled wait), and the document is as old as its answer, not as its pickup.
+struct Answer {
+    result: Result<Response, String>,
+    arrived: Instant,
+    at: SystemTime,
+}
+
+impl Answer {
+    fn now(result: Result<Response, String>) -> Answer {
+        Answer { result, arrived: Instant::now(), at: SystemTime::now() }
+    }
 }
 
 thread_local! {
@@ -217,7 +232,7 @@ fn start_fetch() {
     });
     match spawn_request(&url) {
         Ok(flight) => IN_FLIGHT.with(|f| *f.borrow_mut() = Some(flight)),
-        Err(e) => complete(&url, started, Err(e)),
+        Err(e) => complete(&url, started, Answer::now(Err(e))),
     }
 }
 
@@ -225,15 +240,15 @@ fn start_fetch() {
 fn collect_arrived() {
     let arrived = IN_FLIGHT.with(|f| {
         let mut f = f.borrow_mut();
-        let result = match f.as_ref()?.rx.try_recv() {
-            Ok(r) => r,
+        let answer = match f.as_ref()?.rx.try_recv() {
+            Ok(a) => a,
             Err(mpsc::TryRecvError::Empty) => return None,
-            Err(mpsc::TryRecvError::Disconnected) => Err("the HTTP client failed".into()),
+            Err(mpsc::TryRecvError::Disconnected) => Answer::now(Err("the HTTP client failed".into())),
         };
-        f.take().map(|flight| (flight, result))
+        f.take().map(|flight| (flight, answer))
     });
-    if let Some((flight, result)) = arrived {
-        complete(&flight.url, flight.started, result);
+    if let Some((flight, answer)) = arrived {
+        complete(&flight.url, flight.started, answer);
     }
 }
 
@@ -256,36 +271,36 @@ fn wait_in_flight() {
         return;
     }
     let mut waiting = Waiting(IN_FLIGHT.with(|f| f.borrow_mut().take()));
-    let result = {
+    let answer = {
         let flight = waiting.0.as_ref().expect("taken above"); // ok: in_flight() said so
         loop {
             match flight.rx.recv_timeout(Duration::from_millis(10)) {
-                Ok(r) => break r,
-                Err(mpsc::RecvTimeoutError::Disconnected) => break Err("the HTTP client failed".into()),
+                Ok(a) => break a,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break Answer::now(Err("the HTTP client failed".into())),
                 // statement_timeout, pg_cancel_backend, a terminate: raise now, keep the request.
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     pgrx::check_for_interrupts!();
                     if Instant::now() > flight.deadline {
-                        break Err(timed_out(flight.timeout));
+                        break Answer::now(Err(timed_out(flight.timeout)));
                     }
                 }
             }
         }
     };
     let flight = waiting.0.take().expect("still held"); // ok: only Drop takes it otherwise
-    complete(&flight.url, flight.started, result);
+    complete(&flight.url, flight.started, answer);
 }
 
 /// A request completed: store a valid document, or record the failure (logged, counted).
-fn complete(url: &str, started: Instant, result: Result<Response, String>) {
-    let failure = match result {
+fn complete(url: &str, started: Instant, answer: Answer) {
+    let failure = match answer.result {
         Ok(r) => {
             stats::jwks_fetch(r.body.len());
             match jwks::parse(&r.body) {
                 Ok(entries) => {
-                    // Max age counts from the answer, as jose's createRemoteJWKSet counts it: a
-                    // document that took longer than max age to arrive is still the newest.
-                    store(url, entries, r.max_age, Instant::now());
+                    // Max age counts from the answer's arrival (as jose's createRemoteJWKSet
+                    // counts it), never from when a statement picked it up.
+                    store(url, entries, r.max_age, answer.arrived, answer.at);
                     None
                 }
                 Err(e) => Some(format!("the response {e}")),
@@ -307,7 +322,7 @@ fn complete(url: &str, started: Instant, result: Result<Response, String>) {
     });
 }
 
-fn store(url: &str, entries: Vec<Entry>, max_age: Option<u64>, fetched: Instant) {
+fn store(url: &str, entries: Vec<Entry>, max_age: Option<u64>, fetched: Instant, at: SystemTime) {
     let keys = jwks::key_set(&entries);
     let max = secs(&settings::JWKS_MAX_AGE);
     let age = max_age.map_or(max, |a| Duration::from_secs(a).clamp(cooldown(), max));
@@ -325,7 +340,7 @@ fn store(url: &str, entries: Vec<Entry>, max_age: Option<u64>, fetched: Instant)
             url: url.to_owned(),
             entries: Rc::new(entries),
             keys,
-            at: SystemTime::now(),
+            at,
             fetched,
             fresh_until: fetched + age,
             stale_logged: false,
@@ -392,7 +407,7 @@ fn spawn_request(url: &str) -> Result<InFlight, String> {
     let (tx, rx) = mpsc::channel();
     spawn_without_signals(move || {
         let r = std::panic::catch_unwind(|| get(&req)).unwrap_or_else(|_| Err("the HTTP client failed".into()));
-        let _ = tx.send(r);
+        let _ = tx.send(Answer::now(r));
     })?;
     Ok(InFlight { url: url.to_owned(), started, deadline, timeout, rx })
 }

@@ -420,6 +420,28 @@ def test_cancelling_every_refresh_does_not_keep_a_removed_key(db, endpoint):
     assert endpoint.count() <= 2 + int(time.monotonic() - removed), "still one request per cooldown at most"
 
 
+def test_an_answer_picked_up_late_is_as_old_as_its_arrival(db, endpoint):
+    """Red-team finding on the fix above: the answer to a cancelled request waits in the backend
+    until a statement needs keys. Dated from its pickup, it made a removed key verify for max age
+    after any idle time the role chose; it is as old as its arrival."""
+    su = connect(db)
+    for k, v in {"jwks_url": endpoint.url, "jwks_max_age": "2s", "jwks_cooldown": "1s",
+                 "jwks_stale_if_error": "0"}.items():
+        su.execute(f"ALTER ROLE app_user IN DATABASE {db} SET auth_jwt.{k} = '{v}'")
+    endpoint.set(doc(entry(3), entry(4)), delay=0.05)
+    c = connect(db, user="app_user")
+    assert verify(c, token(3)) == "user3"
+    time.sleep(1.1)  # the cooldown passes: an unknown kid may fetch again
+    with pytest.raises(psycopg.errors.QueryCanceled):  # the refresh starts, its wait is cancelled
+        c.execute("SELECT pg_cancel_backend(pg_backend_pid()), auth_jwt.jwt_verify(%s)", (token(3, kid="k9"),))
+    time.sleep(0.3)  # its answer, still with k3, has arrived and waits to be picked up
+    endpoint.set(doc(entry(4)), delay=0.05)  # Better Auth drops k3
+    time.sleep(2.5)  # longer than max age
+    assert verify(c, token(3))[:2] == ("28000", "unable to find matching signing key")
+    assert verify(c, token(4)) == "user4"
+    assert endpoint.count() == 3, "the first fetch, the cancelled one, and one refresh"
+
+
 def test_a_stale_document_is_served_only_after_a_completed_failure_and_logged_once(db, endpoint):
     """The stale-if-error window opens only when a fetch completed and failed; serving the old
     document is logged once per document."""
