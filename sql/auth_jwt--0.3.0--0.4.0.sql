@@ -26,3 +26,29 @@ STRICT VOLATILE PARALLEL SAFE
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'stats_wrapper';
 REVOKE ALL ON FUNCTION auth_jwt.stats() FROM PUBLIC;
+
+-- PostgREST with Better Auth's tokens in a header of their own: a verified request switches to
+-- auth_jwt.authenticated_role (issue 32). pre_request() becomes VOLATILE: it changes the role.
+CREATE FUNCTION auth_jwt.set_request_role() RETURNS text
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'auth_jwt_set_request_role';
+COMMENT ON FUNCTION auth_jwt.set_request_role() IS
+    'For auth_jwt.pre_request(): switches a request with a verified token to auth_jwt.authenticated_role (or the role auth_jwt.role_claim_map gives its role claim) for the transaction; returns it, or NULL';
+
+CREATE OR REPLACE FUNCTION auth_jwt.pre_request() RETURNS void
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    msg text;
+    det text;
+BEGIN
+    PERFORM auth_jwt.jwt_claims();
+    PERFORM auth_jwt.set_request_role();
+EXCEPTION WHEN invalid_authorization_specification THEN
+    GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
+    RAISE SQLSTATE 'PT401' USING MESSAGE = msg, DETAIL = det;
+END
+$$;
+COMMENT ON FUNCTION auth_jwt.pre_request() IS
+    'For PostgREST db-pre-request: raises PT401 (HTTP 401) when the request carries an invalid token; switches a verified request to auth_jwt.authenticated_role when set';

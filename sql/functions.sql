@@ -50,10 +50,22 @@ CREATE FUNCTION auth_jwt.jwt_claim_sub(token text) RETURNS text
 COMMENT ON FUNCTION auth_jwt.jwt_claim_sub(text) IS
     'Better Auth''s user id (the sub claim) of the given token, after verifying it';
 
+-- The role a request with a verified token runs as, for PostgREST (src/request_role.rs): with
+-- auth_jwt.authenticated_role set, switches the transaction (SET LOCAL) from the role PostgREST set
+-- for the request to that role, or to the one auth_jwt.role_claim_map assigns to the token's role
+-- claim; never to a superuser, never inside SECURITY DEFINER, only where the login role could
+-- SET ROLE itself. Returns the role, or NULL when nothing was switched.
+CREATE FUNCTION auth_jwt.set_request_role() RETURNS text
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'auth_jwt_set_request_role';
+COMMENT ON FUNCTION auth_jwt.set_request_role() IS
+    'For auth_jwt.pre_request(): switches a request with a verified token to auth_jwt.authenticated_role (or the role auth_jwt.role_claim_map gives its role claim) for the transaction; returns it, or NULL';
+
 -- PostgREST's db-pre-request: a bad token becomes HTTP 401 (SQLSTATE PT401) with the same
--- safe message; an anonymous request passes. Configuration errors pass through unchanged.
+-- safe message; an anonymous request passes as it is; a verified one runs as
+-- auth_jwt.authenticated_role when that is set. Configuration errors pass through unchanged.
 CREATE FUNCTION auth_jwt.pre_request() RETURNS void
-    LANGUAGE plpgsql STABLE
+    LANGUAGE plpgsql VOLATILE
     SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
@@ -61,13 +73,14 @@ DECLARE
     det text;
 BEGIN
     PERFORM auth_jwt.jwt_claims();
+    PERFORM auth_jwt.set_request_role();
 EXCEPTION WHEN invalid_authorization_specification THEN
     GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
     RAISE SQLSTATE 'PT401' USING MESSAGE = msg, DETAIL = det;
 END
 $$;
 COMMENT ON FUNCTION auth_jwt.pre_request() IS
-    'For PostgREST db-pre-request: raises PT401 (HTTP 401) when the request carries an invalid token';
+    'For PostgREST db-pre-request: raises PT401 (HTTP 401) when the request carries an invalid token; switches a verified request to auth_jwt.authenticated_role when set';
 
 CREATE FUNCTION auth_jwt.on_key_change() RETURNS trigger
     LANGUAGE c

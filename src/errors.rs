@@ -99,6 +99,11 @@ pub fn configured_relation(code: PgSqlErrorCode, message: String, detail: String
     raise(code, message, detail, hint.to_owned())
 }
 
+/// `auth_jwt.pre_request()` cannot switch the request's role as configured.
+pub fn role_switch(code: PgSqlErrorCode, message: String, detail: String, hint: &str) -> ! {
+    raise(code, message, detail, hint.to_owned())
+}
+
 /// The database is not UTF-8: claims (UTF-8 by RFC 8259) would reach SQL as mojibake.
 pub fn database_not_utf8(encoding: &str) -> ! {
     raise(

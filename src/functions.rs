@@ -18,7 +18,7 @@ use pgrx::prelude::*;
 use std::cell::RefCell;
 use std::rc::Rc;
 
-macro_rules! v1 {
+macro_rules! v1_ {
     ($finfo:ident) => {
         #[no_mangle]
         pub extern "C" fn $finfo() -> &'static pg_sys::Pg_finfo_record {
@@ -27,6 +27,7 @@ macro_rules! v1 {
         }
     };
 }
+pub(crate) use v1_ as v1;
 
 /// What the current request's token turned out to be, remembered so that a policy evaluated on
 /// every row looks at the token once per statement: a verified token, or none at all (an

@@ -15,6 +15,7 @@ mod key_source;
 mod key_watch;
 mod keys;
 mod relation;
+mod request_role;
 mod sessions;
 mod settings;
 mod snapshot_query;

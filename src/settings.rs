@@ -54,6 +54,9 @@ pub static JWKS_STALE_IF_ERROR: GucSetting<i32> = GucSetting::<i32>::new(900);
 pub static JWKS_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(2000);
 pub static JWKS_MAX_SIZE: GucSetting<i32> = GucSetting::<i32>::new(1024 * 1024);
 pub static JWKS_CA_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
+pub static AUTHENTICATED_ROLE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
+pub static ROLE_CLAIM: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"role"));
+pub static ROLE_CLAIM_MAP: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
 /// The request's token; the only setting any role may write (see `token_source`).
 pub static TOKEN: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
 /// Trust settings refused for this session (see the module comment); set by us, superuser-only.
@@ -112,7 +115,7 @@ unsafe extern "C-unwind" fn show_token() -> *const c_char {
 }
 
 /// The settings that decide what is trusted (all but `auth_jwt.token`).
-pub const TRUST_SETTINGS: [&CStr; 20] = [
+pub const TRUST_SETTINGS: [&CStr; 23] = [
     c"auth_jwt.jwks_table",
     c"auth_jwt.issuer",
     c"auth_jwt.audience",
@@ -133,6 +136,9 @@ pub const TRUST_SETTINGS: [&CStr; 20] = [
     c"auth_jwt.jwks_timeout",
     c"auth_jwt.jwks_max_size",
     c"auth_jwt.jwks_ca_file",
+    c"auth_jwt.authenticated_role",
+    c"auth_jwt.role_claim",
+    c"auth_jwt.role_claim_map",
 ];
 
 /// The GUC record of a setting (or placeholder), by name, case-insensitively as guc.c compares.
@@ -478,6 +484,39 @@ fn define() {
             c"PEM file of the certificate authorities trusted for an https auth_jwt.jwks_url (empty: the system's).",
             c"",
             &JWKS_CA_FILE,
+            GucContext::Suset,
+            s,
+            None,
+            Some(assign_string),
+            None,
+        );
+        GucRegistry::define_string_guc_with_hooks(
+            c"auth_jwt.authenticated_role",
+            c"Role that auth_jwt.pre_request() switches a request with a verified token to (empty: no switch).",
+            c"For PostgREST's db-pre-request: the request then runs as this role instead of db-anon-role. Never a superuser; the login role must be allowed to SET ROLE to it.",
+            &AUTHENTICATED_ROLE,
+            GucContext::Suset,
+            s,
+            None,
+            Some(assign_string),
+            None,
+        );
+        GucRegistry::define_string_guc_with_hooks(
+            c"auth_jwt.role_claim",
+            c"Claim whose value auth_jwt.role_claim_map maps to a role (Better Auth's admin plugin: role).",
+            c"",
+            &ROLE_CLAIM,
+            GucContext::Suset,
+            s,
+            None,
+            Some(assign_string),
+            None,
+        );
+        GucRegistry::define_string_guc_with_hooks(
+            c"auth_jwt.role_claim_map",
+            c"Allow-list of claim value=role pairs: a verified request whose role claim has one of these values switches to that role (empty: the claim is ignored).",
+            c"For example 'admin=app_admin'. Any other value, or no claim, gets auth_jwt.authenticated_role.",
+            &ROLE_CLAIM_MAP,
             GucContext::Suset,
             s,
             None,

@@ -15,7 +15,9 @@
 //! hashing all of a 1 KB token cost each time more than the lookup itself.
 
 use crate::settings;
-use auth_jwt_core::{parse_payload, session_id, sub_claim, uuid_claim, SessionIdError, UuidClaimError, Verified};
+use auth_jwt_core::{
+    parse_payload, role_claim, session_id, sub_claim, uuid_claim, SessionIdError, UuidClaimError, Verified,
+};
 use rustc_hash::FxHasher;
 use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -35,6 +37,9 @@ pub struct Entry {
     sub: Option<Box<str>>,
     /// The session id (`auth_jwt.session_claim`), or why the token names none.
     sid: Result<Box<str>, SessionIdError>,
+    /// The role claim (`auth_jwt.role_claim`) if it is a string, read only while
+    /// `auth_jwt.role_claim_map` is set (otherwise nothing looks at it).
+    role: Option<Box<str>>,
     /// Served since the clock hand last passed it.
     referenced: Cell<bool>,
 }
@@ -48,12 +53,15 @@ impl Entry {
         let uuid = uuid_claim(root, settings::str_of(&settings::UUID_CLAIM)).map(|u| *u.as_bytes());
         let sub = sub_claim(root).map(Into::into);
         let sid = session_id(root, settings::str_of(&settings::SESSION_CLAIM)).map(Into::into);
+        let role = settings::has_value(&settings::ROLE_CLAIM_MAP)
+            .then(|| role_claim(root, settings::str_of(&settings::ROLE_CLAIM)).map(Into::into))
+            .flatten();
         let (jsonb, payload) = if with_jsonb {
             (OnceCell::from(crate::jsonb::from_claims(&claims)), None)
         } else {
             (OnceCell::new(), Some(claims.into_text()))
         };
-        Entry { valid_until, uuid, sub, sid, payload: RefCell::new(payload), jsonb, referenced: Cell::new(false) }
+        Entry { valid_until, uuid, sub, sid, role, payload: RefCell::new(payload), jsonb, referenced: Cell::new(false) }
     }
 
     /// The claims as a `jsonb` varlena (see `jsonb`). Built at most once; for an entry made
@@ -82,6 +90,11 @@ impl Entry {
     /// The session id the token names, or why it names none.
     pub fn sid(&self) -> Result<&str, SessionIdError> {
         self.sid.as_deref().map_err(|e| *e)
+    }
+
+    /// The role claim, if `auth_jwt.role_claim_map` is set and the claim is a string.
+    pub fn role(&self) -> Option<&str> {
+        self.role.as_deref()
     }
 }
 

@@ -53,11 +53,10 @@ fn token_guc() -> *mut pg_sys::config_generic {
     })
 }
 
-/// Was the current value of `guc` set for this transaction only?
-fn transaction_scoped(guc: *const pg_sys::config_generic) -> bool {
-    if settings::ALLOW_SESSION_TOKEN.get() {
-        return true;
-    }
+/// Was the current value of `guc` set for this transaction only (SET LOCAL, set_config(..., true),
+/// a function's SET clause)? Then the GUC has a stack entry that reverts it at transaction end,
+/// and its source is an explicit SET.
+pub fn set_for_this_transaction(guc: *const pg_sys::config_generic) -> bool {
     if guc.is_null() {
         return false;
     }
@@ -69,6 +68,12 @@ fn transaction_scoped(guc: *const pg_sys::config_generic) -> bool {
         }
         !g.stack.is_null() && (*g.stack).state != pg_sys::GucStackState::GUC_SET
     }
+}
+
+/// A token setting passes the pooler rule: set for this transaction, unless the DBA allowed
+/// session tokens.
+fn transaction_scoped(guc: *const pg_sys::config_generic) -> bool {
+    settings::ALLOW_SESSION_TOKEN.get() || set_for_this_transaction(guc)
 }
 
 fn session_scoped_error(setting: &str) -> ! {

@@ -103,21 +103,6 @@ def test_missing_uuid_claim(app_db):
     c.execute("ROLLBACK")
 
 
-def test_postgrest_style_transactions(app_db):
-    """What PostgREST sends per request, with the token in request.headers."""
-    c = client(app_db)
-    for seed in (2, 1, 2):
-        c.execute("BEGIN")
-        c.execute("SELECT set_config('role', 'authenticated', true)")
-        c.execute(
-            "SELECT set_config('request.headers', %s, true), set_config('request.method', 'GET', true)",
-            (json.dumps({"authorization": f"Bearer {token(seed)}", "accept": "*/*"}),),
-        )
-        c.execute("SELECT auth_jwt.pre_request()")
-        assert titles(c) == [f"task of user{seed}"]
-        c.execute("COMMIT")
-
-
 def test_header_scheme_is_case_insensitive_and_name_configurable(app_db):
     c = client(app_db)
     c.execute("BEGIN")

@@ -34,6 +34,9 @@ TRUST = {
     "auth_jwt.jwks_timeout": ("1s", "3s", "1min"),
     "auth_jwt.jwks_max_size": ("512kB", "2MB", "64MB"),
     "auth_jwt.jwks_ca_file": ("/etc/db-ca.pem", "", "/tmp/evil.pem"),
+    "auth_jwt.authenticated_role": ("db_role", "app_role", "postgres"),
+    "auth_jwt.role_claim": ("role_db", "role", "sub"),
+    "auth_jwt.role_claim_map": ("admin=db_admin", "", "admin=postgres"),
 }
 SESSION_DDL = """
 CREATE TABLE public.session ("id" text not null primary key, "expiresAt" timestamptz not null,

@@ -15,6 +15,7 @@ pub mod json;
 pub mod jsonb;
 pub mod jwks;
 pub mod keys;
+pub mod role;
 pub mod session;
 pub mod token;
 
@@ -23,6 +24,7 @@ pub use claims::{Expect, Times, Validation};
 pub use error::{Error, ErrorKind, Part};
 pub use explain::{explain, Step};
 pub use keys::{Key, KeyRow, KeySet, KeyStatus, PublicKey};
+pub use role::{role_claim, RoleMap};
 pub use session::{check_session, session_id, sub_claim, Session, SessionIdError};
 pub use token::{Compact, Header};
 
