@@ -42,9 +42,16 @@ pub fn hint(kind: ErrorKind) -> &'static str {
     }
 }
 
-/// PostgreSQL style for details: a sentence, capitalized, ending with a period.
+/// PostgreSQL style for details: a sentence, capitalized, ending with a period. A sentence that
+/// starts with a name (a setting such as `auth_jwt.token`, an identifier) keeps its spelling.
 pub fn sentence(s: &str) -> String {
-    let mut out: String = s.chars().take(1).flat_map(char::to_uppercase).chain(s.chars().skip(1)).collect();
+    let first_word = s.split([' ', ':', ',']).next().unwrap_or("");
+    let is_name = first_word.contains(['.', '_', '(', '"']);
+    let mut out: String = if is_name {
+        s.to_owned()
+    } else {
+        s.chars().take(1).flat_map(char::to_uppercase).chain(s.chars().skip(1)).collect()
+    };
     if !out.ends_with('.') {
         out.push('.');
     }

@@ -7,8 +7,8 @@
 //! Limits, each enforced here or by PostgreSQL's own `SET ROLE` rules:
 //! - only for a verified token: the pooler rule and `require_session` apply first (an anonymous
 //!   request stays as it is, a bad token is an error);
-//! - only from the role PostgREST set for this request (`set_config('role', ..., true)`), and only
-//!   for this transaction (`SET LOCAL`);
+//! - only from the role PostgREST set for this request (`set_config('role', ..., true)`; not a
+//!   function's `SET role` clause), and only for this transaction (`SET LOCAL`);
 //! - never inside a SECURITY DEFINER function or a security-restricted operation;
 //! - never to a superuser, and only to a role the session user (PostgREST's `authenticator`)
 //!   could `SET ROLE` to itself: PostgreSQL checks membership (with the SET option on 16+).
@@ -49,11 +49,11 @@ pub fn switch() -> Option<String> {
             "Call auth_jwt.pre_request() directly, as PostgREST's db-pre-request does.",
         );
     }
-    if !token_source::set_for_this_transaction(settings::find_guc(c"role")) {
+    if !token_source::set_locally(settings::find_guc(c"role")) {
         errors::role_switch(
             PgSqlErrorCode::ERRCODE_INVALID_TRANSACTION_STATE,
             "auth_jwt switches roles only from the role set for this request".into(),
-            "auth_jwt.authenticated_role is set, but the role in force was not set for this transaction, as PostgREST sets it (set_config('role', ..., true)).".into(),
+            "The role in force was not set for this transaction as PostgREST sets it (set_config('role', ..., true) or SET LOCAL ROLE), and auth_jwt.authenticated_role asks for a switch.".into(),
             "Use auth_jwt.pre_request() as PostgREST's db-pre-request; elsewhere, SET LOCAL ROLE yourself.",
         );
     }

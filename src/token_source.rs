@@ -70,6 +70,16 @@ pub fn set_for_this_transaction(guc: *const pg_sys::config_generic) -> bool {
     }
 }
 
+/// The current value of `guc` was set with SET LOCAL or set_config(..., true) in this
+/// transaction: not by a function's SET clause, whose value lasts only for the call.
+pub fn set_locally(guc: *const pg_sys::config_generic) -> bool {
+    // SAFETY: as in set_for_this_transaction; the stack entry exists when that is true.
+    set_for_this_transaction(guc)
+        && unsafe {
+            matches!((*(*guc).stack).state, pg_sys::GucStackState::GUC_LOCAL | pg_sys::GucStackState::GUC_SET_LOCAL)
+        }
+}
+
 /// A token setting passes the pooler rule: set for this transaction, unless the DBA allowed
 /// session tokens.
 fn transaction_scoped(guc: *const pg_sys::config_generic) -> bool {
@@ -89,6 +99,8 @@ fn split_bearer(v: &str) -> (bool, &str) {
     let t = v.trim_matches(|c| c == ' ' || c == '\t');
     match t.get(..7) {
         Some(p) if p.eq_ignore_ascii_case("bearer ") => (true, t[7..].trim_start_matches(' ')),
+        // "Bearer " with nothing after it (trimmed above): the scheme, and no credential.
+        _ if t.eq_ignore_ascii_case("bearer") => (true, ""),
         _ => (false, t),
     }
 }
@@ -254,5 +266,7 @@ mod tests {
         assert_eq!(split_bearer("BEARER abc "), (true, "abc"));
         assert_eq!(split_bearer("abc"), (false, "abc"));
         assert_eq!(split_bearer("Bearerabc"), (false, "Bearerabc"));
+        assert_eq!(split_bearer("Bearer "), (true, ""));
+        assert_eq!(split_bearer(" bearer"), (true, ""));
     }
 }

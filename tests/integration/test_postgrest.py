@@ -140,6 +140,9 @@ def test_anonymous_and_refused_requests(postgrest_db):
     api = PostgREST(postgrest_db)
     assert api.request("GET", "/tasks", GET) == (200, [])
     assert api.role_in_force == "anon", "no token, no switch"
+    assert api.request("GET", "/tasks", GET, headers={"x-auth-token": "Bearer "}) == (200, []), \
+        "the scheme with no credential is no token (red-team: was refused as not Bearer)"
+    assert api.role_in_force == "anon"
     status, err = api.request("POST", "/tasks", POST, [Json({"title": "x"})])
     assert (status, err[0]) == (401, "42501"), "anon may not insert"
     status, err = api.request("GET", "/tasks", GET, token=token(1, exp="-3600"))
@@ -166,6 +169,10 @@ def test_the_pooler_rule_and_sign_out_hold_through_the_switch(postgrest_db):
     api.c.execute("SELECT set_config('auth_jwt.token', %s, false)", (token(2),))
     status, err = api.request("GET", "/tasks", GET, token=token(1))
     assert (status, err) == (401, ("PT401", "token was set for the session, not the transaction"))
+    with pytest.raises(psycopg.Error) as e:
+        api.c.execute("SELECT auth_jwt.jwt_claims()")
+    assert e.value.diag.message_detail.startswith("auth_jwt.token survives the end of the transaction"), \
+        "a detail that starts with a setting's name keeps its spelling (red-team: was 'Auth_jwt.token')"
     # require_session: a signed-out session's token gets no role and no rows.
     su.execute("INSERT INTO session (id, \"userId\", token, \"expiresAt\", \"createdAt\", \"updatedAt\") "
                "VALUES ('s1', 'user1', 'opaque', now() + interval '1 day', now(), now())")
@@ -222,6 +229,16 @@ def test_the_switch_is_refused_outside_a_postgrest_request(postgrest_db):
     with pytest.raises(psycopg.Error) as e:
         c.execute("SELECT auth_jwt.pre_request()")
     assert e.value.sqlstate == "25000" and "only from the role set for this request" in e.value.diag.message_primary
+    c.execute("ROLLBACK")
+    # Nor from a role set by a function's SET clause (red-team): that is not PostgREST's request.
+    su.execute("CREATE FUNCTION public.as_anon() RETURNS text LANGUAGE sql SET role = 'anon' "
+               "AS $$ SELECT auth_jwt.set_request_role() $$")
+    su.execute("GRANT EXECUTE ON FUNCTION public.as_anon() TO authenticator, anon")
+    c.execute("BEGIN")
+    c.execute("SELECT set_config('auth_jwt.token', %s, true)", (token(1),))
+    with pytest.raises(psycopg.Error) as e:
+        c.execute("SELECT public.as_anon()")
+    assert e.value.sqlstate == "25000", e.value
     c.execute("ROLLBACK")
     # Inside SECURITY DEFINER: refused (PostgreSQL forbids SET ROLE there too).
     su.execute("CREATE FUNCTION public.wrapped() RETURNS void LANGUAGE sql SECURITY DEFINER AS "
