@@ -7,9 +7,11 @@ PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 PGBIN=$("$PG_CONFIG" --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)
 export PGBIN
 PGRX_VERSION=0.18.1
-# The PostgreSQL majors the tests run against (AUTH_JWT_MAJORS="15" for a quicker local run).
-MAJORS=${AUTH_JWT_MAJORS:-15 17 18}
 export PATH="$HOME/.cargo/bin:$PATH"
+
+# The PostgreSQL majors to work on, read when asked, so that AUTH_JWT_MAJORS means the same whether
+# it is set for the whole script or for one call (AUTH_JWT_MAJORS="15" for a quicker local run).
+majors() { echo "${AUTH_JWT_MAJORS:-15 17 18}"; }
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
@@ -22,25 +24,38 @@ use_major() {
     export PG_CONFIG PGBIN
 }
 
-# Install what is missing: Debian packages, cargo-pgrx 0.18.1, PostgreSQL 17/18 (built from
-# Debian's sources, once), and pgrx's config for every major in $MAJORS.
+# ensure_prereqs [demo]: install what is missing. Always: PostgreSQL 15 and its server headers,
+# libclang (pgrx's bindgen) and cargo-pgrx 0.18.1. Unless `demo`: also what only the tests use
+# (PgBouncer, openssl, valgrind, sudo), PostgreSQL 17/18 (built from Debian's sources, once) for
+# the majors in $(majors), and pgrx's config for them. The apt packages download and install while
+# cargo-pgrx compiles: neither needs the other.
 ensure_prereqs() {
-    local pkgs=(postgresql-15 postgresql-server-dev-15 libclang-dev clang libssl-dev pkg-config sudo pgbouncer
-        openssl ca-certificates)
-    local missing=()
+    local pkgs=(postgresql-15 postgresql-server-dev-15 libclang-dev clang pkg-config ca-certificates)
+    [ "${1:-}" = demo ] || pkgs+=(libssl-dev sudo pgbouncer openssl valgrind)
+    local missing=() p apt_pid=
     for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
     if ((${#missing[@]})); then
         log "apt-get install ${missing[*]}"
-        apt-get update -q >/dev/null
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
+        { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null; } &
+        apt_pid=$!
+    fi
+    if ! cargo pgrx --version 2>/dev/null | grep -q " $PGRX_VERSION\$"; then
+        # Without the default features: they only add TLS (rustls and native-tls) for `cargo pgrx
+        # init` to download PostgreSQL, which we never ask it to do.
+        log "cargo install cargo-pgrx $PGRX_VERSION (a few minutes, once)"
+        cargo install cargo-pgrx --version "$PGRX_VERSION" --locked --no-default-features
+    fi
+    if [ -n "$apt_pid" ] && ! wait "$apt_pid"; then
+        log "apt-get install ${missing[*]} failed"
+        return 1
     fi
     # The Debian package starts services we do not use; our tests run their own.
     systemctl disable --now pgbouncer >/dev/null 2>&1 || true
-    if ! cargo pgrx --version 2>/dev/null | grep -q " $PGRX_VERSION\$"; then
-        log "cargo install cargo-pgrx $PGRX_VERSION (several minutes, once)"
-        cargo install cargo-pgrx --version "$PGRX_VERSION" --locked
+    if [ "${1:-}" = demo ]; then
+        ensure_pgrx_majors 15
+    else
+        ensure_pgrx_majors "$(majors)"
     fi
-    ensure_pgrx_majors "$MAJORS"
 }
 
 # Build and install the extension into the system PostgreSQL, plus the test token minter.

@@ -12,8 +12,11 @@ from conftest import ROOT
 @pytest.mark.skipif(not os.environ.get("AUTH_JWT_DEMO_ARGS") and "/15/" not in os.environ.get("PGBIN", "/15/"),
                     reason="the demo runs on PostgreSQL 15 (run once, with the 15 tests)")
 def test_demo_shows_accepted_and_refused_tokens_and_rls():
-    """AUTH_JWT_DEMO_ARGS=--installed runs it against an installed package instead of a build."""
+    """AUTH_JWT_DEMO_ARGS=--installed runs it against an installed package instead of a build, on
+    the server whose pg_config is AUTH_JWT_DEMO_PG_CONFIG (Debian's 15 by default)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG") and k != "AUTH_JWT_MAJORS"}
+    if os.environ.get("AUTH_JWT_DEMO_PG_CONFIG"):
+        env["PG_CONFIG"] = os.environ["AUTH_JWT_DEMO_PG_CONFIG"]
     args = os.environ.get("AUTH_JWT_DEMO_ARGS", "").split()
     out = subprocess.run([os.path.join(ROOT, "scripts", "demo"), *args], env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
