@@ -69,8 +69,18 @@ install_extension() {
     fi
     # Install scripts of earlier releases, for the upgrade tests (ALTER EXTENSION ... UPDATE).
     cp "$ROOT"/sql/archive/auth_jwt--*.sql "$("$PG_CONFIG" --sharedir)/extension/"
-    (cd "$ROOT" && cargo build -q -p auth_jwt_core --example mint)
-    export MINT="$ROOT/target/debug/examples/mint"
+    build_mint
+}
+
+# cargo-pgrx 0.18.1 builds the library with this --config (it keeps pgrx's schema section at
+# link time). Builds that share the library's dependencies pass it too, or cargo compiles every one
+# of them again for different flags (half a minute of a fresh demo).
+PGRX_LINK_CONFIG='target.'"'"'cfg(all(target_family = "unix", not(target_os = "macos")))'"'"'.rustflags = ["-C", "link-arg=-Wl,--no-gc-sections"]'
+
+# The test-only token minter (crates/mint), for the demo and the tests.
+build_mint() {
+    (cd "$ROOT" && cargo --config "$PGRX_LINK_CONFIG" build -q -p auth_jwt_mint)
+    export MINT="$ROOT/target/debug/mint"
 }
 
 # start_cluster NAME PORT: a fresh cluster in /tmp, trust auth on loopback and a private socket.

@@ -1,5 +1,5 @@
 //! Test-only signers for every algorithm auth_jwt verifies, shared by the tests and by
-//! examples/mint.rs: Ed25519 keys from a one-byte seed; ECDSA and RSA keys from
+//! crates/mint: Ed25519 keys from a one-byte seed; ECDSA and RSA keys from
 //! tests/vectors/test-keys.json (generated once with openssl; never used outside tests).
 
 use auth_jwt_core::{b64, Alg};

@@ -16,7 +16,7 @@
 //!       nest=N                         a claim nested N arrays deep
 //!       malleate=1                     add L (the group order) to S: same R, non-canonical S
 
-#[path = "../tests/common/signers.rs"]
+#[path = "../../auth_jwt_core/tests/common/signers.rs"]
 #[allow(dead_code)]
 mod signers;
 
