@@ -41,9 +41,11 @@ ensure_prereqs() {
     fi
     if ! cargo pgrx --version 2>/dev/null | grep -q " $PGRX_VERSION\$"; then
         # Without the default features: they only add TLS (rustls and native-tls) for `cargo pgrx
-        # init` to download PostgreSQL, which we never ask it to do.
-        log "cargo install cargo-pgrx $PGRX_VERSION (a few minutes, once)"
-        cargo install cargo-pgrx --version "$PGRX_VERSION" --locked --no-default-features
+        # init` to download PostgreSQL, which we never ask it to do. A debug build: it compiles in
+        # half the time (1:43 against 3:28 here), and what it runs (cargo, file copies, reading the
+        # schema section) takes the same second either way.
+        log "cargo install cargo-pgrx $PGRX_VERSION (about two minutes, once)"
+        cargo install cargo-pgrx --version "$PGRX_VERSION" --locked --no-default-features --debug
     fi
     if [ -n "$apt_pid" ] && ! wait "$apt_pid"; then
         log "apt-get install ${missing[*]} failed"
