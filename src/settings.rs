@@ -157,12 +157,34 @@ pub struct GucRecord {
     index: usize,
 }
 
+/// guc.c lookups that never raise, declared here to be called without pgrx's FFI guard: the guard
+/// costs a sigsetjmp per call (about 140 instructions), and `GucRecord::is_current` runs on every
+/// row of a policy.
+mod unguarded {
+    use pgrx::pg_sys::config_generic;
+    use std::ffi::c_int;
+    extern "C" {
+        #[cfg(any(feature = "pg16", feature = "pg17", feature = "pg18"))]
+        pub fn find_option(
+            name: *const std::ffi::c_char,
+            create: bool,
+            skip_errors: bool,
+            elevel: c_int,
+        ) -> *mut config_generic;
+        #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
+        pub fn get_guc_variables() -> *mut *mut config_generic;
+        #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
+        pub fn GetNumConfigOptions() -> c_int;
+    }
+}
+
 impl GucRecord {
     /// guc.c's own lookup (a hash table), without creating a placeholder or raising.
     #[cfg(any(feature = "pg16", feature = "pg17", feature = "pg18"))]
     pub fn find(name: &'static CStr) -> Option<GucRecord> {
-        // SAFETY: guc.c's lookup, without creating placeholders or raising.
-        let record = unsafe { pg_sys::find_option(name.as_ptr(), false, true, 0) };
+        // SAFETY: guc.c's lookup; with create_placeholders off and skip_errors on it allocates
+        // nothing and never raises (a hash_search with HASH_FIND).
+        let record = unsafe { unguarded::find_option(name.as_ptr(), false, true, 0) };
         (!record.is_null()).then_some(GucRecord { record, name })
     }
 
@@ -182,14 +204,14 @@ impl GucRecord {
 
     #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
     fn array() -> &'static [*mut pg_sys::config_generic] {
-        // SAFETY: guc.c's variable array and its length; read only, and never kept across a call
-        // that could add a variable.
+        // SAFETY: guc.c's variable array and its length (two plain reads of guc.c's statics that
+        // never raise); read only, and never kept across a call that could add a variable.
         unsafe {
-            let vars = pg_sys::get_guc_variables();
+            let vars = unguarded::get_guc_variables();
             if vars.is_null() {
                 return &[];
             }
-            std::slice::from_raw_parts(vars, pg_sys::GetNumConfigOptions() as usize)
+            std::slice::from_raw_parts(vars, unguarded::GetNumConfigOptions() as usize)
         }
     }
 
