@@ -1,11 +1,14 @@
-//! Diagnostics as SQL: what an operator needs to see why a token is refused, without scripts.
-//! Public information only: never a token, a signature or key material.
+//! Diagnostics as SQL, for operators (none is executable by PUBLIC): what auth_jwt makes of each
+//! key (`jwks_keys`), how a token fares step by step (`jwt_explain`), and this backend's counters
+//! (`stats`, `stats_reset`). Public information only: never a token, a signature or key material.
 
-use crate::keys::{self, Row};
-use crate::settings::{self, str_of};
-use crate::verify::now;
-use crate::{jwks_url, key_source};
-use auth_jwt_core::{Alg, Key, KeySet, KeyStatus};
+use crate::key_source;
+use crate::keyring::Listed;
+use crate::settings;
+use crate::stats;
+use crate::token_cache;
+use crate::verify::{self, now};
+use auth_jwt_core::{Alg, ErrorKind, KeyStatus};
 use pgrx::prelude::*;
 
 fn ts(unix: Option<f64>) -> Option<TimestampWithTimeZone> {
@@ -50,58 +53,19 @@ fn jwks_keys() -> TableIterator<
         name!(fetched_at, Option<TimestampWithTimeZone>),
     ),
 > {
-    TableIterator::new(if key_source::remote() { remote_keys() } else { table_keys() })
+    let listing = key_source::source().listing();
+    let fetched_at =
+        ts(listing.fetched_at.and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_secs_f64()));
+    TableIterator::new(
+        listing.keys.into_iter().map(move |k| describe(k, &listing.source, fetched_at)).collect::<Vec<_>>(),
+    )
 }
 
-fn table_keys() -> Vec<KeyInfo> {
-    let rows: Vec<Row> = keys::read_current_rows();
-    let source = str_of(&settings::JWKS_TABLE).to_owned();
-    // Parse as the verifier does (KeySet also marks ids that appear twice).
-    let set = KeySet::from_rows(rows.iter().filter_map(Row::key_row));
-    let mut parsed = set.keys().iter();
-    rows.iter()
-        .map(|r| {
-            let key = r.id.as_ref().and_then(|_| parsed.next());
-            describe(
-                key,
-                "id is NULL",
-                r.alg.clone(),
-                r.crv.clone(),
-                (ts(r.created_at), ts(r.expires_at)),
-                &source,
-                None,
-            )
-        })
-        .collect()
-}
-
-fn remote_keys() -> Vec<KeyInfo> {
-    let (entries, at) = jwks_url::current_entries();
-    let source = jwks_url::host_of(str_of(&settings::JWKS_URL));
-    let fetched = at.duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_secs_f64());
-    let set = auth_jwt_core::jwks::key_set(&entries);
-    let mut parsed = set.keys().iter();
-    entries
-        .iter()
-        .map(|e| {
-            let key = e.kid.as_ref().and_then(|_| parsed.next());
-            describe(key, "the entry has no kid", e.alg.clone(), e.crv.clone(), (None, None), &source, ts(fetched))
-        })
-        .collect()
-}
-
-fn describe(
-    key: Option<&Key>,
-    no_kid: &str,
-    alg: Option<String>,
-    crv: Option<String>,
-    (created_at, expires_at): (Option<TimestampWithTimeZone>, Option<TimestampWithTimeZone>),
-    source: &str,
-    fetched_at: Option<TimestampWithTimeZone>,
-) -> KeyInfo {
-    let grace = settings::KEY_GRACE_PERIOD.get() as i64;
+fn describe(listed: Listed, source: &str, fetched_at: Option<TimestampWithTimeZone>) -> KeyInfo {
+    let grace = settings::key_grace_period();
+    let key = listed.key.as_ref();
     let (status, reason, until) = match key {
-        None => ("invalid".to_owned(), Some(no_kid.to_owned()), None),
+        None => ("invalid".to_owned(), Some(listed.no_kid.to_owned()), None),
         Some(key) => {
             let st = key.status(now(), grace);
             let reason = match &st {
@@ -112,16 +76,16 @@ fn describe(
         }
     };
     let (alg, crv, key_type) = match key.and_then(|k| k.key.as_ref().ok()) {
-        Some(pk) => (Some(pk.alg().name().to_owned()), curve(pk.alg()), Some(pk.describe())),
-        None => (alg, crv, None),
+        Some(pk) => (Some(pk.alg().name().to_owned()), pk.alg().curve().map(str::to_owned), Some(pk.describe())),
+        None => (listed.alg, listed.crv, None),
     };
     (
         key.map(|k| k.kid.clone()),
         alg,
         crv,
         key_type,
-        created_at,
-        expires_at,
+        ts(listed.created_at),
+        ts(listed.expires_at),
         ts(until),
         status,
         reason,
@@ -130,46 +94,62 @@ fn describe(
     )
 }
 
-/// The JWK curve of a key that verifies `alg` (RSA has none).
-fn curve(alg: Alg) -> Option<String> {
-    match alg {
-        Alg::EdDSA => Some("Ed25519".into()),
-        Alg::ES256 => Some("P-256".into()),
-        Alg::ES512 => Some("P-521".into()),
-        Alg::RS256 | Alg::PS256 => None,
-    }
-}
-
 /// One row per verification step for `token`: whether it passed and why. Never raises for a
 /// bad token (a missing key table is still an error); never shows the token, signature or keys.
 #[pg_extern(schema = "auth_jwt", stable, parallel_restricted, strict)]
 fn jwt_explain(
     token: &str,
 ) -> TableIterator<'static, (name!(step, String), name!(ok, Option<bool>), name!(detail, String))> {
-    let mut rows = Vec::new();
-    let (validation, problem) = settings::validation_for_diagnosis();
-    if let Some(e) = problem {
-        rows.push((
-            "configuration".to_owned(),
-            Some(false),
-            format!("{}: {}", crate::errors::config_message(&e), e.detail),
-        ));
-    }
-    let keys = crate::key_source::current();
-    for s in auth_jwt_core::explain(token, &keys, &validation, now(), str_of(&settings::UUID_CLAIM)) {
-        rows.push((s.name.to_owned(), s.ok, crate::errors::sentence(&s.detail)));
-    }
-    let session = if !settings::REQUIRE_SESSION.get() {
-        (None, "not checked: auth_jwt.require_session is off".to_owned())
-    } else {
-        match auth_jwt_core::verify(token, &keys, &validation, now()) {
-            Err(_) => (None, "not checked: the token did not pass the steps above".to_owned()),
-            Ok(v) => match crate::sessions::explain(v.claims.root()) {
-                Ok(d) => (Some(true), d),
-                Err(e) => (Some(false), format!("{}: {}", e.message(), e.detail())),
-            },
-        }
-    };
-    rows.push(("session".to_owned(), session.0, crate::errors::sentence(&session.1)));
-    TableIterator::new(rows)
+    TableIterator::new(verify::explain(token))
+}
+
+/// This backend's counters since it started (or since `auth_jwt.stats_reset()`).
+#[allow(clippy::type_complexity)] // pgrx needs the named columns written out here
+#[pg_extern(schema = "auth_jwt", volatile, parallel_safe)]
+fn stats() -> TableIterator<
+    'static,
+    (
+        name!(verifications, i64),
+        name!(verifications_by_algorithm, pgrx::JsonB),
+        name!(cache_hits, i64),
+        name!(key_loads, i64),
+        name!(unknown_kid_reloads, i64),
+        name!(request_token_reads, i64),
+        name!(session_lookups, i64),
+        name!(jwks_fetches, i64),
+        name!(jwks_fetch_failures, i64),
+        name!(jwks_fetches_interrupted, i64),
+        name!(jwks_bytes, i64),
+        name!(rejections, i64),
+        name!(rejections_by_reason, pgrx::JsonB),
+        name!(cached_tokens, i64),
+    ),
+> {
+    let n = stats::read();
+    let by_reason: serde_json::Map<String, serde_json::Value> =
+        ErrorKind::ALL.iter().zip(n.rejections).map(|(k, n)| (k.name().to_owned(), n.into())).collect();
+    let by_alg: serde_json::Map<String, serde_json::Value> =
+        Alg::ALL.iter().zip(n.by_algorithm).map(|(a, n)| (a.name().to_owned(), n.into())).collect();
+    TableIterator::once((
+        n.verifications,
+        pgrx::JsonB(serde_json::Value::Object(by_alg)),
+        n.cache_hits,
+        n.key_loads,
+        n.unknown_kid_reloads,
+        n.request_token_reads,
+        n.session_lookups,
+        n.jwks_fetches,
+        n.jwks_fetch_failures,
+        n.jwks_fetches_interrupted,
+        n.jwks_bytes,
+        n.rejections.iter().sum(),
+        pgrx::JsonB(serde_json::Value::Object(by_reason)),
+        token_cache::len() as i64,
+    ))
+}
+
+/// Zero this backend's counters.
+#[pg_extern(schema = "auth_jwt", volatile, parallel_safe)]
+fn stats_reset() {
+    stats::reset();
 }

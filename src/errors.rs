@@ -24,7 +24,14 @@ pub fn hint(kind: ErrorKind) -> &'static str {
             "Send the compact JWT exactly as Better Auth issued it (header.payload.signature), with no quotes or whitespace."
         }
         ErrorKind::UnsupportedAlgorithm => {
-            "auth_jwt verifies the algorithms Better Auth signs with: EdDSA (its default), ES256, ES512, RS256 and PS256; HMAC, none and others are refused."
+            static HINT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+                format!(
+                    "auth_jwt verifies the algorithms Better Auth signs with: {} ({} by default); HMAC, none and others are refused.",
+                    auth_jwt_core::Alg::names(),
+                    auth_jwt_core::Alg::EdDSA
+                )
+            });
+            HINT.as_str()
         }
         ErrorKind::InvalidClaims => {
             "Compare the token's claims with auth_jwt.issuer, auth_jwt.audience and the claims the policy needs."

@@ -4,130 +4,16 @@
 //! a few generation compares, a clock read and a 16-byte copy.
 
 use crate::errors;
-use crate::key_source;
-use crate::keys;
-use crate::sessions;
+use crate::fmgr::{text_arg, v1};
+use crate::request;
 use crate::settings;
-use crate::stats;
-use crate::token_cache::Entry;
-use crate::token_source::{self, HeadersVersion, Source};
-use crate::verify::{now, verify};
+use crate::token_cache::VerifiedToken;
+use crate::verify::verify;
 use auth_jwt_core::UuidClaimError;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use std::cell::RefCell;
-use std::rc::Rc;
 
-macro_rules! v1_ {
-    ($finfo:ident) => {
-        #[no_mangle]
-        pub extern "C" fn $finfo() -> &'static pg_sys::Pg_finfo_record {
-            const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
-            &V1
-        }
-    };
-}
-pub(crate) use v1_ as v1;
-
-/// What the current request's token turned out to be, remembered so that a policy evaluated on
-/// every row looks at the token once per statement: a verified token, or none at all (an
-/// anonymous request must not re-parse a large `request.headers` on every row either). A hit
-/// needs the same transaction, the same token source value (by `auth_jwt.token`'s assign-hook
-/// generation, or `request.headers`'s: see `token_source::HeadersVersion`; never by reading the
-/// value, whose size the client decides), the same trust settings, and for a token, the same key
-/// generation, no pending key invalidation, and an unexpired token.
-struct Memo {
-    lxid: u32,
-    /// `sessions::aborts()`: a savepoint rolled back since makes the memo invalid.
-    aborts: u64,
-    source: Source,
-    token_generation: u64,
-    /// For a token from `request.headers`, or none: the value it was read from.
-    headers: Option<HeadersVersion>,
-    settings_generation: u64,
-    keys_generation: u64,
-    /// None: the request carries no token.
-    entry: Option<Rc<Entry>>,
-}
-
-thread_local! {
-    static MEMO: RefCell<Option<Memo>> = const { RefCell::new(None) };
-}
-
-fn memo_hit() -> Option<Option<Rc<Entry>>> {
-    MEMO.with(|m| {
-        let m = m.borrow();
-        let m = m.as_ref()?;
-        if m.lxid != keys::local_xid()
-            || m.settings_generation != settings::generation()
-            || m.aborts != sessions::aborts()
-        {
-            return None;
-        }
-        let same = match m.source {
-            Source::Setting => {
-                m.token_generation == settings::token_generation() && settings::has_value(&settings::TOKEN)
-            }
-            Source::Headers => {
-                !settings::has_value(&settings::TOKEN)
-                    && m.headers.as_ref().is_some_and(token_source::headers_unchanged)
-            }
-        };
-        if !same {
-            return None;
-        }
-        match &m.entry {
-            None => Some(None),
-            Some(e) => {
-                (m.keys_generation == key_source::generation() && key_source::is_fresh() && now() <= e.valid_until)
-                    .then(|| Some(e.clone()))
-            }
-        }
-    })
-}
-
-/// The current request's verified token; None for an anonymous request. Errors for a bad one.
-/// `with_jsonb`: the caller returns the claims as jsonb.
-pub fn request_entry(with_jsonb: bool) -> Option<Rc<Entry>> {
-    if let Some(hit) = memo_hit() {
-        if hit.is_some() {
-            stats::cache_hit();
-        }
-        return hit;
-    }
-    let source = token_source::source()?;
-    stats::request_token_read();
-    let (source, token, headers) = match source {
-        Source::Setting => (Source::Setting, token_source::from_setting().map(str::to_owned), None),
-        Source::Headers => {
-            let h = token_source::request_headers_bytes()?;
-            let version = token_source::headers_version(h);
-            let text = std::str::from_utf8(h).unwrap_or_else(|_| token_source::malformed_headers("is not UTF-8"));
-            (Source::Headers, token_source::from_headers(text), Some(version))
-        }
-    };
-    let entry = token.map(|t| verify(&t, with_jsonb));
-    MEMO.with(|m| {
-        *m.borrow_mut() = Some(Memo {
-            lxid: keys::local_xid(),
-            aborts: sessions::aborts(),
-            source,
-            token_generation: settings::token_generation(),
-            headers,
-            settings_generation: settings::generation(),
-            keys_generation: key_source::generation(),
-            entry: entry.clone(),
-        })
-    });
-    entry
-}
-
-unsafe fn text_arg<'a>(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> &'a str {
-    // SAFETY: the functions are STRICT, so the argument is a non-null text datum.
-    unsafe { pgrx::fcinfo::pg_getarg::<&str>(fcinfo, n).unwrap_or("") }
-}
-
-fn jsonb_datum(e: &Entry) -> pg_sys::Datum {
+fn jsonb_datum(e: &VerifiedToken) -> pg_sys::Datum {
     let bytes = e.jsonb_bytes();
     // SAFETY: a palloc'd copy of a complete jsonb varlena, owned by the caller's context.
     unsafe {
@@ -137,7 +23,7 @@ fn jsonb_datum(e: &Entry) -> pg_sys::Datum {
     }
 }
 
-fn uuid_datum(e: &Entry) -> pg_sys::Datum {
+fn uuid_datum(e: &VerifiedToken) -> pg_sys::Datum {
     match e.uuid() {
         Ok(u) => {
             // SAFETY: uuid is a 16-byte pass-by-reference type.
@@ -148,7 +34,7 @@ fn uuid_datum(e: &Entry) -> pg_sys::Datum {
             }
         }
         Err(why) => {
-            let claim = settings::str_of(&settings::UUID_CLAIM);
+            let claim = settings::uuid_claim();
             let detail = match why {
                 UuidClaimError::Missing => format!("The token has no \"{claim}\" claim."),
                 UuidClaimError::NotAString(t) => format!("The \"{claim}\" claim is {t}, not a string."),
@@ -182,7 +68,7 @@ v1!(pg_finfo_auth_jwt_claims);
 #[no_mangle]
 #[pg_guard]
 pub unsafe extern "C-unwind" fn auth_jwt_claims(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    match request_entry(true) {
+    match request::token(true) {
         Some(e) => jsonb_datum(&e),
         None => unsafe { pgrx::fcinfo::pg_return_null(fcinfo) },
     }
@@ -193,7 +79,7 @@ v1!(pg_finfo_auth_jwt_claim_uuid);
 #[no_mangle]
 #[pg_guard]
 pub unsafe extern "C-unwind" fn auth_jwt_claim_uuid(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    match request_entry(false) {
+    match request::token(false) {
         Some(e) => uuid_datum(&e),
         None => unsafe { pgrx::fcinfo::pg_return_null(fcinfo) },
     }
@@ -212,7 +98,7 @@ v1!(pg_finfo_auth_jwt_claim_sub);
 #[no_mangle]
 #[pg_guard]
 pub unsafe extern "C-unwind" fn auth_jwt_claim_sub(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    match request_entry(false).as_deref().and_then(Entry::sub) {
+    match request::token(false).as_deref().and_then(VerifiedToken::sub) {
         Some(s) => text_datum(s),
         None => unsafe { pgrx::fcinfo::pg_return_null(fcinfo) },
     }

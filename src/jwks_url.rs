@@ -38,9 +38,10 @@
 //! query already holds.
 
 use crate::errors;
-use crate::key_source;
-use crate::settings::{self, str_of};
+use crate::keyring::{self, KeySource, Listed, Listing};
+use crate::settings;
 use crate::stats;
+use crate::xact;
 use auth_jwt_core::jwks::{self, Entry};
 use auth_jwt_core::KeySet;
 use std::cell::RefCell;
@@ -104,46 +105,77 @@ thread_local! {
 }
 
 fn url() -> &'static str {
-    str_of(&settings::JWKS_URL)
+    settings::jwks_url()
 }
 
-fn secs(setting: &pgrx::guc::GucSetting<i32>) -> Duration {
-    Duration::from_secs(setting.get().max(0) as u64)
-}
+/// Better Auth's JWKS endpoint as a key source.
+pub struct JwksUrl;
 
-/// The fetched document is for the configured URL and within its max age.
-pub fn fresh() -> bool {
-    let now = Instant::now();
-    FETCHED.with(|f| f.borrow().as_ref().is_some_and(|f| now < f.fresh_until && f.url == url()))
-}
+impl KeySource for JwksUrl {
+    /// The fetched document is for the configured URL and within its max age.
+    fn fresh(&self) -> bool {
+        let now = Instant::now();
+        FETCHED.with(|f| f.borrow().as_ref().is_some_and(|f| now < f.fresh_until && f.url == url()))
+    }
 
-/// The keys to verify with: fetched first if they are not fresh (waiting for a request already in
-/// flight, or starting one if the cooldown allows); the last good document only while the endpoint
-/// fails, for `auth_jwt.jwks_stale_if_error`; then an error.
-pub fn current() -> Rc<KeySet> {
-    collect_arrived();
-    if !fresh() {
-        if !in_flight() && cooldown_passed() {
+    /// Nothing but time ends a document: the same as `fresh`.
+    fn untouched(&self) -> bool {
+        self.fresh()
+    }
+
+    /// The keys to verify with: fetched first if they are not fresh (waiting for a request already
+    /// in flight, or starting one if the cooldown allows); the last good document only while the
+    /// endpoint fails, for `auth_jwt.jwks_stale_if_error`; then an error.
+    fn current(&self) -> Rc<KeySet> {
+        collect_arrived();
+        if !self.fresh() {
+            if !in_flight() && cooldown_passed() {
+                start_fetch();
+            }
+            wait_in_flight();
+        }
+        usable().unwrap_or_else(|| failed())
+    }
+
+    /// A token names `kid`, which the document lacks: fetch again if the cooldown allows (or wait
+    /// for the request in flight).
+    fn reload_for_unknown_kid(&self, kid: &str) -> Option<Rc<KeySet>> {
+        collect_arrived();
+        if !in_flight() {
+            if !cooldown_passed() {
+                return None;
+            }
+            stats::unknown_kid_reload();
             start_fetch();
         }
         wait_in_flight();
+        usable().filter(|k| k.contains_kid(kid))
     }
-    usable().unwrap_or_else(|| failed())
-}
 
-/// A token names `kid`, which the document lacks: fetch again if the cooldown allows (or wait for
-/// the request in flight).
-pub fn reload_for_unknown_kid(kid: &str) -> Option<Rc<KeySet>> {
-    collect_arrived();
-    if !in_flight() {
-        if !cooldown_passed() {
-            return None;
-        }
-        stats::unknown_kid_reload();
-        start_fetch();
+    /// The entries of the current document (fetched first if needed), and when it was fetched.
+    fn listing(&self) -> Listing {
+        self.current();
+        let (entries, at) = FETCHED.with(|f| {
+            let f = f.borrow();
+            let f = f.as_ref().expect("current() returned keys"); // ok: current() raises otherwise
+            (f.entries.clone(), f.at)
+        });
+        let set = jwks::key_set(&entries);
+        let keys = keyring::listed(
+            &entries,
+            &set,
+            |e| e.kid.is_some(),
+            |e, key| Listed {
+                key,
+                no_kid: "the entry has no kid",
+                alg: e.alg.clone(),
+                crv: e.crv.clone(),
+                created_at: None,
+                expires_at: None,
+            },
+        );
+        Listing { source: host_of(url()), fetched_at: Some(at), keys }
     }
-    wait_in_flight();
-    usable().filter(|k| k.contains_kid(kid))
 }
 
 /// The keys for the configured URL: the document within its max age, or past it only while the
@@ -152,7 +184,7 @@ pub fn reload_for_unknown_kid(kid: &str) -> Option<Rc<KeySet>> {
 /// cannot keep a removed key alive.
 fn usable() -> Option<Rc<KeySet>> {
     let url = url();
-    let stale_limit = secs(&settings::JWKS_STALE_IF_ERROR);
+    let stale_limit = settings::jwks_stale_if_error();
     let failure = ATTEMPT.with(|a| a.borrow().as_ref().filter(|a| a.url == url).and_then(|a| a.failure.clone()));
     FETCHED.with(|f| {
         let mut f = f.borrow_mut();
@@ -176,7 +208,7 @@ fn usable() -> Option<Rc<KeySet>> {
 /// The least time between two fetches, never longer than max age: a document is due for its
 /// refresh at max age whatever the cooldown says, or a removed key would outlive max age.
 fn cooldown() -> Duration {
-    secs(&settings::JWKS_COOLDOWN).min(secs(&settings::JWKS_MAX_AGE))
+    settings::jwks_cooldown().min(settings::jwks_max_age())
 }
 
 fn cooldown_passed() -> bool {
@@ -219,7 +251,7 @@ fn start_fetch() {
     // Parallel workers start with empty caches on every query: fetching there would multiply the
     // requests by the workers of every parallel query. The functions that verify are PARALLEL
     // RESTRICTED; this holds if one is re-marked SAFE.
-    if crate::is_parallel_worker() {
+    if xact::is_parallel_worker() {
         errors::jwks_unavailable(
             &host_of(&url),
             "Parallel workers do not fetch keys: auth_jwt's verifying functions must stay PARALLEL RESTRICTED while auth_jwt.jwks_url is set.".into(),
@@ -324,18 +356,11 @@ fn complete(url: &str, started: Instant, answer: Answer) {
 
 fn store(url: &str, entries: Vec<Entry>, max_age: Option<u64>, fetched: Instant, at: SystemTime) {
     let keys = jwks::key_set(&entries);
-    let max = secs(&settings::JWKS_MAX_AGE);
+    let max = settings::jwks_max_age();
     let age = max_age.map_or(max, |a| Duration::from_secs(a).clamp(cooldown(), max));
     FETCHED.with(|f| {
         let mut f = f.borrow_mut();
-        let same = f.as_ref().is_some_and(|old| old.url == url && *old.keys == keys);
-        if !same {
-            key_source::changed();
-        }
-        let keys = match f.as_ref() {
-            Some(old) if same => old.keys.clone(),
-            _ => Rc::new(keys),
-        };
+        let keys = keyring::serve(f.as_ref().filter(|old| old.url == url).map(|old| &old.keys), keys);
         *f = Some(Fetched {
             url: url.to_owned(),
             entries: Rc::new(entries),
@@ -346,17 +371,6 @@ fn store(url: &str, entries: Vec<Entry>, max_age: Option<u64>, fetched: Instant,
             stale_logged: false,
         });
     });
-}
-
-/// For jwks_keys(): the entries of the current document (fetched first if needed), and when it
-/// was fetched.
-pub fn current_entries() -> (Rc<Vec<Entry>>, SystemTime) {
-    current();
-    FETCHED.with(|f| {
-        let f = f.borrow();
-        let f = f.as_ref().expect("current() returned keys"); // ok: current() raises otherwise
-        (f.entries.clone(), f.at)
-    })
 }
 
 /// `https://host:port/...` -> `host:port`, for messages (the path may carry anything).
@@ -396,9 +410,9 @@ fn spawn_request(url: &str) -> Result<InFlight, String> {
     let req = Request {
         url: url.to_owned(),
         https,
-        timeout: Duration::from_millis(settings::JWKS_TIMEOUT.get().max(1) as u64),
-        max_size: settings::JWKS_MAX_SIZE.get().max(0) as u64,
-        ca_file: str_of(&settings::JWKS_CA_FILE).to_owned(),
+        timeout: settings::jwks_timeout(),
+        max_size: settings::jwks_max_size(),
+        ca_file: settings::jwks_ca_file().to_owned(),
     };
     let started = Instant::now();
     // The thread's own timeout covers the exchange; the backend never waits much longer, whatever

@@ -6,15 +6,20 @@
 
 use pgrx::prelude::*;
 
+// Layered: each module imports only modules above it in this list (ARCHITECTURE.md draws it;
+// scripts/check-layers keeps it true).
 mod diagnostics;
 mod errors;
+mod fmgr;
 mod functions;
 mod jsonb;
 mod jwks_url;
 mod key_source;
+mod key_table;
 mod key_watch;
-mod keys;
+mod keyring;
 mod relation;
+mod request;
 mod request_role;
 mod sessions;
 mod settings;
@@ -23,6 +28,8 @@ mod stats;
 mod token_cache;
 mod token_source;
 mod verify;
+mod watch;
+mod xact;
 
 ::pgrx::pg_module_magic!(name, version);
 
@@ -39,15 +46,7 @@ pub extern "C-unwind" fn _PG_init() {
     std::env::remove_var("RUST_BACKTRACE");
     std::env::remove_var("RUST_LIB_BACKTRACE");
     settings::init();
-    relation::init();
-    keys::init();
-    sessions::init();
-}
-
-/// This backend is a parallel worker (it has the leader's settings, not its state or caches).
-pub(crate) fn is_parallel_worker() -> bool {
-    // SAFETY: a plain global of parallel.c.
-    unsafe { pg_sys::ParallelWorkerNumber >= 0 }
+    xact::init();
 }
 
 /// Required by `cargo pgrx test`.

@@ -17,32 +17,14 @@
 //! its locks taken, no schema has been renamed, created or dropped since the lock: the only way
 //! left for the name to mean another relation. Otherwise the caller resolves again.
 
+use crate::errors;
 use crate::snapshot_query::{self, Moved, Snapshot};
+use crate::xact;
+use auth_jwt_core::error::printable;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use std::cell::Cell;
+use pgrx::PgSqlErrorCode;
 use std::ffi::CString;
-
-thread_local! {
-    /// Schema changes this backend has processed (any pg_namespace row).
-    static NAMESPACE_CHANGES: Cell<u64> = const { Cell::new(0) };
-}
-
-pub fn init() {
-    // SAFETY: registering a callback during _PG_init; it only touches a thread-local.
-    unsafe {
-        pg_sys::CacheRegisterSyscacheCallback(
-            pg_sys::SysCacheIdentifier::NAMESPACEOID as i32,
-            Some(on_namespace_change),
-            pg_sys::Datum::from(0),
-        );
-    }
-}
-
-#[pg_guard]
-unsafe extern "C-unwind" fn on_namespace_change(_arg: pg_sys::Datum, _cacheid: i32, _hash: u32) {
-    NAMESPACE_CHANGES.with(|n| n.set(n.get().wrapping_add(1)));
-}
 
 /// A setting's value, parsed as `schema.table`.
 #[derive(Clone, PartialEq, Eq)]
@@ -62,7 +44,7 @@ pub struct Locked {
 impl Locked {
     /// The name still means this relation: no schema change was processed since it was locked.
     pub fn still_named(&self) -> bool {
-        NAMESPACE_CHANGES.with(Cell::get) == self.mark
+        xact::namespace_changes() == self.mark
     }
 }
 
@@ -80,6 +62,87 @@ pub enum Unresolved {
     /// Not `schema.table` in a regular schema; says why that matters.
     Unqualified(&'static str),
     Missing,
+}
+
+/// A relation a setting names, and how to say what is wrong with it: the key table and the
+/// session table share every rule, and differ only in these words.
+pub struct Configured {
+    /// The setting, e.g. `auth_jwt.jwks_table`.
+    pub setting: &'static str,
+    /// What the relation is, in messages: "key table".
+    pub noun: &'static str,
+    /// The default value, for the hint on a value that is not `schema.table`.
+    pub example: &'static str,
+    /// Why the relation is read (the detail when it is missing).
+    pub why: &'static str,
+    /// What to do when it is missing.
+    pub missing_hint: &'static str,
+    /// The columns every read needs, and what to say when one is absent.
+    pub columns: &'static [&'static str],
+    pub columns_detail: &'static str,
+    pub columns_hint: &'static str,
+}
+
+pub const KEY_TABLE: Configured = Configured {
+    setting: "auth_jwt.jwks_table",
+    noun: "key table",
+    example: "public.jwks",
+    why: "Better Auth's public keys are read from the relation named by auth_jwt.jwks_table.",
+    missing_hint: "Enable Better Auth's jwt() plugin and run its migrations (they create the jwks table), or point auth_jwt.jwks_table at the table or a view of it.",
+    columns: &["id", "publicKey"],
+    columns_detail: "The key table needs the columns id and \"publicKey\" (and uses \"expiresAt\", \"alg\", \"crv\" when present), as Better Auth 1.7 creates them.",
+    columns_hint: "If Better Auth's jwks table or its columns are renamed, point auth_jwt.jwks_table at a view that exposes these names.",
+};
+
+pub const SESSION_TABLE: Configured = Configured {
+    setting: "auth_jwt.session_table",
+    noun: "session table",
+    example: "public.session",
+    why: "Sessions are read from the relation named by auth_jwt.session_table, because auth_jwt.require_session is on.",
+    missing_hint: "Point auth_jwt.session_table at Better Auth's session table (or a view of it), or turn auth_jwt.require_session off.",
+    columns: &["id", "userId", "expiresAt"],
+    columns_detail: "The session table needs the columns id, \"userId\" and \"expiresAt\", as Better Auth creates them.",
+    columns_hint: "If Better Auth's session table or its columns are renamed, point auth_jwt.session_table at a view that exposes these names.",
+};
+
+impl Configured {
+    /// Resolve and lock the relation `value` names (see `resolve`), or raise what to fix.
+    pub fn resolve(&self, value: &str) -> Relation {
+        resolve(value).unwrap_or_else(|e| self.unresolved(value, e))
+    }
+
+    /// Raise why `value` names no usable relation.
+    pub fn unresolved(&self, value: &str, e: Unresolved) -> ! {
+        let value = printable(value, 128);
+        match e {
+            Unresolved::Unqualified(why) => errors::configured_relation(
+                PgSqlErrorCode::ERRCODE_INVALID_NAME,
+                format!("{} must name a table in a regular schema: \"{value}\"", self.setting),
+                why.into(),
+                &format!("Use schema.table, e.g. ALTER DATABASE mydb SET {} = '{}';", self.setting, self.example),
+            ),
+            Unresolved::Missing => errors::configured_relation(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+                format!("auth_jwt {} \"{value}\" does not exist", self.noun),
+                self.why.into(),
+                self.missing_hint,
+            ),
+        }
+    }
+
+    /// Raise unless `columns` (the relation's) has every column reads need.
+    pub fn require_columns(&self, rel: &Relation, columns: &[Column]) {
+        for required in self.columns {
+            if !columns.iter().any(|c| c.name == *required) {
+                errors::configured_relation(
+                    PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+                    format!("auth_jwt {} {} has no column \"{required}\"", self.noun, rel.qualified),
+                    self.columns_detail.into(),
+                    self.columns_hint,
+                );
+            }
+        }
+    }
 }
 
 /// The first column of the first row of a read-only query that reads no table (its snapshot
@@ -128,7 +191,7 @@ pub fn lock(name: &Name) -> Result<Locked, Unresolved> {
     if oid == pg_sys::InvalidOid {
         return Err(Unresolved::Missing);
     }
-    Ok(Locked { oid, mark: NAMESPACE_CHANGES.with(Cell::get) })
+    Ok(Locked { oid, mark: xact::namespace_changes() })
 }
 
 /// Resolve and lock `name`, then read its owner and kind (after the lock, so no owner change can
@@ -142,10 +205,7 @@ pub fn resolve(name: &str) -> Result<Relation, Unresolved> {
 pub fn describe(locked: Locked) -> Result<Relation, Unresolved> {
     let row = snapshot_query::select(
         &Snapshot::latest(),
-        "SELECT c.relowner, pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname)
-           FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
-          WHERE c.oid OPERATOR(pg_catalog.=) $1
-            AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p,v,m,f}'::pg_catalog.\"char\"[])",
+        include_str!("../sql/queries/relation.sql"),
         &[locked.oid.into()],
         |r| (r.get::<pg_sys::Oid>(1), r.get::<String>(2)),
     )
@@ -163,9 +223,9 @@ pub fn retrying<R>(name: &str, mut read: impl FnMut() -> Result<R, Moved>) -> R 
             return r;
         }
     }
-    crate::errors::configured_relation(
-        pgrx::PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE,
-        format!("auth_jwt: \"{}\" kept changing meaning while it was read", auth_jwt_core::error::printable(name, 128)),
+    errors::configured_relation(
+        PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE,
+        format!("auth_jwt: \"{}\" kept changing meaning while it was read", printable(name, 128)),
         "Schemas were renamed, created or dropped while auth_jwt resolved the relation.".into(),
         "Retry the transaction.",
     )
@@ -179,14 +239,10 @@ pub struct Column {
 
 /// The relation's columns, in order.
 pub fn columns(rel: &Relation, snapshot: &Snapshot) -> Vec<Column> {
-    snapshot_query::select(
-        snapshot,
-        "SELECT attname::pg_catalog.text, pg_catalog.format_type(atttypid, NULL) FROM pg_catalog.pg_attribute
-          WHERE attrelid OPERATOR(pg_catalog.=) $1 AND attnum OPERATOR(pg_catalog.>) 0 AND NOT attisdropped
-          ORDER BY attnum",
-        &[rel.oid.into()],
-        |r| Column { name: r.get::<String>(1).unwrap_or_default(), type_name: r.get::<String>(2).unwrap_or_default() },
-    )
+    snapshot_query::select(snapshot, include_str!("../sql/queries/columns.sql"), &[rel.oid.into()], |r| Column {
+        name: r.get::<String>(1).unwrap_or_default(),
+        type_name: r.get::<String>(2).unwrap_or_default(),
+    })
 }
 
 /// SQL for column `col` as Unix seconds (float8), whatever its date/time type.

@@ -14,8 +14,8 @@
 //!   could `SET ROLE` to itself: PostgreSQL checks membership (with the SET option on 16+).
 
 use crate::errors;
-use crate::functions::request_entry;
-use crate::settings::{self, str_of};
+use crate::request;
+use crate::settings;
 use crate::token_source;
 use auth_jwt_core::RoleMap;
 use pgrx::pg_sys;
@@ -26,12 +26,12 @@ use std::ffi::CString;
 /// Switch the transaction to the role the request's verified token earns; the role, or None when
 /// there is no switch (`auth_jwt.authenticated_role` empty, or an anonymous request).
 pub fn switch() -> Option<String> {
-    let default = str_of(&settings::AUTHENTICATED_ROLE);
+    let default = settings::authenticated_role();
     if default.is_empty() {
         return None;
     }
-    let entry = request_entry(false)?;
-    let map = RoleMap::parse(str_of(&settings::ROLE_CLAIM_MAP)).unwrap_or_else(|why| {
+    let token = request::token(false)?;
+    let map = RoleMap::parse(settings::role_claim_map()).unwrap_or_else(|why| {
         errors::role_switch(
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
             "auth_jwt.role_claim_map is not a list of claim value=role pairs".into(),
@@ -39,7 +39,7 @@ pub fn switch() -> Option<String> {
             "Set it to something like 'admin=app_admin, user=authenticated', or empty to ignore the claim.",
         )
     });
-    let role = map.role_for(entry.role()).unwrap_or(default).to_owned();
+    let role = map.role_for(token.role()).unwrap_or(default).to_owned();
     // SAFETY: plain reads of the backend's security context.
     if unsafe { pg_sys::InLocalUserIdChange() || pg_sys::InSecurityRestrictedOperation() } {
         errors::role_switch(
@@ -96,7 +96,7 @@ pub fn switch() -> Option<String> {
     Some(role)
 }
 
-crate::functions::v1!(pg_finfo_auth_jwt_set_request_role);
+crate::fmgr::v1!(pg_finfo_auth_jwt_set_request_role);
 /// `auth_jwt.set_request_role() RETURNS text`: the role switched to, or NULL.
 #[no_mangle]
 #[pg_guard]

@@ -19,24 +19,23 @@
 //! nothing.
 
 use crate::errors;
-use crate::keys::local_xid;
-use crate::relation::{self, Locked, Name, Relation, Unresolved};
-use crate::settings::{self, str_of};
+use crate::relation::{self, Locked, Name, Relation, SESSION_TABLE};
+use crate::settings;
 use crate::snapshot_query::{Moved, Plan, Snapshot};
 use crate::stats;
-use crate::token_cache::Entry;
-use auth_jwt_core::{check_session, error::printable, session_id, sub_claim, Error, Object, Session};
+use crate::token_cache::VerifiedToken;
+use crate::xact::{self, Stamp, Watched};
+use auth_jwt_core::{check_session, session_id, sub_claim, Error, Object, Session};
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys;
-use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
 use rustc_hash::FxHashMap;
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Sessions remembered per transaction; a transaction that verifies more distinct sessions than
 /// this (jwt_verify over a table of tokens) starts over, looking them up again.
-const MEMO_CAPACITY: usize = 1024;
+const CAPACITY: usize = 1024;
 
 /// How a session id from a token is compared with the `id` column.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -76,92 +75,21 @@ struct Prepared {
     owner: pg_sys::Oid,
     id: IdType,
     plan: Plan,
-    /// The invalidation count read before resolving.
+    /// `xact::invalidations(SessionTable)` read before resolving.
     seen: u64,
 }
 
-struct Memo {
-    lxid: u32,
-    settings_generation: u64,
-    aborts: u64,
+/// The sessions looked up in this transaction (see `xact::Stamp`), by id.
+struct SessionAnswers {
+    stamp: Stamp,
     found: FxHashMap<String, Option<Session>>,
 }
 
 thread_local! {
     static PREPARED: RefCell<Option<Prepared>> = const { RefCell::new(None) };
-    /// Relcache invalidations of the session relation (or any, while preparing), and schema
-    /// changes: the resolved name, owner or column types may have changed.
-    static INVALIDATIONS: Cell<u64> = const { Cell::new(0) };
-    static RELID: Cell<pg_sys::Oid> = const { Cell::new(pg_sys::InvalidOid) };
-    static PREPARING: Cell<bool> = const { Cell::new(false) };
-    static MEMO: RefCell<Option<Memo>> = const { RefCell::new(None) };
+    static ANSWERS: RefCell<Option<SessionAnswers>> = const { RefCell::new(None) };
     /// The session table's name, parsed, for the setting value it was parsed from.
     static NAME: RefCell<Option<(String, Name)>> = const { RefCell::new(None) };
-    /// Bumped when a subtransaction aborts: answers obtained inside it are not kept.
-    static ABORTS: Cell<u64> = const { Cell::new(0) };
-}
-
-pub fn init() {
-    // SAFETY: registering callbacks during _PG_init; the callbacks only touch thread-locals.
-    unsafe {
-        pg_sys::RegisterSubXactCallback(Some(on_subxact_event), std::ptr::null_mut());
-        pg_sys::CacheRegisterRelcacheCallback(Some(on_relcache_invalidation), pg_sys::Datum::from(0));
-        pg_sys::CacheRegisterSyscacheCallback(
-            pg_sys::SysCacheIdentifier::NAMESPACEOID as i32,
-            Some(on_namespace_change),
-            pg_sys::Datum::from(0),
-        );
-    }
-}
-
-/// Answers remembered this transaction, and the per-request memo that relies on them, are valid
-/// only while this count has not moved: what a rolled-back savepoint saw is not kept.
-pub fn aborts() -> u64 {
-    ABORTS.with(Cell::get)
-}
-
-#[pg_guard]
-unsafe extern "C-unwind" fn on_subxact_event(
-    event: pg_sys::SubXactEvent::Type,
-    _sub: pg_sys::SubTransactionId,
-    _parent: pg_sys::SubTransactionId,
-    _arg: *mut std::ffi::c_void,
-) {
-    if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
-        ABORTS.with(|a| a.set(a.get().wrapping_add(1)));
-    }
-}
-
-fn invalidate() {
-    INVALIDATIONS.with(|n| n.set(n.get().wrapping_add(1)));
-}
-
-#[pg_guard]
-unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
-    if relid == pg_sys::InvalidOid || relid == RELID.with(Cell::get) || PREPARING.with(Cell::get) {
-        invalidate();
-    }
-}
-
-#[pg_guard]
-unsafe extern "C-unwind" fn on_namespace_change(_arg: pg_sys::Datum, _cacheid: i32, _hash: u32) {
-    invalidate();
-}
-
-/// Resets PREPARING however preparation ends (an ERROR unwinds through here as a Rust panic).
-struct Preparing;
-
-impl Preparing {
-    fn start() -> Preparing {
-        PREPARING.with(|p| p.set(true));
-        Preparing
-    }
-}
-
-impl Drop for Preparing {
-    fn drop(&mut self) {
-        PREPARING.with(|p| p.set(false));
-    }
 }
 
 /// Wall-clock Unix seconds with their fraction: a session's `"expiresAt"` is compared exactly.
@@ -171,21 +99,19 @@ fn now() -> f64 {
 
 /// Refuse the verified token unless sessions are not required or the session it names is live
 /// (raises 28000 with the reason).
-pub fn check(entry: &Entry) {
-    if !settings::REQUIRE_SESSION.get() {
+pub fn check(token: &VerifiedToken) {
+    if !settings::require_session() {
         return;
     }
-    let sid = entry.sid().unwrap_or_else(|e| errors::rejected(&e.error(str_of(&settings::SESSION_CLAIM))));
-    let remembered = MEMO.with(|m| {
-        let m = m.borrow();
-        let m = m.as_ref().filter(|m| {
-            m.lxid == local_xid() && m.settings_generation == settings::generation() && m.aborts == aborts()
-        })?;
-        m.found.get(sid).map(|s| check_session(entry.sub(), s.as_ref(), now()))
+    let sid = token.sid().unwrap_or_else(|e| errors::rejected(&e.error(settings::session_claim())));
+    let remembered = ANSWERS.with(|a| {
+        let a = a.borrow();
+        let a = a.as_ref().filter(|a| a.stamp.is_current())?;
+        a.found.get(sid).map(|s| check_session(token.sub(), s.as_ref(), now()))
     });
     let verdict = remembered.unwrap_or_else(|| {
         let found = lookup(sid);
-        let verdict = check_session(entry.sub(), found.as_ref(), now());
+        let verdict = check_session(token.sub(), found.as_ref(), now());
         remember(sid, found);
         verdict
     });
@@ -195,24 +121,24 @@ pub fn check(entry: &Entry) {
 }
 
 fn remember(sid: &str, found: Option<Session>) {
-    MEMO.with(|m| {
-        let mut m = m.borrow_mut();
-        let (lxid, generation, aborts) = (local_xid(), settings::generation(), aborts());
-        let memo = match m.as_mut() {
-            Some(memo) if memo.lxid == lxid && memo.settings_generation == generation && memo.aborts == aborts => memo,
-            _ => m.insert(Memo { lxid, settings_generation: generation, aborts, found: FxHashMap::default() }),
+    ANSWERS.with(|a| {
+        let mut a = a.borrow_mut();
+        let stamp = Stamp::now();
+        let answers = match a.as_mut() {
+            Some(answers) if answers.stamp == stamp => answers,
+            _ => a.insert(SessionAnswers { stamp, found: FxHashMap::default() }),
         };
-        if memo.found.len() >= MEMO_CAPACITY {
-            memo.found.clear();
+        if answers.found.len() >= CAPACITY {
+            answers.found.clear();
         }
-        memo.found.insert(sid.to_owned(), found);
+        answers.found.insert(sid.to_owned(), found);
     })
 }
 
 /// For jwt_explain: whether the session the verified `claims` name is live, and why, looked up
 /// afresh (not from this transaction's memo).
 pub fn explain(claims: Object<'_>) -> Result<String, Error> {
-    let claim = str_of(&settings::SESSION_CLAIM);
+    let claim = settings::session_claim();
     let sid = session_id(claims, claim).map_err(|e| e.error(claim))?;
     let found = lookup(sid);
     check_session(sub_claim(claims), found.as_ref(), now())?;
@@ -224,7 +150,7 @@ pub fn explain(claims: Object<'_>) -> Result<String, Error> {
 
 /// The session with id `sid`, read under the latest snapshot; None if there is none.
 fn lookup(sid: &str) -> Option<Session> {
-    let table = str_of(&settings::SESSION_TABLE);
+    let table = settings::session_table();
     relation::retrying(table, || lookup_once(table, sid))
 }
 
@@ -251,7 +177,12 @@ fn lookup_once(table: &str, sid: &str) -> Result<Option<Session>, Moved> {
         stats::session_lookup();
         let snapshot = Snapshot::latest();
         let mut rows = relation::as_owner(p.owner, || {
-            p.plan.select_from(&locked, &snapshot, &[arg], |r| Session { user_id: r.get(1), expires_at: r.get(2) })
+            p.plan.select_from(
+                || locked.still_named(),
+                &snapshot,
+                &[arg],
+                |r| Session { user_id: r.get(1), expires_at: r.get(2) },
+            )
         })?;
         if rows.len() > 1 {
             errors::configured_relation(
@@ -278,18 +209,18 @@ fn lock(table: &str) -> Locked {
     let name = match name {
         Some(name) => name,
         None => {
-            let name = relation::parse_name(table).unwrap_or_else(|e| unresolved(table, e));
+            let name = relation::parse_name(table).unwrap_or_else(|e| SESSION_TABLE.unresolved(table, e));
             NAME.with(|n| *n.borrow_mut() = Some((table.to_owned(), name.clone())));
             name
         }
     };
-    relation::lock(&name).unwrap_or_else(|e| unresolved(table, e))
+    relation::lock(&name).unwrap_or_else(|e| SESSION_TABLE.unresolved(table, e))
 }
 
 /// Describe the locked session relation and prepare the lookup, unless what is kept was prepared
 /// for the same relation and nothing has invalidated it since.
 fn prepare_if_stale(table: &str, locked: Locked) {
-    let n = INVALIDATIONS.with(Cell::get);
+    let n = xact::invalidations(Watched::SessionTable);
     let valid = |p: &Prepared| p.table == table && p.oid == locked.oid && p.seen == n;
     if PREPARED.with(|p| p.borrow().as_ref().is_some_and(valid)) {
         return;
@@ -298,8 +229,8 @@ fn prepare_if_stale(table: &str, locked: Locked) {
         old.plan.free();
     }
     let prepared = {
-        let _preparing = Preparing::start();
-        let rel = relation::describe(locked).unwrap_or_else(|e| unresolved(table, e));
+        let _reading = xact::Reading::start(Watched::SessionTable);
+        let rel = relation::describe(locked).unwrap_or_else(|e| SESSION_TABLE.unresolved(table, e));
         let snapshot = Snapshot::latest();
         let id = relation::with_pinned_settings(|| id_type(&rel, &snapshot));
         drop(snapshot);
@@ -309,7 +240,7 @@ fn prepare_if_stale(table: &str, locked: Locked) {
             rel.qualified
         );
         let plan = relation::as_owner(rel.owner, || Plan::new(&sql, &[id.param()]));
-        RELID.with(|r| r.set(rel.oid));
+        xact::watch(Watched::SessionTable, vec![rel.oid]);
         Prepared {
             table: table.to_owned(),
             oid: rel.oid,
@@ -323,36 +254,10 @@ fn prepare_if_stale(table: &str, locked: Locked) {
     PREPARED.with(|p| *p.borrow_mut() = Some(prepared));
 }
 
-fn unresolved(table: &str, e: Unresolved) -> ! {
-    match e {
-        Unresolved::Unqualified(why) => errors::configured_relation(
-            PgSqlErrorCode::ERRCODE_INVALID_NAME,
-            format!("auth_jwt.session_table must name a table in a regular schema: \"{}\"", printable(table, 128)),
-            why.into(),
-            "Use schema.table, e.g. ALTER DATABASE mydb SET auth_jwt.session_table = 'public.session';",
-        ),
-        Unresolved::Missing => errors::configured_relation(
-            PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
-            format!("auth_jwt session table \"{}\" does not exist", printable(table, 128)),
-            "Sessions are read from the relation named by auth_jwt.session_table, because auth_jwt.require_session is on.".into(),
-            "Point auth_jwt.session_table at Better Auth's session table (or a view of it), or turn auth_jwt.require_session off.",
-        ),
-    }
-}
-
 /// Check the columns the lookup reads, and say how the id is compared.
 fn id_type(rel: &Relation, snapshot: &Snapshot) -> IdType {
     let cols = relation::columns(rel, snapshot);
-    for required in ["id", "userId", "expiresAt"] {
-        if !cols.iter().any(|c| c.name == required) {
-            errors::configured_relation(
-                PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
-                format!("auth_jwt session table {} has no column \"{required}\"", rel.qualified),
-                "The session table needs the columns id, \"userId\" and \"expiresAt\", as Better Auth creates them.".into(),
-                "If Better Auth's session table or its columns are renamed, point auth_jwt.session_table at a view that exposes these names.",
-            );
-        }
-    }
+    SESSION_TABLE.require_columns(rel, &cols);
     let expires = cols.iter().find(|c| c.name == "expiresAt").map(|c| c.type_name.as_str()).unwrap_or_default();
     if !matches!(expires, "timestamp with time zone" | "timestamp without time zone" | "date") {
         errors::configured_relation(

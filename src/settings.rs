@@ -33,34 +33,223 @@ use pgrx::pg_sys;
 use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::rc::Rc;
+use std::time::Duration;
 
-pub static JWKS_TABLE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"public.jwks"));
-pub static ISSUER: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
-pub static AUDIENCE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
-pub static LEEWAY: GucSetting<i32> = GucSetting::<i32>::new(30);
-pub static KEY_GRACE_PERIOD: GucSetting<i32> = GucSetting::<i32>::new(30 * 24 * 3600);
-pub static MAX_TOKEN_SIZE: GucSetting<i32> = GucSetting::<i32>::new(16 * 1024);
-pub static CACHE_SIZE: GucSetting<i32> = GucSetting::<i32>::new(1000);
-pub static UUID_CLAIM: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"uuid"));
-pub static TOKEN_HEADER: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"authorization"));
-pub static ALLOW_SESSION_TOKEN: GucSetting<bool> = GucSetting::<bool>::new(false);
-pub static REQUIRE_SESSION: GucSetting<bool> = GucSetting::<bool>::new(false);
-pub static SESSION_TABLE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"public.session"));
-pub static SESSION_CLAIM: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"sid"));
-pub static JWKS_URL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
-pub static JWKS_MAX_AGE: GucSetting<i32> = GucSetting::<i32>::new(300);
-pub static JWKS_COOLDOWN: GucSetting<i32> = GucSetting::<i32>::new(30);
-pub static JWKS_STALE_IF_ERROR: GucSetting<i32> = GucSetting::<i32>::new(900);
-pub static JWKS_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(2000);
-pub static JWKS_MAX_SIZE: GucSetting<i32> = GucSetting::<i32>::new(1024 * 1024);
-pub static JWKS_CA_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
-pub static AUTHENTICATED_ROLE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
-pub static ROLE_CLAIM: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"role"));
-pub static ROLE_CLAIM_MAP: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
+static JWKS_TABLE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"public.jwks"));
+static ISSUER: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
+static AUDIENCE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
+static LEEWAY: GucSetting<i32> = GucSetting::<i32>::new(30);
+static KEY_GRACE_PERIOD: GucSetting<i32> = GucSetting::<i32>::new(30 * 24 * 3600);
+static MAX_TOKEN_SIZE: GucSetting<i32> = GucSetting::<i32>::new(16 * 1024);
+static CACHE_SIZE: GucSetting<i32> = GucSetting::<i32>::new(1000);
+static UUID_CLAIM: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"uuid"));
+static TOKEN_HEADER: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"authorization"));
+static ALLOW_SESSION_TOKEN: GucSetting<bool> = GucSetting::<bool>::new(false);
+static REQUIRE_SESSION: GucSetting<bool> = GucSetting::<bool>::new(false);
+static SESSION_TABLE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"public.session"));
+static SESSION_CLAIM: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"sid"));
+static JWKS_URL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
+static JWKS_MAX_AGE: GucSetting<i32> = GucSetting::<i32>::new(300);
+static JWKS_COOLDOWN: GucSetting<i32> = GucSetting::<i32>::new(30);
+static JWKS_STALE_IF_ERROR: GucSetting<i32> = GucSetting::<i32>::new(900);
+static JWKS_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(2000);
+static JWKS_MAX_SIZE: GucSetting<i32> = GucSetting::<i32>::new(1024 * 1024);
+static JWKS_CA_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
+static AUTHENTICATED_ROLE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
+static ROLE_CLAIM: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"role"));
+static ROLE_CLAIM_MAP: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
 /// The request's token; the only setting any role may write (see `token_source`).
-pub static TOKEN: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
+static TOKEN: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
 /// Trust settings refused for this session (see the module comment); set by us, superuser-only.
-pub static REFUSED_SETTINGS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
+static REFUSED_SETTINGS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
+
+/// What a setting is for: who may set it, and which hooks it gets.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Decides what is trusted: superuser-only; its assign hook moves [`generation`].
+    Trust,
+    /// `auth_jwt.token`: any role may set it; counted by [`token_generation`], never displayed.
+    Token,
+    /// Set by auth_jwt itself (superuser-only, not from files).
+    Internal,
+}
+
+/// A setting's storage and type, with bounds and unit for integers.
+enum Storage {
+    Str(&'static GucSetting<Option<CString>>),
+    Int(&'static GucSetting<i32>, i32, i32, GucFlags),
+    Bool(&'static GucSetting<bool>),
+}
+
+/// One setting, as data: what `define` registers, what `TRUST` lists, what the displaced-setting
+/// check (`init`) looks at.
+struct Spec {
+    name: &'static CStr,
+    short: &'static CStr,
+    long: &'static CStr,
+    storage: Storage,
+    role: Role,
+}
+
+const fn trust(name: &'static CStr, short: &'static CStr, long: &'static CStr, storage: Storage) -> Spec {
+    Spec { name, short, long, storage, role: Role::Trust }
+}
+
+/// Every `auth_jwt.*` setting.
+static SPECS: [Spec; 25] = [
+    trust(
+        c"auth_jwt.jwks_table",
+        c"Schema-qualified table or view holding Better Auth's public keys.",
+        c"Columns id, \"publicKey\", and optionally \"expiresAt\", \"alg\", \"crv\". Point it at a view to serve a renamed table or columns.",
+        Storage::Str(&JWKS_TABLE),
+    ),
+    trust(
+        c"auth_jwt.issuer",
+        c"Required iss claim: the origin of Better Auth's baseURL, or * to skip the check.",
+        c"Verification fails while this is empty.",
+        Storage::Str(&ISSUER),
+    ),
+    trust(
+        c"auth_jwt.audience",
+        c"Value the aud claim must contain: Better Auth's baseURL origin by default, or * to skip the check.",
+        c"Verification fails while this is empty.",
+        Storage::Str(&AUDIENCE),
+    ),
+    trust(
+        c"auth_jwt.leeway",
+        c"Clock skew tolerated on exp, nbf and iat.",
+        c"",
+        Storage::Int(&LEEWAY, 0, 3600, GucFlags::UNIT_S),
+    ),
+    trust(
+        c"auth_jwt.key_grace_period",
+        c"How long a key keeps verifying after its expiresAt (Better Auth's jwks.gracePeriod).",
+        c"",
+        Storage::Int(&KEY_GRACE_PERIOD, 0, i32::MAX, GucFlags::UNIT_S),
+    ),
+    trust(
+        c"auth_jwt.max_token_size",
+        c"Longest token accepted; checked before any decoding.",
+        c"",
+        Storage::Int(&MAX_TOKEN_SIZE, 256, 1024 * 1024, GucFlags::UNIT_BYTE),
+    ),
+    trust(
+        c"auth_jwt.cache_size",
+        c"Verified tokens remembered per backend (0 disables the cache).",
+        c"Each entry holds one token and its claims (as jsonb, or the payload text until asked for): about twice the token size.",
+        Storage::Int(&CACHE_SIZE, 0, 1_000_000, GucFlags::empty()),
+    ),
+    trust(c"auth_jwt.uuid_claim", c"Claim that jwt_claim_uuid() returns.", c"", Storage::Str(&UUID_CLAIM)),
+    trust(
+        c"auth_jwt.token_header",
+        c"Header in PostgREST's request.headers that carries the bearer token.",
+        c"",
+        Storage::Str(&TOKEN_HEADER),
+    ),
+    trust(
+        c"auth_jwt.allow_session_token",
+        c"Accept auth_jwt.token set for the whole session (direct connections only; unsafe behind a pooler).",
+        c"",
+        Storage::Bool(&ALLOW_SESSION_TOKEN),
+    ),
+    trust(
+        c"auth_jwt.require_session",
+        c"Accept a token only while the Better Auth session it names (claim auth_jwt.session_claim) is live in auth_jwt.session_table.",
+        c"Sign-out, revocation and bans then take effect at the next transaction instead of at the token's exp.",
+        Storage::Bool(&REQUIRE_SESSION),
+    ),
+    trust(
+        c"auth_jwt.session_table",
+        c"Schema-qualified table or view holding Better Auth's sessions (used when auth_jwt.require_session is on).",
+        c"Columns id, \"userId\" and \"expiresAt\"; the session's token column is never read.",
+        Storage::Str(&SESSION_TABLE),
+    ),
+    trust(
+        c"auth_jwt.session_claim",
+        c"Claim that carries the Better Auth session id (sid: session.id in definePayload).",
+        c"",
+        Storage::Str(&SESSION_CLAIM),
+    ),
+    trust(
+        c"auth_jwt.jwks_url",
+        c"Better Auth's JWKS endpoint (http or https); when set, keys come from it instead of auth_jwt.jwks_table.",
+        c"For example https://auth.example.com/api/auth/jwks. Fetched by each backend on first use and after auth_jwt.jwks_max_age.",
+        Storage::Str(&JWKS_URL),
+    ),
+    trust(
+        c"auth_jwt.jwks_max_age",
+        c"Longest time a fetched JWKS document is used before it is fetched again (a shorter Cache-Control max-age wins).",
+        c"",
+        Storage::Int(&JWKS_MAX_AGE, 1, 86400, GucFlags::UNIT_S),
+    ),
+    trust(
+        c"auth_jwt.jwks_cooldown",
+        c"Least time between two fetches of the JWKS document by one backend (unknown kids, failures, Cache-Control: no-store).",
+        c"",
+        Storage::Int(&JWKS_COOLDOWN, 1, 3600, GucFlags::UNIT_S),
+    ),
+    trust(
+        c"auth_jwt.jwks_stale_if_error",
+        c"How long the last good JWKS document keeps verifying while the endpoint cannot be fetched (0: fail at once).",
+        c"",
+        Storage::Int(&JWKS_STALE_IF_ERROR, 0, 7 * 86400, GucFlags::UNIT_S),
+    ),
+    trust(
+        c"auth_jwt.jwks_timeout",
+        c"Longest a request waits for the JWKS endpoint (connect, TLS and the whole response).",
+        c"",
+        Storage::Int(&JWKS_TIMEOUT, 100, 60000, GucFlags::UNIT_MS),
+    ),
+    trust(
+        c"auth_jwt.jwks_max_size",
+        c"Largest JWKS response accepted.",
+        c"",
+        Storage::Int(&JWKS_MAX_SIZE, 1024, 64 * 1024 * 1024, GucFlags::UNIT_BYTE),
+    ),
+    trust(
+        c"auth_jwt.jwks_ca_file",
+        c"PEM file of the certificate authorities trusted for an https auth_jwt.jwks_url (empty: the system's).",
+        c"",
+        Storage::Str(&JWKS_CA_FILE),
+    ),
+    trust(
+        c"auth_jwt.authenticated_role",
+        c"Role that auth_jwt.pre_request() switches a request with a verified token to (empty: no switch).",
+        c"For PostgREST's db-pre-request: the request then runs as this role instead of db-anon-role. Never a superuser; the login role must be allowed to SET ROLE to it.",
+        Storage::Str(&AUTHENTICATED_ROLE),
+    ),
+    trust(
+        c"auth_jwt.role_claim",
+        c"Claim whose value auth_jwt.role_claim_map maps to a role (Better Auth's admin plugin: role).",
+        c"",
+        Storage::Str(&ROLE_CLAIM),
+    ),
+    trust(
+        c"auth_jwt.role_claim_map",
+        c"Allow-list of claim value=role pairs: a verified request whose role claim has one of these values switches to that role (empty: the claim is ignored).",
+        c"For example 'admin=app_admin'. Any other value, or no claim, gets auth_jwt.authenticated_role.",
+        Storage::Str(&ROLE_CLAIM_MAP),
+    ),
+    Spec {
+        name: c"auth_jwt.token",
+        short: c"The request's bearer token (a JWT, or \"Bearer <jwt>\"). Set it with SET LOCAL or set_config(..., true).",
+        long: c"",
+        storage: Storage::Str(&TOKEN),
+        role: Role::Token,
+    },
+    Spec {
+        name: c"auth_jwt.refused_settings",
+        short: c"Trust settings this session's connection options displaced; verification fails while it is not empty.",
+        long: c"Set by auth_jwt when it loads.",
+        storage: Storage::Str(&REFUSED_SETTINGS),
+        role: Role::Internal,
+    },
+];
+
+/// The settings that decide what is trusted (all but `auth_jwt.token` and the internal one).
+fn trust_settings() -> impl Iterator<Item = &'static CStr> {
+    SPECS.iter().filter(|s| s.role == Role::Trust).map(|s| s.name)
+}
 
 /// The validation rules, and the settings generation they were built for.
 type CachedValidation = (u64, Option<Result<Rc<Validation>, ConfigError>>);
@@ -113,33 +302,6 @@ unsafe extern "C-unwind" fn show_token() -> *const c_char {
         c"".as_ptr()
     }
 }
-
-/// The settings that decide what is trusted (all but `auth_jwt.token`).
-pub const TRUST_SETTINGS: [&CStr; 23] = [
-    c"auth_jwt.jwks_table",
-    c"auth_jwt.issuer",
-    c"auth_jwt.audience",
-    c"auth_jwt.leeway",
-    c"auth_jwt.key_grace_period",
-    c"auth_jwt.max_token_size",
-    c"auth_jwt.cache_size",
-    c"auth_jwt.uuid_claim",
-    c"auth_jwt.token_header",
-    c"auth_jwt.allow_session_token",
-    c"auth_jwt.require_session",
-    c"auth_jwt.session_table",
-    c"auth_jwt.session_claim",
-    c"auth_jwt.jwks_url",
-    c"auth_jwt.jwks_max_age",
-    c"auth_jwt.jwks_cooldown",
-    c"auth_jwt.jwks_stale_if_error",
-    c"auth_jwt.jwks_timeout",
-    c"auth_jwt.jwks_max_size",
-    c"auth_jwt.jwks_ca_file",
-    c"auth_jwt.authenticated_role",
-    c"auth_jwt.role_claim",
-    c"auth_jwt.role_claim_map",
-];
 
 /// The GUC record of a setting (or placeholder), by name, case-insensitively as guc.c compares.
 pub fn find_guc(name: &'static CStr) -> *mut pg_sys::config_generic {
@@ -233,10 +395,9 @@ fn reset_source(name: &'static CStr) -> Option<pg_sys::GucSource::Type> {
 }
 
 pub fn init() {
-    let before: Vec<_> = TRUST_SETTINGS.iter().map(|n| reset_source(n)).collect();
+    let before: Vec<_> = trust_settings().map(reset_source).collect();
     define();
-    let displaced: Vec<&str> = TRUST_SETTINGS
-        .iter()
+    let displaced: Vec<&str> = trust_settings()
         .zip(before)
         .filter(|(name, was)| {
             was.is_some_and(|w| w != pg_sys::GucSource::PGC_S_DEFAULT)
@@ -267,309 +428,58 @@ pub fn init() {
 fn refused() -> Option<&'static str> {
     let first = str_of(&REFUSED_SETTINGS).split(',').next().filter(|s| !s.is_empty())?;
     // Map back to the static name (and ignore anything that is not one of ours).
-    TRUST_SETTINGS.iter().filter_map(|n| n.to_str().ok()).find(|n| *n == first).or(Some("auth_jwt.refused_settings"))
+    trust_settings().filter_map(|n| n.to_str().ok()).find(|n| *n == first).or(Some("auth_jwt.refused_settings"))
 }
 
 fn define() {
-    let s = GucFlags::default();
-    // SAFETY: the hooks only touch thread-local counters and cannot panic.
-    unsafe {
-        GucRegistry::define_string_guc_with_hooks(
-            c"auth_jwt.jwks_table",
-            c"Schema-qualified table or view holding Better Auth's public keys.",
-            c"Columns id, \"publicKey\", and optionally \"expiresAt\", \"alg\", \"crv\". Point it at a view to serve a renamed table or columns.",
-            &JWKS_TABLE,
-            GucContext::Suset,
-            s,
-            None,
-            Some(assign_string),
-            None,
-        );
-        GucRegistry::define_string_guc_with_hooks(
-            c"auth_jwt.issuer",
-            c"Required iss claim: the origin of Better Auth's baseURL, or * to skip the check.",
-            c"Verification fails while this is empty.",
-            &ISSUER,
-            GucContext::Suset,
-            s,
-            None,
-            Some(assign_string),
-            None,
-        );
-        GucRegistry::define_string_guc_with_hooks(
-            c"auth_jwt.audience",
-            c"Value the aud claim must contain: Better Auth's baseURL origin by default, or * to skip the check.",
-            c"Verification fails while this is empty.",
-            &AUDIENCE,
-            GucContext::Suset,
-            s,
-            None,
-            Some(assign_string),
-            None,
-        );
-        GucRegistry::define_int_guc_with_hooks(
-            c"auth_jwt.leeway",
-            c"Clock skew tolerated on exp, nbf and iat.",
-            c"",
-            &LEEWAY,
-            0,
-            3600,
-            GucContext::Suset,
-            GucFlags::UNIT_S,
-            None,
-            Some(assign_int),
-            None,
-        );
-        GucRegistry::define_int_guc_with_hooks(
-            c"auth_jwt.key_grace_period",
-            c"How long a key keeps verifying after its expiresAt (Better Auth's jwks.gracePeriod).",
-            c"",
-            &KEY_GRACE_PERIOD,
-            0,
-            i32::MAX,
-            GucContext::Suset,
-            GucFlags::UNIT_S,
-            None,
-            Some(assign_int),
-            None,
-        );
-        GucRegistry::define_int_guc_with_hooks(
-            c"auth_jwt.max_token_size",
-            c"Longest token accepted; checked before any decoding.",
-            c"",
-            &MAX_TOKEN_SIZE,
-            256,
-            1024 * 1024,
-            GucContext::Suset,
-            GucFlags::UNIT_BYTE,
-            None,
-            Some(assign_int),
-            None,
-        );
-        GucRegistry::define_int_guc_with_hooks(
-            c"auth_jwt.cache_size",
-            c"Verified tokens remembered per backend (0 disables the cache).",
-            c"Each entry holds one token and its claims (as jsonb, or the payload text until asked for): about twice the token size.",
-            &CACHE_SIZE,
-            0,
-            1_000_000,
-            GucContext::Suset,
-            s,
-            None,
-            Some(assign_int),
-            None,
-        );
-        GucRegistry::define_string_guc_with_hooks(
-            c"auth_jwt.uuid_claim",
-            c"Claim that jwt_claim_uuid() returns.",
-            c"",
-            &UUID_CLAIM,
-            GucContext::Suset,
-            s,
-            None,
-            Some(assign_string),
-            None,
-        );
-        GucRegistry::define_string_guc_with_hooks(
-            c"auth_jwt.token_header",
-            c"Header in PostgREST's request.headers that carries the bearer token.",
-            c"",
-            &TOKEN_HEADER,
-            GucContext::Suset,
-            s,
-            None,
-            Some(assign_string),
-            None,
-        );
-        GucRegistry::define_bool_guc_with_hooks(
-            c"auth_jwt.allow_session_token",
-            c"Accept auth_jwt.token set for the whole session (direct connections only; unsafe behind a pooler).",
-            c"",
-            &ALLOW_SESSION_TOKEN,
-            GucContext::Suset,
-            s,
-            None,
-            Some(assign_bool),
-            None,
-        );
-        GucRegistry::define_bool_guc_with_hooks(
-            c"auth_jwt.require_session",
-            c"Accept a token only while the Better Auth session it names (claim auth_jwt.session_claim) is live in auth_jwt.session_table.",
-            c"Sign-out, revocation and bans then take effect at the next transaction instead of at the token's exp.",
-            &REQUIRE_SESSION,
-            GucContext::Suset,
-            s,
-            None,
-            Some(assign_bool),
-            None,
-        );
-        GucRegistry::define_string_guc_with_hooks(
-            c"auth_jwt.session_table",
-            c"Schema-qualified table or view holding Better Auth's sessions (used when auth_jwt.require_session is on).",
-            c"Columns id, \"userId\" and \"expiresAt\"; the session's token column is never read.",
-            &SESSION_TABLE,
-            GucContext::Suset,
-            s,
-            None,
-            Some(assign_string),
-            None,
-        );
-        GucRegistry::define_string_guc_with_hooks(
-            c"auth_jwt.session_claim",
-            c"Claim that carries the Better Auth session id (sid: session.id in definePayload).",
-            c"",
-            &SESSION_CLAIM,
-            GucContext::Suset,
-            s,
-            None,
-            Some(assign_string),
-            None,
-        );
-        GucRegistry::define_string_guc_with_hooks(
-            c"auth_jwt.jwks_url",
-            c"Better Auth's JWKS endpoint (http or https); when set, keys come from it instead of auth_jwt.jwks_table.",
-            c"For example https://auth.example.com/api/auth/jwks. Fetched by each backend on first use and after auth_jwt.jwks_max_age.",
-            &JWKS_URL,
-            GucContext::Suset,
-            s,
-            None,
-            Some(assign_string),
-            None,
-        );
-        GucRegistry::define_int_guc_with_hooks(
-            c"auth_jwt.jwks_max_age",
-            c"Longest time a fetched JWKS document is used before it is fetched again (a shorter Cache-Control max-age wins).",
-            c"",
-            &JWKS_MAX_AGE,
-            1,
-            86400,
-            GucContext::Suset,
-            GucFlags::UNIT_S,
-            None,
-            Some(assign_int),
-            None,
-        );
-        GucRegistry::define_int_guc_with_hooks(
-            c"auth_jwt.jwks_cooldown",
-            c"Least time between two fetches of the JWKS document by one backend (unknown kids, failures, Cache-Control: no-store).",
-            c"",
-            &JWKS_COOLDOWN,
-            1,
-            3600,
-            GucContext::Suset,
-            GucFlags::UNIT_S,
-            None,
-            Some(assign_int),
-            None,
-        );
-        GucRegistry::define_int_guc_with_hooks(
-            c"auth_jwt.jwks_stale_if_error",
-            c"How long the last good JWKS document keeps verifying while the endpoint cannot be fetched (0: fail at once).",
-            c"",
-            &JWKS_STALE_IF_ERROR,
-            0,
-            7 * 86400,
-            GucContext::Suset,
-            GucFlags::UNIT_S,
-            None,
-            Some(assign_int),
-            None,
-        );
-        GucRegistry::define_int_guc_with_hooks(
-            c"auth_jwt.jwks_timeout",
-            c"Longest a request waits for the JWKS endpoint (connect, TLS and the whole response).",
-            c"",
-            &JWKS_TIMEOUT,
-            100,
-            60000,
-            GucContext::Suset,
-            GucFlags::UNIT_MS,
-            None,
-            Some(assign_int),
-            None,
-        );
-        GucRegistry::define_int_guc_with_hooks(
-            c"auth_jwt.jwks_max_size",
-            c"Largest JWKS response accepted.",
-            c"",
-            &JWKS_MAX_SIZE,
-            1024,
-            64 * 1024 * 1024,
-            GucContext::Suset,
-            GucFlags::UNIT_BYTE,
-            None,
-            Some(assign_int),
-            None,
-        );
-        GucRegistry::define_string_guc_with_hooks(
-            c"auth_jwt.jwks_ca_file",
-            c"PEM file of the certificate authorities trusted for an https auth_jwt.jwks_url (empty: the system's).",
-            c"",
-            &JWKS_CA_FILE,
-            GucContext::Suset,
-            s,
-            None,
-            Some(assign_string),
-            None,
-        );
-        GucRegistry::define_string_guc_with_hooks(
-            c"auth_jwt.authenticated_role",
-            c"Role that auth_jwt.pre_request() switches a request with a verified token to (empty: no switch).",
-            c"For PostgREST's db-pre-request: the request then runs as this role instead of db-anon-role. Never a superuser; the login role must be allowed to SET ROLE to it.",
-            &AUTHENTICATED_ROLE,
-            GucContext::Suset,
-            s,
-            None,
-            Some(assign_string),
-            None,
-        );
-        GucRegistry::define_string_guc_with_hooks(
-            c"auth_jwt.role_claim",
-            c"Claim whose value auth_jwt.role_claim_map maps to a role (Better Auth's admin plugin: role).",
-            c"",
-            &ROLE_CLAIM,
-            GucContext::Suset,
-            s,
-            None,
-            Some(assign_string),
-            None,
-        );
-        GucRegistry::define_string_guc_with_hooks(
-            c"auth_jwt.role_claim_map",
-            c"Allow-list of claim value=role pairs: a verified request whose role claim has one of these values switches to that role (empty: the claim is ignored).",
-            c"For example 'admin=app_admin'. Any other value, or no claim, gets auth_jwt.authenticated_role.",
-            &ROLE_CLAIM_MAP,
-            GucContext::Suset,
-            s,
-            None,
-            Some(assign_string),
-            None,
-        );
-        GucRegistry::define_string_guc_with_hooks(
-            c"auth_jwt.token",
-            c"The request's bearer token (a JWT, or \"Bearer <jwt>\"). Set it with SET LOCAL or set_config(..., true).",
-            c"",
-            &TOKEN,
-            GucContext::Userset,
-            GucFlags::NO_SHOW_ALL,
-            None,
-            Some(assign_token),
-            Some(show_token),
-        );
-        GucRegistry::define_string_guc_with_hooks(
-            c"auth_jwt.refused_settings",
-            c"Trust settings this session's connection options displaced; verification fails while it is not empty.",
-            c"Set by auth_jwt when it loads.",
-            &REFUSED_SETTINGS,
+    for spec in &SPECS {
+        let (context, flags) = match spec.role {
+            Role::Trust => (GucContext::Suset, GucFlags::default()),
+            Role::Token => (GucContext::Userset, GucFlags::NO_SHOW_ALL),
             // Not PGC_INTERNAL: parallel workers are not sent internal settings.
-            GucContext::Suset,
-            GucFlags::DISALLOW_IN_FILE,
-            None,
-            Some(assign_string),
-            None,
-        );
-        reserve_prefix();
+            Role::Internal => (GucContext::Suset, GucFlags::DISALLOW_IN_FILE),
+        };
+        // SAFETY: the hooks only touch thread-local counters and cannot panic.
+        unsafe {
+            match spec.storage {
+                Storage::Str(setting) => {
+                    let (assign, show): (pg_sys::GucStringAssignHook, pg_sys::GucShowHook) = match spec.role {
+                        Role::Token => (Some(assign_token), Some(show_token)),
+                        _ => (Some(assign_string), None),
+                    };
+                    GucRegistry::define_string_guc_with_hooks(
+                        spec.name, spec.short, spec.long, setting, context, flags, None, assign, show,
+                    );
+                }
+                Storage::Int(setting, min, max, unit) => GucRegistry::define_int_guc_with_hooks(
+                    spec.name,
+                    spec.short,
+                    spec.long,
+                    setting,
+                    min,
+                    max,
+                    context,
+                    flags | unit,
+                    None,
+                    Some(assign_int),
+                    None,
+                ),
+                Storage::Bool(setting) => GucRegistry::define_bool_guc_with_hooks(
+                    spec.name,
+                    spec.short,
+                    spec.long,
+                    setting,
+                    context,
+                    flags,
+                    None,
+                    Some(assign_bool),
+                    None,
+                ),
+            }
+        }
     }
+    // SAFETY: marks our prefix after every variable exists.
+    unsafe { reserve_prefix() };
 }
 
 #[cfg(any(feature = "pg15", feature = "pg16", feature = "pg17", feature = "pg18"))]
@@ -582,9 +492,115 @@ unsafe fn reserve_prefix() {
     unsafe { pg_sys::EmitWarningsOnPlaceholders(c"auth_jwt".as_ptr()) }
 }
 
+// Typed accessors: each setting as what it means. Strings are borrowed from the GUC's own storage
+// (no copy: cheap enough for the per-row path), valid until the setting next changes.
+
+pub fn jwks_table() -> &'static str {
+    str_of(&JWKS_TABLE)
+}
+
+/// Seconds a key keeps verifying after its `"expiresAt"`.
+pub fn key_grace_period() -> i64 {
+    KEY_GRACE_PERIOD.get() as i64
+}
+
+/// Verified tokens the cache may hold.
+pub fn cache_capacity() -> usize {
+    CACHE_SIZE.get().max(0) as usize
+}
+
+pub fn uuid_claim() -> &'static str {
+    str_of(&UUID_CLAIM)
+}
+
+pub fn token_header() -> &'static str {
+    str_of(&TOKEN_HEADER)
+}
+
+pub fn allow_session_token() -> bool {
+    ALLOW_SESSION_TOKEN.get()
+}
+
+pub fn require_session() -> bool {
+    REQUIRE_SESSION.get()
+}
+
+pub fn session_table() -> &'static str {
+    str_of(&SESSION_TABLE)
+}
+
+pub fn session_claim() -> &'static str {
+    str_of(&SESSION_CLAIM)
+}
+
+pub fn jwks_url() -> &'static str {
+    str_of(&JWKS_URL)
+}
+
+/// Keys come from `auth_jwt.jwks_url` (O(1)).
+pub fn keys_from_url() -> bool {
+    has_value(&JWKS_URL)
+}
+
+fn seconds(setting: &GucSetting<i32>) -> Duration {
+    Duration::from_secs(setting.get().max(0) as u64)
+}
+
+pub fn jwks_max_age() -> Duration {
+    seconds(&JWKS_MAX_AGE)
+}
+
+pub fn jwks_cooldown() -> Duration {
+    seconds(&JWKS_COOLDOWN)
+}
+
+pub fn jwks_stale_if_error() -> Duration {
+    seconds(&JWKS_STALE_IF_ERROR)
+}
+
+pub fn jwks_timeout() -> Duration {
+    Duration::from_millis(JWKS_TIMEOUT.get().max(1) as u64)
+}
+
+/// Bytes.
+pub fn jwks_max_size() -> u64 {
+    JWKS_MAX_SIZE.get().max(0) as u64
+}
+
+pub fn jwks_ca_file() -> &'static str {
+    str_of(&JWKS_CA_FILE)
+}
+
+pub fn authenticated_role() -> &'static str {
+    str_of(&AUTHENTICATED_ROLE)
+}
+
+pub fn role_claim() -> &'static str {
+    str_of(&ROLE_CLAIM)
+}
+
+pub fn role_claim_map() -> &'static str {
+    str_of(&ROLE_CLAIM_MAP)
+}
+
+/// `auth_jwt.role_claim_map` is set (O(1)).
+pub fn role_claim_mapped() -> bool {
+    has_value(&ROLE_CLAIM_MAP)
+}
+
+/// The request's token setting as set (with any `Bearer ` prefix).
+pub fn token() -> &'static str {
+    str_of(&TOKEN)
+}
+
+/// `auth_jwt.token` is set: O(1), no strlen (the per-row path must not scan a 4 KB token).
+pub fn token_is_set() -> bool {
+    has_value(&TOKEN)
+}
+
 /// The current value of a string setting, borrowed from the GUC's own storage: no copy, so this
 /// is cheap enough for the per-row path. Valid until the setting next changes.
-pub fn str_of(setting: &'static GucSetting<Option<CString>>) -> &'static str {
+fn str_of(setting: &'static GucSetting<Option<CString>>) -> &'static str {
     // SAFETY: the pointer is the GUC's current value (or NULL), a NUL-terminated string owned by
     // guc.c; we never hold the result across a statement.
     unsafe {
@@ -598,7 +614,7 @@ pub fn str_of(setting: &'static GucSetting<Option<CString>>) -> &'static str {
 
 /// Whether a string setting is non-empty, in O(1) (no strlen, no UTF-8 check): the per-row
 /// path must not scan a 4 KB token.
-pub fn has_value(setting: &'static GucSetting<Option<CString>>) -> bool {
+fn has_value(setting: &'static GucSetting<Option<CString>>) -> bool {
     // SAFETY: as in str_of; only the first byte is read.
     unsafe {
         let p = *setting.as_ptr();

@@ -18,7 +18,6 @@
 //! Queries here are read-only and never assign an XID, so they work in parallel workers and on a
 //! hot standby.
 
-use crate::relation::Locked;
 use pgrx::datum::{DatumWithOid, FromDatum};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -90,11 +89,11 @@ pub fn select<R>(snapshot: &Snapshot, sql: &str, args: &[DatumWithOid<'_>], each
 #[derive(Debug)]
 pub struct Moved;
 
-/// Like [`select`], for a query that reads the relation `guard` locked: the plan is made ready
-/// first (revalidated, every lock taken), and it runs only if the relation still answers to its
-/// name by then.
+/// Like [`select`], for a query that reads a relation locked by name: the plan is made ready
+/// first (revalidated, every lock taken), and it runs only if `still_named()` says the name still
+/// means that relation by then (see `relation::Locked`).
 pub fn select_from<R>(
-    guard: &Locked,
+    still_named: impl Fn() -> bool,
     snapshot: &Snapshot,
     sql: &str,
     args: &[DatumWithOid<'_>],
@@ -103,14 +102,14 @@ pub fn select_from<R>(
     let types: Vec<pg_sys::Oid> = args.iter().map(|a| a.oid()).collect();
     Spi::connect(|_| {
         let plan = prepare(sql, &types);
-        ready(plan, false, guard)?;
+        ready(plan, false, &still_named)?;
         Ok(execute(plan, snapshot, args, each))
     })
 }
 
 /// Revalidate `plan` and take all its locks now (a generic plan fetched and released), so that
 /// nothing left before execution can process an invalidation; then check the name.
-fn ready(plan: pg_sys::SPIPlanPtr, kept: bool, guard: &Locked) -> Result<(), Moved> {
+fn ready(plan: pg_sys::SPIPlanPtr, kept: bool, still_named: &dyn Fn() -> bool) -> Result<(), Moved> {
     // SAFETY: SPI is connected; a plan with one statement; the cached plan is released with the
     // owner SPI_plan_get_cached_plan used (the current resource owner for kept plans only).
     unsafe {
@@ -119,7 +118,7 @@ fn ready(plan: pg_sys::SPIPlanPtr, kept: bool, guard: &Locked) -> Result<(), Mov
             pg_sys::ReleaseCachedPlan(cplan, if kept { pg_sys::CurrentResourceOwner } else { std::ptr::null_mut() });
         }
     }
-    if guard.still_named() {
+    if still_named() {
         Ok(())
     } else {
         Err(Moved)
@@ -145,19 +144,18 @@ impl Plan {
         })
     }
 
-    /// Run the plan with `args` (of the types it was prepared for) under `snapshot`, if the
-    /// relation `guard` locked still answers to its name once the plan is ready (see
-    /// [`select_from`]).
+    /// Run the plan with `args` (of the types it was prepared for) under `snapshot`, if
+    /// `still_named()` once the plan is ready (see [`select_from`]).
     pub fn select_from<R>(
         &self,
-        guard: &Locked,
+        still_named: impl Fn() -> bool,
         snapshot: &Snapshot,
         args: &[DatumWithOid<'_>],
         each: impl FnMut(&Row) -> R,
     ) -> Result<Vec<R>, Moved> {
         assert!(args.iter().map(|a| a.oid()).eq(self.types.iter().copied()), "auth_jwt: plan argument types");
         Spi::connect(|_| {
-            ready(self.ptr, true, guard)?;
+            ready(self.ptr, true, &still_named)?;
             Ok(execute(self.ptr, snapshot, args, each))
         })
     }

@@ -1,146 +1,152 @@
-//! Per-backend counters, exposed by `auth_jwt.stats()`. Counting is a thread-local increment,
-//! so it is free on the per-row path and shows what the caches really did (tests assert on it
-//! instead of on timings).
+//! Per-backend counters (`auth_jwt.stats()` shows them; see `diagnostics`). Counting is a
+//! thread-local increment, so it is free on the per-row path and shows what the caches really
+//! did (tests assert on it instead of on timings).
 
 use auth_jwt_core::{Alg, ErrorKind};
-use pgrx::prelude::*;
 use std::cell::Cell;
 
-const N: usize = ErrorKind::ALL.len();
-
-thread_local! {
-    static VERIFICATIONS: Cell<i64> = const { Cell::new(0) };
-    static CACHE_HITS: Cell<i64> = const { Cell::new(0) };
-    static KEY_LOADS: Cell<i64> = const { Cell::new(0) };
-    static UNKNOWN_KID_RELOADS: Cell<i64> = const { Cell::new(0) };
-    static REQUEST_TOKEN_READS: Cell<i64> = const { Cell::new(0) };
-    static SESSION_LOOKUPS: Cell<i64> = const { Cell::new(0) };
-    static JWKS_FETCHES: Cell<i64> = const { Cell::new(0) };
-    static JWKS_FETCH_FAILURES: Cell<i64> = const { Cell::new(0) };
-    static JWKS_FETCHES_INTERRUPTED: Cell<i64> = const { Cell::new(0) };
-    static JWKS_BYTES: Cell<i64> = const { Cell::new(0) };
-    static REJECTIONS: [Cell<i64>; N] = const { [const { Cell::new(0) }; N] };
-    static BY_ALGORITHM: [Cell<i64>; 5] = const { [const { Cell::new(0) }; 5] };
+/// Every counter, as `stats()` returns them.
+#[derive(Clone)]
+pub struct Counters {
+    pub verifications: i64,
+    pub by_algorithm: [i64; Alg::ALL.len()],
+    pub cache_hits: i64,
+    pub key_loads: i64,
+    pub unknown_kid_reloads: i64,
+    pub request_token_reads: i64,
+    pub session_lookups: i64,
+    pub jwks_fetches: i64,
+    pub jwks_fetch_failures: i64,
+    pub jwks_fetches_interrupted: i64,
+    pub jwks_bytes: i64,
+    pub rejections: [i64; ErrorKind::ALL.len()],
 }
 
-fn inc(c: &'static std::thread::LocalKey<Cell<i64>>) {
-    c.with(|c| c.set(c.get() + 1));
+/// The live counters: one cell each, so that counting on the per-row path is one increment.
+struct Cells {
+    verifications: Cell<i64>,
+    by_algorithm: [Cell<i64>; Alg::ALL.len()],
+    cache_hits: Cell<i64>,
+    key_loads: Cell<i64>,
+    unknown_kid_reloads: Cell<i64>,
+    request_token_reads: Cell<i64>,
+    session_lookups: Cell<i64>,
+    jwks_fetches: Cell<i64>,
+    jwks_fetch_failures: Cell<i64>,
+    jwks_fetches_interrupted: Cell<i64>,
+    jwks_bytes: Cell<i64>,
+    rejections: [Cell<i64>; ErrorKind::ALL.len()],
+}
+
+thread_local! {
+    static CELLS: Cells = const {
+        Cells {
+            verifications: Cell::new(0),
+            by_algorithm: [const { Cell::new(0) }; Alg::ALL.len()],
+            cache_hits: Cell::new(0),
+            key_loads: Cell::new(0),
+            unknown_kid_reloads: Cell::new(0),
+            request_token_reads: Cell::new(0),
+            session_lookups: Cell::new(0),
+            jwks_fetches: Cell::new(0),
+            jwks_fetch_failures: Cell::new(0),
+            jwks_fetches_interrupted: Cell::new(0),
+            jwks_bytes: Cell::new(0),
+            rejections: [const { Cell::new(0) }; ErrorKind::ALL.len()],
+        }
+    };
+}
+
+fn add(cell: impl FnOnce(&Cells) -> &Cell<i64>, n: i64) {
+    CELLS.with(|c| {
+        let cell = cell(c);
+        cell.set(cell.get().wrapping_add(n));
+    })
+}
+
+/// This backend's counters since it started (or since `reset`).
+pub fn read() -> Counters {
+    CELLS.with(|c| Counters {
+        verifications: c.verifications.get(),
+        by_algorithm: c.by_algorithm.each_ref().map(Cell::get),
+        cache_hits: c.cache_hits.get(),
+        key_loads: c.key_loads.get(),
+        unknown_kid_reloads: c.unknown_kid_reloads.get(),
+        request_token_reads: c.request_token_reads.get(),
+        session_lookups: c.session_lookups.get(),
+        jwks_fetches: c.jwks_fetches.get(),
+        jwks_fetch_failures: c.jwks_fetch_failures.get(),
+        jwks_fetches_interrupted: c.jwks_fetches_interrupted.get(),
+        jwks_bytes: c.jwks_bytes.get(),
+        rejections: c.rejections.each_ref().map(Cell::get),
+    })
+}
+
+pub fn reset() {
+    CELLS.with(|c| {
+        let all = [
+            &c.verifications,
+            &c.cache_hits,
+            &c.key_loads,
+            &c.unknown_kid_reloads,
+            &c.request_token_reads,
+            &c.session_lookups,
+            &c.jwks_fetches,
+            &c.jwks_fetch_failures,
+            &c.jwks_fetches_interrupted,
+            &c.jwks_bytes,
+        ];
+        all.into_iter().chain(&c.by_algorithm).chain(&c.rejections).for_each(|n| n.set(0));
+    })
 }
 
 /// A full verification: signature checked and claims validated.
 pub fn verified(alg: Alg) {
-    inc(&VERIFICATIONS);
-    let i = Alg::ALL.iter().position(|a| *a == alg).unwrap_or(0);
-    BY_ALGORITHM.with(|c| c[i].set(c[i].get() + 1));
+    add(|c| &c.verifications, 1);
+    add(|c| &c.by_algorithm[alg.index()], 1);
 }
 
 /// A result served from a cache (the token cache or the per-request memo).
 pub fn cache_hit() {
-    inc(&CACHE_HITS);
+    add(|c| &c.cache_hits, 1);
 }
 
 pub fn key_load() {
-    inc(&KEY_LOADS);
+    add(|c| &c.key_loads, 1);
 }
 
 pub fn unknown_kid_reload() {
-    inc(&UNKNOWN_KID_RELOADS);
+    add(|c| &c.unknown_kid_reloads, 1);
 }
 
 /// The request's token source (`auth_jwt.token` or `request.headers`) was read and parsed: the
 /// per-request memo missed.
 pub fn request_token_read() {
-    inc(&REQUEST_TOKEN_READS);
+    add(|c| &c.request_token_reads, 1);
 }
 
-/// A session was looked up in `auth_jwt.session_table` (the per-transaction memo missed).
+/// A session was looked up in `auth_jwt.session_table` (the per-transaction answers missed).
 pub fn session_lookup() {
-    inc(&SESSION_LOOKUPS);
+    add(|c| &c.session_lookups, 1);
 }
 
 /// A response from `auth_jwt.jwks_url` was received (whatever it held).
 pub fn jwks_fetch(bytes: usize) {
-    inc(&JWKS_FETCHES);
-    JWKS_BYTES.with(|b| b.set(b.get().saturating_add(bytes as i64)));
+    add(|c| &c.jwks_fetches, 1);
+    add(|c| &c.jwks_bytes, bytes as i64);
 }
 
 /// A fetch of `auth_jwt.jwks_url` gave no usable document (network, status, size, content).
 pub fn jwks_fetch_failure() {
-    inc(&JWKS_FETCH_FAILURES);
+    add(|c| &c.jwks_fetch_failures, 1);
 }
 
 /// A wait for a fetch of `auth_jwt.jwks_url` was cancelled (the request stays in flight).
 pub fn jwks_fetch_interrupted() {
-    inc(&JWKS_FETCHES_INTERRUPTED);
+    add(|c| &c.jwks_fetches_interrupted, 1);
 }
 
 pub fn rejected(kind: ErrorKind) {
     let i = ErrorKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
-    REJECTIONS.with(|r| r[i].set(r[i].get() + 1));
-}
-
-/// This backend's counters since it started (or since `auth_jwt.stats_reset()`).
-#[allow(clippy::type_complexity)] // pgrx needs the named columns written out here
-#[pg_extern(schema = "auth_jwt", volatile, parallel_safe)]
-fn stats() -> TableIterator<
-    'static,
-    (
-        name!(verifications, i64),
-        name!(verifications_by_algorithm, pgrx::JsonB),
-        name!(cache_hits, i64),
-        name!(key_loads, i64),
-        name!(unknown_kid_reloads, i64),
-        name!(request_token_reads, i64),
-        name!(session_lookups, i64),
-        name!(jwks_fetches, i64),
-        name!(jwks_fetch_failures, i64),
-        name!(jwks_fetches_interrupted, i64),
-        name!(jwks_bytes, i64),
-        name!(rejections, i64),
-        name!(rejections_by_reason, pgrx::JsonB),
-        name!(cached_tokens, i64),
-    ),
-> {
-    let rejections: Vec<i64> = REJECTIONS.with(|r| r.iter().map(Cell::get).collect());
-    let by_reason: serde_json::Map<String, serde_json::Value> =
-        ErrorKind::ALL.iter().zip(&rejections).map(|(k, n)| (k.name().to_owned(), (*n).into())).collect();
-    let by_alg: serde_json::Map<String, serde_json::Value> =
-        BY_ALGORITHM.with(|c| Alg::ALL.iter().zip(c).map(|(a, n)| (a.name().to_owned(), n.get().into())).collect());
-    TableIterator::once((
-        VERIFICATIONS.with(Cell::get),
-        pgrx::JsonB(serde_json::Value::Object(by_alg)),
-        CACHE_HITS.with(Cell::get),
-        KEY_LOADS.with(Cell::get),
-        UNKNOWN_KID_RELOADS.with(Cell::get),
-        REQUEST_TOKEN_READS.with(Cell::get),
-        SESSION_LOOKUPS.with(Cell::get),
-        JWKS_FETCHES.with(Cell::get),
-        JWKS_FETCH_FAILURES.with(Cell::get),
-        JWKS_FETCHES_INTERRUPTED.with(Cell::get),
-        JWKS_BYTES.with(Cell::get),
-        rejections.iter().sum(),
-        pgrx::JsonB(serde_json::Value::Object(by_reason)),
-        crate::token_cache::len() as i64,
-    ))
-}
-
-/// Zero this backend's counters.
-#[pg_extern(schema = "auth_jwt", volatile, parallel_safe)]
-fn stats_reset() {
-    for c in [
-        &VERIFICATIONS,
-        &CACHE_HITS,
-        &KEY_LOADS,
-        &UNKNOWN_KID_RELOADS,
-        &REQUEST_TOKEN_READS,
-        &SESSION_LOOKUPS,
-        &JWKS_FETCHES,
-        &JWKS_FETCH_FAILURES,
-        &JWKS_FETCHES_INTERRUPTED,
-        &JWKS_BYTES,
-    ] {
-        c.with(|c| c.set(0));
-    }
-    REJECTIONS.with(|r| r.iter().for_each(|c| c.set(0)));
-    BY_ALGORITHM.with(|r| r.iter().for_each(|c| c.set(0)));
+    add(|c| &c.rejections[i], 1);
 }

@@ -28,7 +28,7 @@ use std::rc::Rc;
 /// soon as the entry is built; an entry is then a handful of allocations, cheap to evict.
 /// Every derived value depends on settings (uuid_claim, session_claim) whose change empties the
 /// cache, so computing them once here is exact.
-pub struct Entry {
+pub struct VerifiedToken {
     pub valid_until: i64,
     /// The payload exactly as signed, kept only while the jsonb has not been built from it.
     payload: RefCell<Option<String>>,
@@ -44,24 +44,32 @@ pub struct Entry {
     referenced: Cell<bool>,
 }
 
-impl Entry {
+impl VerifiedToken {
     /// `with_jsonb`: build the claims' jsonb now, from the parsed claims in hand (jwt_verify and
     /// jwt_claims want it; the uuid and sub functions do not).
-    pub fn new(verified: Verified, with_jsonb: bool) -> Entry {
+    pub fn new(verified: Verified, with_jsonb: bool) -> VerifiedToken {
         let Verified { claims, valid_until, .. } = verified;
         let root = claims.root();
-        let uuid = uuid_claim(root, settings::str_of(&settings::UUID_CLAIM)).map(|u| *u.as_bytes());
+        let uuid = uuid_claim(root, settings::uuid_claim()).map(|u| *u.as_bytes());
         let sub = sub_claim(root).map(Into::into);
-        let sid = session_id(root, settings::str_of(&settings::SESSION_CLAIM)).map(Into::into);
-        let role = settings::has_value(&settings::ROLE_CLAIM_MAP)
-            .then(|| role_claim(root, settings::str_of(&settings::ROLE_CLAIM)).map(Into::into))
-            .flatten();
+        let sid = session_id(root, settings::session_claim()).map(Into::into);
+        let role =
+            settings::role_claim_mapped().then(|| role_claim(root, settings::role_claim()).map(Into::into)).flatten();
         let (jsonb, payload) = if with_jsonb {
             (OnceCell::from(crate::jsonb::from_claims(&claims)), None)
         } else {
             (OnceCell::new(), Some(claims.into_text()))
         };
-        Entry { valid_until, uuid, sub, sid, role, payload: RefCell::new(payload), jsonb, referenced: Cell::new(false) }
+        VerifiedToken {
+            valid_until,
+            uuid,
+            sub,
+            sid,
+            role,
+            payload: RefCell::new(payload),
+            jsonb,
+            referenced: Cell::new(false),
+        }
     }
 
     /// The claims as a `jsonb` varlena (see `jsonb`). Built at most once; for an entry made
@@ -116,7 +124,7 @@ impl Hasher for TokenHasher {
     }
 }
 
-type TokenMap = HashMap<Rc<str>, Rc<Entry>, BuildHasherDefault<TokenHasher>>;
+type TokenMap = HashMap<Rc<str>, Rc<VerifiedToken>, BuildHasherDefault<TokenHasher>>;
 
 struct Cache {
     map: TokenMap,
@@ -124,7 +132,7 @@ struct Cache {
     /// left the map (expired on lookup); those are skipped, and compacted away (`compact_clock`).
     clock: VecDeque<Rc<str>>,
     /// The last token served: a repeated token skips hashing (a memcmp instead).
-    last: Option<(Rc<str>, Rc<Entry>)>,
+    last: Option<(Rc<str>, Rc<VerifiedToken>)>,
     keys_generation: u64,
     settings_generation: u64,
 }
@@ -153,7 +161,7 @@ pub fn sync(keys_generation: u64, settings_generation: u64) {
     })
 }
 
-pub fn get(token: &str, now: i64) -> Option<Rc<Entry>> {
+pub fn get(token: &str, now: i64) -> Option<Rc<VerifiedToken>> {
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
         if let Some((t, e)) = &c.last {
@@ -180,8 +188,8 @@ pub fn get(token: &str, now: i64) -> Option<Rc<Entry>> {
     })
 }
 
-pub fn put(token: &str, entry: Rc<Entry>, now: i64) {
-    let cap = settings::CACHE_SIZE.get().max(0) as usize;
+pub fn put(token: &str, entry: Rc<VerifiedToken>, now: i64) {
+    let cap = settings::cache_capacity();
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
         // Normally one eviction; a lowered cache_size takes effect in full at the next insert.

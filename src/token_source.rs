@@ -27,7 +27,7 @@
 //! of NULL).
 
 use crate::errors;
-use crate::settings::{self, str_of, GucRecord};
+use crate::settings::{self, GucRecord};
 use pgrx::pg_sys;
 use std::cell::Cell;
 use std::ffi::{c_char, c_void, CStr};
@@ -83,7 +83,7 @@ pub fn set_locally(guc: *const pg_sys::config_generic) -> bool {
 /// A token setting passes the pooler rule: set for this transaction, unless the DBA allowed
 /// session tokens.
 fn transaction_scoped(guc: *const pg_sys::config_generic) -> bool {
-    settings::ALLOW_SESSION_TOKEN.get() || set_for_this_transaction(guc)
+    settings::allow_session_token() || set_for_this_transaction(guc)
 }
 
 fn session_scoped_error(setting: &str) -> ! {
@@ -194,7 +194,7 @@ pub fn malformed_headers(why: &str) -> ! {
 }
 
 fn refuse_in_parallel_worker() {
-    if crate::is_parallel_worker() {
+    if crate::xact::is_parallel_worker() {
         errors::unauthorized(
             "the request's token cannot be read in a parallel worker",
             "Parallel workers cannot tell a transaction's token from one left behind by a previous client.",
@@ -206,7 +206,7 @@ fn refuse_in_parallel_worker() {
 /// `auth_jwt.token` if set (and checked for scope).
 pub fn from_setting() -> Option<&'static str> {
     refuse_in_parallel_worker();
-    let v = str_of(&settings::TOKEN);
+    let v = settings::token();
     if v.is_empty() {
         return None;
     }
@@ -227,7 +227,7 @@ pub fn from_headers(headers: &str) -> Option<String> {
     }
     let malformed = |why: &str| -> ! { malformed_headers(why) };
     let doc = auth_jwt_core::Doc::parse(headers.to_owned()).unwrap_or_else(|e| malformed(&e));
-    let name = str_of(&settings::TOKEN_HEADER);
+    let name = settings::token_header();
     // HTTP header names are case-insensitive; PostgREST lower-cases them, but be tolerant, and
     // refuse two spellings of the header, as duplicate members are refused: a policy reading
     // `request.headers::json->>'authorization'` must not see a different token than we verify.
@@ -246,7 +246,7 @@ pub fn from_headers(headers: &str) -> Option<String> {
 
 /// Where the current request's token is, without verifying it.
 pub fn source() -> Option<Source> {
-    if settings::has_value(&settings::TOKEN) {
+    if settings::token_is_set() {
         Some(Source::Setting)
     } else if request_headers_bytes().is_some() {
         Some(Source::Headers)

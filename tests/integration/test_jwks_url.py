@@ -442,6 +442,22 @@ def test_an_answer_picked_up_late_is_as_old_as_its_arrival(db, endpoint):
     assert endpoint.count() == 3, "the first fetch, the cancelled one, and one refresh"
 
 
+def test_explain_looks_keys_up_as_verify_does(db, endpoint):
+    """Issue 28: jwt_explain took the current document without the unknown-kid refetch that
+    jwt_verify does, so a token signed by a newly published key was explained as "no key" while
+    jwt_verify fetched the key and passed."""
+    c = connect(db)
+    remote(c, endpoint.url, jwks_cooldown="1s")
+    assert verify(c, token(3)) == "user3"  # the document: k3, k4
+    endpoint.set(doc(entry(3), entry(4), entry(5)))  # Better Auth publishes k5
+    time.sleep(1.1)  # past the cooldown, as for jwt_verify
+    rows = dict(c.execute("SELECT step, ok FROM auth_jwt.jwt_explain(%s)", (token(5),)).fetchall())
+    assert (rows["key"], rows["signature"], rows["exp"]) == (True, True, True), rows
+    assert False not in rows.values(), rows
+    assert verify(c, token(5)) == "user5"
+    assert endpoint.count() == 2, "the refetch explain made serves the verification too"
+
+
 def test_a_stale_document_is_served_only_after_a_completed_failure_and_logged_once(db, endpoint):
     """The stale-if-error window opens only when a fetch completed and failed; serving the old
     document is logged once per document."""

@@ -33,11 +33,40 @@ fn skipped(name: &'static str, because: &str) -> Step {
 
 const CLAIM_STEPS: [&str; 6] = ["payload", "exp", "nbf", "iat", "issuer", "audience"];
 
-/// Explain `token` against `keys` at `now`. `validation` is None when the issuer or audience
-/// setting is empty (the caller reports that separately); `uuid_claim_name` is the claim
-/// `jwt_claim_uuid()` reads.
+/// An explanation: every step, and the verified claims when the token passed them all (so that a
+/// caller's further step, the session check, needs no second verification).
+pub struct Explanation {
+    pub steps: Vec<Step>,
+    pub verified: Option<crate::Doc>,
+}
+
+/// Explain `token` against `keys` at `now`; `uuid_claim_name` is the claim `jwt_claim_uuid()`
+/// reads (its step is advice: a token without it still verifies).
 pub fn explain(token: &str, keys: &KeySet, validation: &Validation, now: i64, uuid_claim_name: &str) -> Vec<Step> {
+    explanation(token, keys, validation, now, uuid_claim_name).steps
+}
+
+/// [`explain`], with the verified claims.
+pub fn explanation(
+    token: &str,
+    keys: &KeySet,
+    validation: &Validation,
+    now: i64,
+    uuid_claim_name: &str,
+) -> Explanation {
     let mut out = Vec::new();
+    let verified = steps(token, keys, validation, now, uuid_claim_name, &mut out);
+    Explanation { steps: out, verified }
+}
+
+fn steps(
+    token: &str,
+    keys: &KeySet,
+    validation: &Validation,
+    now: i64,
+    uuid_claim_name: &str,
+    out: &mut Vec<Step>,
+) -> Option<crate::Doc> {
     let max = validation.max_token_size;
     out.push(step(
         "size",
@@ -63,7 +92,7 @@ pub fn explain(token: &str, keys: &KeySet, validation: &Validation, now: i64, uu
     ];
     if token.len() > max {
         out.extend(rest.iter().map(|n| skipped(n, "the token is too large to decode")));
-        return out;
+        return None;
     }
 
     let segs: Vec<&str> = token.split('.').collect();
@@ -71,7 +100,7 @@ pub fn explain(token: &str, keys: &KeySet, validation: &Validation, now: i64, uu
         let why = token::parse(token, usize::MAX).err().map(|e| e.detail().to_owned()).unwrap_or_default();
         out.push(step("segments", Err(why)));
         out.extend(rest[1..].iter().map(|n| skipped(n, "not a three-part compact JWS")));
-        return out;
+        return None;
     }
     out.push(step("segments", Ok("three base64url segments".into())));
 
@@ -113,9 +142,12 @@ pub fn explain(token: &str, keys: &KeySet, validation: &Validation, now: i64, uu
                 Some(key) => step(
                     "signature",
                     crate::verify_signature(c, key)
-                        .map(|_| match key.alg() {
-                            crate::Alg::EdDSA => "valid (ed25519-dalek verify_strict)".to_owned(),
-                            alg => format!("valid ({alg}, aws-lc-rs)"),
+                        .map(|_| {
+                            let spec = key.alg().spec();
+                            match spec.verifier {
+                                crate::alg::Verifier::Ed25519 => format!("valid ({})", spec.library),
+                                _ => format!("valid ({}, {})", spec.name, spec.library),
+                            }
                         })
                         .map_err(|e| e.detail().to_owned()),
                 ),
@@ -140,7 +172,7 @@ pub fn explain(token: &str, keys: &KeySet, validation: &Validation, now: i64, uu
     let Some(claims) = claims else {
         out.extend(CLAIM_STEPS[1..].iter().map(|n| skipped(n, "the payload is not a JSON object")));
         out.push(skipped("uuid claim", "the payload is not a JSON object"));
-        return out;
+        return None;
     };
     out.push(step(
         "exp",
@@ -178,6 +210,8 @@ pub fn explain(token: &str, keys: &KeySet, validation: &Validation, now: i64, uu
             })
             .map_err(detail),
     ));
+    // Everything a verification checks passed (the uuid claim below is advice, not a check).
+    let passed = verified && out.iter().all(|s| s.ok != Some(false));
     out.push(step(
         "uuid claim",
         match uuid_claim(claims.root(), uuid_claim_name) {
@@ -189,7 +223,7 @@ pub fn explain(token: &str, keys: &KeySet, validation: &Validation, now: i64, uu
             Err(UuidClaimError::NotCanonical) => Err(format!("\"{uuid_claim_name}\" is not a canonical UUID")),
         },
     ));
-    out
+    passed.then_some(claims)
 }
 
 fn detail(e: Error) -> String {

@@ -12,14 +12,11 @@
 //!   public exponent that is odd, at least 3 and at most 2^33 - 1 (what AWS-LC verifies with);
 //! - every member base64url as strictly as in tokens, no private key material, `use` sig.
 
-use crate::alg::Alg;
+use crate::alg::{Alg, Verifier as Family, SPECS};
 use crate::b64;
 use crate::error::{printable, Error, ErrorKind};
 use crate::json;
-use aws_lc_rs::signature::{
-    ParsedPublicKey, RsaParameters, RsaPublicKeyComponents, VerificationAlgorithm, ECDSA_P256_SHA256_FIXED,
-    ECDSA_P521_SHA512_FIXED, RSA_PKCS1_2048_8192_SHA256, RSA_PSS_2048_8192_SHA256,
-};
+use aws_lc_rs::signature::{ParsedPublicKey, RsaParameters, RsaPublicKeyComponents, VerificationAlgorithm};
 use curve25519_dalek::edwards::CompressedEdwardsY;
 use ed25519_dalek::VerifyingKey;
 use serde_json::Value;
@@ -95,11 +92,10 @@ impl PublicKey {
 
     /// The key type, for people: "OKP Ed25519", "EC P-256", "RSA 2048 bits".
     pub fn describe(&self) -> String {
-        match self.alg {
-            Alg::EdDSA => "OKP Ed25519".into(),
-            Alg::ES256 => "EC P-256".into(),
-            Alg::ES512 => "EC P-521".into(),
-            Alg::RS256 | Alg::PS256 => format!("RSA {} bits", self.bits),
+        let spec = self.alg.spec();
+        match spec.crv {
+            Some(crv) => format!("{} {crv}", spec.kty),
+            None => format!("{} {} bits", spec.kty, self.bits),
         }
     }
 
@@ -119,7 +115,9 @@ impl PublicKey {
                     .or_else(|_| bad("the Ed25519 signature does not verify under the selected key".into()))
             }
             Verifier::AwsLc(key) => {
-                if matches!(self.alg, Alg::RS256 | Alg::PS256) && signature.len() != (self.bits as usize).div_ceil(8) {
+                if matches!(self.alg.spec().verifier, Family::Rsa { .. })
+                    && signature.len() != (self.bits as usize).div_ceil(8)
+                {
                     return bad(format!(
                         "the RSA signature is {} bytes; the key's modulus is {}",
                         signature.len(),
@@ -215,25 +213,26 @@ fn parse_row(row: &KeyRow<'_>) -> Result<PublicKey, String> {
     // What the JWK itself can be: kty and crv decide the family of algorithms.
     let kty = member("kty")?.ok_or("publicKey has no kty")?;
     let crv = member("crv")?;
-    let family: &[Alg] = match (kty, crv) {
-        ("OKP", Some("Ed25519")) => &[Alg::EdDSA],
-        ("EC", Some("P-256")) => &[Alg::ES256],
-        ("EC", Some("P-521")) => &[Alg::ES512],
-        ("RSA", _) => &[Alg::RS256, Alg::PS256],
-        ("OKP" | "EC", None) => return Err("publicKey has no crv".into()),
-        ("OKP" | "EC", Some(c)) => {
-            return Err(format!(
-                "publicKey is an {kty} key with crv \"{}\"; auth_jwt verifies Ed25519 (OKP), P-256 and P-521 (EC) keys",
-                printable(c, 16)
-            ))
-        }
-        (k, _) => {
-            return Err(format!(
-                "publicKey kty is \"{}\"; auth_jwt verifies OKP (Ed25519), EC (P-256, P-521) and RSA keys",
-                printable(k, 16)
-            ))
-        }
-    };
+    let family: Vec<Alg> = Alg::for_jwk(kty, crv).collect();
+    if family.is_empty() {
+        return Err(match (SPECS.iter().any(|s| s.kty == kty), crv) {
+            (true, None) => "publicKey has no crv".into(),
+            (true, Some(c)) => format!(
+                "publicKey is an {kty} key with crv \"{}\"; auth_jwt verifies {} keys",
+                printable(c, 16),
+                by_kty(|kty, crvs| (!crvs.is_empty()).then(|| format!("{} ({kty})", crvs.join(" and ")))).join(", ")
+            ),
+            (false, _) => format!(
+                "publicKey kty is \"{}\"; auth_jwt verifies {} keys",
+                printable(kty, 16),
+                and_list(by_kty(|kty, crvs| Some(if crvs.is_empty() {
+                    kty.to_owned()
+                } else {
+                    format!("{kty} ({})", crvs.join(", "))
+                })))
+            ),
+        });
+    }
     let what = if kty == "RSA" { "an RSA key".to_owned() } else { format!("an {kty} {} key", crv.unwrap_or("")) };
     match (row.crv, kty) {
         (Some(c), "RSA") => return Err(format!("crv column is \"{}\", but publicKey is an RSA key", printable(c, 32))),
@@ -262,12 +261,33 @@ fn parse_row(row: &KeyRow<'_>) -> Result<PublicKey, String> {
             return Err("an RSA key verifies RS256 or PS256, and neither the alg column nor publicKey says which; auth_jwt never lets the token choose".into())
         }
     };
-    match alg {
-        Alg::EdDSA => ed25519(&member),
-        Alg::ES256 => ecdsa(&member, alg, 32, &ECDSA_P256_SHA256_FIXED, "P-256"),
-        Alg::ES512 => ecdsa(&member, alg, 66, &ECDSA_P521_SHA512_FIXED, "P-521"),
-        Alg::RS256 => rsa(&member, alg, &RSA_PKCS1_2048_8192_SHA256),
-        Alg::PS256 => rsa(&member, alg, &RSA_PSS_2048_8192_SHA256),
+    match alg.spec().verifier {
+        Family::Ed25519 => ed25519(&member),
+        Family::Ecdsa { coordinate, bits, algorithm } => {
+            ecdsa(&member, alg, coordinate, bits, algorithm, alg.curve().unwrap_or_default())
+        }
+        Family::Rsa { params } => rsa(&member, alg, params),
+    }
+}
+
+/// The key types and curves of the algorithm table, in its order, each kty once, worded by `say`
+/// (kty, its curves) for messages.
+fn by_kty(say: impl Fn(&str, &[&str]) -> Option<String>) -> Vec<String> {
+    let mut ktys: Vec<(&str, Vec<&str>)> = Vec::new();
+    for s in &SPECS {
+        match ktys.iter_mut().find(|(k, _)| *k == s.kty) {
+            Some((_, crvs)) => crvs.extend(s.crv.filter(|c| !crvs.contains(c))),
+            None => ktys.push((s.kty, s.crv.into_iter().collect())),
+        }
+    }
+    ktys.iter().filter_map(|(k, c)| say(k, c)).collect()
+}
+
+/// "a, b and c".
+fn and_list(parts: Vec<String>) -> String {
+    match parts.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => parts.join(""),
     }
 }
 
@@ -297,6 +317,7 @@ fn ecdsa(
     member: &Member<'_>,
     alg: Alg,
     len: usize,
+    bits: u32,
     algorithm: &'static dyn VerificationAlgorithm,
     curve: &str,
 ) -> Result<PublicKey, String> {
@@ -317,7 +338,6 @@ fn ecdsa(
     // infinity has no affine coordinates).
     let key =
         ParsedPublicKey::new(algorithm, &point).map_err(|_| format!("publicKey x, y is not a point on {curve}"))?;
-    let bits = if len == 32 { 256 } else { 521 };
     Ok(PublicKey { alg, bits, material: point.into(), verifier: Verifier::AwsLc(key) })
 }
 
@@ -451,6 +471,16 @@ impl KeySet {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_supported_key_types_are_worded_from_the_algorithm_table() {
+        let curves = super::by_kty(|kty, crvs| (!crvs.is_empty()).then(|| format!("{} ({kty})", crvs.join(" and "))));
+        assert_eq!(curves.join(", "), "Ed25519 (OKP), P-256 and P-521 (EC)");
+        let ktys = super::by_kty(|kty, crvs| {
+            Some(if crvs.is_empty() { kty.to_owned() } else { format!("{kty} ({})", crvs.join(", ")) })
+        });
+        assert_eq!(super::and_list(ktys), "OKP (Ed25519), EC (P-256, P-521) and RSA");
+    }
+
     use super::*;
 
     pub const RFC8037_X: &str = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";

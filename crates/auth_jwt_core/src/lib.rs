@@ -22,7 +22,7 @@ pub mod token;
 pub use alg::Alg;
 pub use claims::{Expect, Times, Validation};
 pub use error::{Error, ErrorKind, Part};
-pub use explain::{explain, Step};
+pub use explain::{explain, explanation, Explanation, Step};
 pub use keys::{Key, KeyRow, KeySet, KeyStatus, PublicKey};
 pub use role::{role_claim, RoleMap};
 pub use session::{check_session, session_id, sub_claim, Session, SessionIdError};

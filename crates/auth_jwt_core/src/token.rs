@@ -92,7 +92,8 @@ pub fn parse_with<'a>(token: &'a str, max_size: usize, memo: &mut HeaderMemo) ->
     let payload = b64::decode(p).map_err(|e| Error::malformed(Part::Payload, e))?;
     let signature = b64::decode(s).map_err(|e| Error::malformed(Part::Signature, e))?;
     if let Some(len) = header.alg.signature_len().filter(|len| *len != signature.len()) {
-        let note = if header.alg == Alg::EdDSA { "" } else { "; a JWS ECDSA signature is raw r || s, never DER" };
+        let ecdsa = matches!(header.alg.spec().verifier, crate::alg::Verifier::Ecdsa { .. });
+        let note = if ecdsa { "; a JWS ECDSA signature is raw r || s, never DER" } else { "" };
         return Err(Error::malformed(
             Part::Signature,
             format!("is {} bytes, not {len} for {}{note}", signature.len(), header.alg),
@@ -115,8 +116,9 @@ fn parse_header(h: &str) -> Result<Header, Error> {
         return Err(Error::new(
             ErrorKind::UnsupportedAlgorithm,
             format!(
-                "the header's alg is \"{}\"; auth_jwt verifies EdDSA, ES256, ES512, RS256 and PS256, Better Auth's algorithms",
-                printable(alg, 32)
+                "the header's alg is \"{}\"; auth_jwt verifies {}, Better Auth's algorithms",
+                printable(alg, 32),
+                Alg::names()
             ),
         ));
     };

@@ -1,0 +1,56 @@
+-- Every relation a read of the key relation $1 reads, and why each is not watched (NULL: it is):
+-- $1 and, recursively, every relation its view rules or row-level security policies read, and
+-- every partition or inheritance child (whose rows a read of the parent returns). Partitioned
+-- parents come first (their trigger is cloned to their partitions). Columns: oid, name, whether it
+-- is a base table (can carry the trigger), the reason. (src/key_watch.rs; the trigger rule between
+-- the two halves of this query is sql/queries/our_trigger.sql.)
+WITH RECURSIVE
+   reads(parent, child) AS (
+     SELECT r.ev_class, d.refobjid FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_depend d
+         ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid OPERATOR(pg_catalog.=) r.oid
+        AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid OPERATOR(pg_catalog.<>) r.ev_class
+     UNION ALL
+     SELECT p.polrelid, d.refobjid FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_depend d
+         ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_policy'::pg_catalog.regclass AND d.objid OPERATOR(pg_catalog.=) p.oid
+        AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid OPERATOR(pg_catalog.<>) p.polrelid
+     UNION ALL
+     SELECT i.inhparent, i.inhrelid FROM pg_catalog.pg_inherits i),
+   deps(oid) AS (
+     SELECT $1::pg_catalog.oid
+     UNION
+     SELECT reads.child FROM deps JOIN reads ON reads.parent OPERATOR(pg_catalog.=) deps.oid)
+SELECT c.oid, c.oid::pg_catalog.regclass::pg_catalog.text, c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p}'::pg_catalog."char"[]),
+       CASE
+         WHEN calls.list IS NOT NULL THEN
+           CASE c.relkind WHEN 'v' THEN 'its view definition calls ' ELSE 'its row-level security policies call ' END
+           OPERATOR(pg_catalog.||) calls.list OPERATOR(pg_catalog.||) ', whose results no trigger can watch'
+         WHEN c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p}'::pg_catalog."char"[]) THEN CASE
+           WHEN ours.always THEN NULL
+           WHEN ours.present THEN 'its key-change trigger is not ENABLE ALWAYS, so it does not fire for logical replication apply'
+           ELSE 'it has no key-change trigger' END
+         WHEN c.relkind OPERATOR(pg_catalog.=) 'v' THEN NULL
+         WHEN c.relkind OPERATOR(pg_catalog.=) 'm' THEN 'it is a materialized view, whose REFRESH ... CONCURRENTLY sends no invalidation'
+         WHEN c.relkind OPERATOR(pg_catalog.=) 'f' THEN 'it is a foreign table, whose rows change elsewhere'
+         ELSE 'it cannot carry a trigger' END
+  FROM deps JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) deps.oid
+  -- The functions its rows depend on, other than built-in immutable ones: those its view rules or
+  -- row-level security policies call, directly or through operators, read from their stored
+  -- expression trees (pg_depend records no dependency on a function an operator calls, nor on
+  -- built-in functions). Such a function can read tables or the clock, so no trigger can tell when
+  -- its results change.
+  CROSS JOIN LATERAL (
+    SELECT pg_catalog.string_agg(DISTINCT f.oid::pg_catalog.regprocedure::pg_catalog.text, ', ')
+      FROM (SELECT r.ev_action::pg_catalog.text FROM pg_catalog.pg_rewrite r WHERE r.ev_class OPERATOR(pg_catalog.=) c.oid
+            UNION ALL
+            SELECT p.polqual::pg_catalog.text FROM pg_catalog.pg_policy p
+             WHERE p.polrelid OPERATOR(pg_catalog.=) c.oid AND c.relrowsecurity) AS tree(t),
+           pg_catalog.regexp_matches(tree.t, ':(funcid|opfuncid|aggfnoid|winfnoid|opno) ([0-9]+)', 'g') AS m
+      JOIN pg_catalog.pg_proc f ON f.oid OPERATOR(pg_catalog.=) CASE m[1]
+             WHEN 'opno' THEN (SELECT o.oprcode::pg_catalog.oid FROM pg_catalog.pg_operator o WHERE o.oid OPERATOR(pg_catalog.=) m[2]::pg_catalog.oid)
+             ELSE m[2]::pg_catalog.oid END
+     WHERE f.oid OPERATOR(pg_catalog.>=) 16384 OR f.provolatile OPERATOR(pg_catalog.<>) 'i') AS calls(list)
+  -- Its key-change triggers: one in ENABLE ALWAYS state, any at all.
+  CROSS JOIN LATERAL (
+    SELECT pg_catalog.bool_or(t.tgenabled OPERATOR(pg_catalog.=) 'A'), pg_catalog.count(*) OPERATOR(pg_catalog.>) 0
+      FROM pg_catalog.pg_trigger t
+     WHERE t.tgrelid OPERATOR(pg_catalog.=) c.oid AND

@@ -1,0 +1,2 @@
+  ) AS ours(always, present)
+ ORDER BY c.relispartition, c.oid

@@ -1,0 +1,201 @@
+//! Whether what a cache holds is still valid: the one home of every PostgreSQL callback auth_jwt
+//! registers, and of the counters the caches compare.
+//!
+//! - Relations a cache is filled from (`Watched`): a relcache invalidation of one of them, or of
+//!   anything while it is being read, or of everything (a sinval overflow), moves its count. So
+//!   does any schema change (pg_namespace): it can make the configured name mean another relation.
+//!   Key loads that read this transaction's own uncommitted rows are also invalidated when the
+//!   transaction or a subtransaction aborts. A cache is valid while the count it read *before* its
+//!   load is unchanged.
+//! - Answers remembered within a transaction (`Stamp`): valid in the same transaction (local xid),
+//!   with no subtransaction rolled back since (what it saw may be gone), under the same settings.
+//!
+//! Callbacks only touch these thread-local counters; the caches that compare them live above.
+
+use crate::settings;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use std::cell::{Cell, RefCell};
+
+/// The relations a cache is filled from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Watched {
+    /// Every relation a key load reads under `auth_jwt.jwks_table` (see `key_watch`).
+    KeyTable = 0,
+    /// The session relation (`auth_jwt.session_table`).
+    SessionTable = 1,
+}
+
+const ALL: [Watched; 2] = [Watched::KeyTable, Watched::SessionTable];
+
+thread_local! {
+    static INVALIDATIONS: [Cell<u64>; 2] = const { [Cell::new(0), Cell::new(0)] };
+    static RELIDS: [RefCell<Vec<pg_sys::Oid>>; 2] = const { [RefCell::new(Vec::new()), RefCell::new(Vec::new())] };
+    /// A load is running: every relcache invalidation counts, since the relations it reads are
+    /// not known until it has read them.
+    static READING: [Cell<bool>; 2] = const { [Cell::new(false), Cell::new(false)] };
+    static NAMESPACE_CHANGES: Cell<u64> = const { Cell::new(0) };
+    /// Subtransactions rolled back in this backend.
+    static ABORTS: Cell<u64> = const { Cell::new(0) };
+    /// This transaction read a watched relation after it had written: what it read may include
+    /// its own uncommitted rows, which an abort (of it or a subtransaction) takes back.
+    static READ_OWN_WRITES: [Cell<bool>; 2] = const { [Cell::new(false), Cell::new(false)] };
+}
+
+pub fn init() {
+    // SAFETY: registering callbacks during _PG_init; they only touch thread-locals.
+    unsafe {
+        pg_sys::CacheRegisterRelcacheCallback(Some(on_relcache_invalidation), pg_sys::Datum::from(0));
+        pg_sys::CacheRegisterSyscacheCallback(
+            pg_sys::SysCacheIdentifier::NAMESPACEOID as i32,
+            Some(on_namespace_change),
+            pg_sys::Datum::from(0),
+        );
+        pg_sys::RegisterXactCallback(Some(on_xact_event), std::ptr::null_mut());
+        pg_sys::RegisterSubXactCallback(Some(on_subxact_event), std::ptr::null_mut());
+    }
+}
+
+fn bump(w: Watched) {
+    INVALIDATIONS.with(|n| n[w as usize].set(n[w as usize].get().wrapping_add(1)));
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    for w in ALL {
+        // InvalidOid means "everything" (e.g. after a sinval queue overflow).
+        let hit = relid == pg_sys::InvalidOid
+            || READING.with(|r| r[w as usize].get())
+            || RELIDS.with(|r| r[w as usize].try_borrow().map_or(true, |ids| ids.contains(&relid)));
+        if hit {
+            bump(w);
+        }
+    }
+}
+
+/// A schema was renamed, dropped or created: a configured name may now mean another relation.
+#[pg_guard]
+unsafe extern "C-unwind" fn on_namespace_change(_arg: pg_sys::Datum, _cacheid: i32, _hash: u32) {
+    NAMESPACE_CHANGES.with(|n| n.set(n.get().wrapping_add(1)));
+    ALL.into_iter().for_each(bump);
+}
+
+/// What was read after this transaction's own writes is dropped when they are rolled back.
+/// (Only then: an abort after a load that read committed rows only must not force a reload, or a
+/// flood of failing requests with unknown kids would reload every time.)
+fn drop_reads_of_own_writes() {
+    for w in ALL {
+        if READ_OWN_WRITES.with(|r| r[w as usize].get()) {
+            bump(w);
+        }
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_xact_event(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    use pg_sys::XactEvent::*;
+    if matches!(event, XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT) {
+        drop_reads_of_own_writes();
+    }
+    if matches!(
+        event,
+        XACT_EVENT_ABORT
+            | XACT_EVENT_PARALLEL_ABORT
+            | XACT_EVENT_COMMIT
+            | XACT_EVENT_PARALLEL_COMMIT
+            | XACT_EVENT_PREPARE
+    ) {
+        READ_OWN_WRITES.with(|r| r.iter().for_each(|f| f.set(false)));
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_subxact_event(
+    event: pg_sys::SubXactEvent::Type,
+    _sub: pg_sys::SubTransactionId,
+    _parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
+        ABORTS.with(|a| a.set(a.get().wrapping_add(1)));
+        drop_reads_of_own_writes();
+    }
+}
+
+/// Invalidations of `w` processed by this backend; a cache loaded from `w` is valid while this
+/// still has the value it had before the load.
+pub fn invalidations(w: Watched) -> u64 {
+    INVALIDATIONS.with(|n| n[w as usize].get())
+}
+
+/// The relations a load of `w` read: an invalidation of any of them makes it stale.
+pub fn watch(w: Watched, relids: Vec<pg_sys::Oid>) {
+    RELIDS.with(|r| *r[w as usize].borrow_mut() = relids);
+}
+
+/// While it lives, every relcache invalidation counts for `w` (see `READING`). Reset however the
+/// read ends: an ERROR unwinds through here as a Rust panic.
+pub struct Reading(Watched);
+
+impl Reading {
+    pub fn start(w: Watched) -> Reading {
+        READING.with(|r| r[w as usize].set(true));
+        Reading(w)
+    }
+}
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        READING.with(|r| r[self.0 as usize].set(false));
+    }
+}
+
+/// A read of `w` happened in a transaction that has written: an abort must drop what it read.
+pub fn note_read(w: Watched) {
+    // SAFETY: a plain read of the transaction state.
+    if unsafe { pg_sys::GetTopTransactionIdIfAny() } != pg_sys::InvalidTransactionId {
+        READ_OWN_WRITES.with(|r| r[w as usize].set(true));
+    }
+}
+
+/// Schema changes this backend has processed (any pg_namespace row).
+pub fn namespace_changes() -> u64 {
+    NAMESPACE_CHANGES.with(Cell::get)
+}
+
+/// This transaction's local id; increments for every transaction of the backend.
+pub fn local_xid() -> u32 {
+    // SAFETY: MyProc is set for any backend that can run SQL.
+    unsafe {
+        #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16"))]
+        return (*pg_sys::MyProc).lxid;
+        #[cfg(any(feature = "pg17", feature = "pg18"))]
+        return (*pg_sys::MyProc).vxid.lxid;
+    }
+}
+
+/// When an answer was obtained, for answers kept only within a transaction: it is still valid in
+/// the same transaction, with no subtransaction rolled back since, under the same settings.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    lxid: u32,
+    aborts: u64,
+    settings: u64,
+}
+
+impl Stamp {
+    pub fn now() -> Stamp {
+        Stamp { lxid: local_xid(), aborts: ABORTS.with(Cell::get), settings: settings::generation() }
+    }
+
+    /// Compared field by field, cheapest first: this runs on every row of a policy.
+    pub fn is_current(&self) -> bool {
+        self.lxid == local_xid() && self.settings == settings::generation() && self.aborts == ABORTS.with(Cell::get)
+    }
+}
+
+/// This backend is a parallel worker (it has the leader's settings, not its state or caches).
+pub fn is_parallel_worker() -> bool {
+    // SAFETY: a plain global of parallel.c.
+    unsafe { pg_sys::ParallelWorkerNumber >= 0 }
+}
