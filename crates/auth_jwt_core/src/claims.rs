@@ -54,7 +54,7 @@ pub struct Times {
     pub iat: Option<f64>,
 }
 
-fn numeric_date(claims: Object<'_>, name: &str) -> Result<Option<f64>, Error> {
+pub(crate) fn numeric_date(claims: Object<'_>, name: &str) -> Result<Option<f64>, Error> {
     match claims.get(name) {
         None => Ok(None),
         // The parser holds only finite numbers; i64/u64 convert exactly enough (2^53 seconds is
@@ -77,11 +77,7 @@ fn date(t: f64) -> String {
 }
 
 /// `exp`: required, and not reached (with leeway). Returns it.
-pub fn check_exp(claims: Object<'_>, v: &Validation, now: i64) -> Result<f64, Error> {
-    exp_rule(numeric_date(claims, "exp")?, v, now)
-}
-
-fn exp_rule(exp: Option<f64>, v: &Validation, now: i64) -> Result<f64, Error> {
+pub(crate) fn exp_rule(exp: Option<f64>, v: &Validation, now: i64) -> Result<f64, Error> {
     let exp = exp.ok_or_else(|| Error::claim("exp", "is required"))?;
     if now > last_valid_second(exp, v.leeway) {
         return Err(Error::new(
@@ -99,11 +95,7 @@ fn exp_rule(exp: Option<f64>, v: &Validation, now: i64) -> Result<f64, Error> {
 }
 
 /// `nbf`: optional; not later than now + leeway.
-pub fn check_nbf(claims: Object<'_>, v: &Validation, now: i64) -> Result<Option<f64>, Error> {
-    nbf_rule(numeric_date(claims, "nbf")?, v, now)
-}
-
-fn nbf_rule(nbf: Option<f64>, v: &Validation, now: i64) -> Result<Option<f64>, Error> {
+pub(crate) fn nbf_rule(nbf: Option<f64>, v: &Validation, now: i64) -> Result<Option<f64>, Error> {
     if let Some(nbf) = nbf {
         if nbf > now as f64 + v.leeway as f64 {
             return Err(Error::new(
@@ -122,11 +114,7 @@ fn nbf_rule(nbf: Option<f64>, v: &Validation, now: i64) -> Result<Option<f64>, E
 }
 
 /// `iat`: optional; not later than now + leeway.
-pub fn check_iat(claims: Object<'_>, v: &Validation, now: i64) -> Result<Option<f64>, Error> {
-    iat_rule(numeric_date(claims, "iat")?, v, now)
-}
-
-fn iat_rule(iat: Option<f64>, v: &Validation, now: i64) -> Result<Option<f64>, Error> {
+pub(crate) fn iat_rule(iat: Option<f64>, v: &Validation, now: i64) -> Result<Option<f64>, Error> {
     if let Some(iat) = iat {
         if iat > now as f64 + v.leeway as f64 {
             return Err(Error::new(
@@ -183,26 +171,20 @@ pub fn check_aud(claims: Object<'_>, v: &Validation) -> Result<(), Error> {
     Ok(())
 }
 
-/// Validate the registered claims of a verified payload at time `now` (Unix seconds).
-/// Types first (a string `exp` is a type error even when a date check would also fail).
-pub fn validate(claims: Object<'_>, v: &Validation, now: i64) -> Result<Times, Error> {
-    let (exp, nbf, iat) = (numeric_date(claims, "exp")?, numeric_date(claims, "nbf")?, numeric_date(claims, "iat")?);
-    let exp = exp_rule(exp, v, now)?;
-    let nbf = nbf_rule(nbf, v, now)?;
-    let iat = iat_rule(iat, v, now)?;
-    check_iss(claims, v)?;
-    check_aud(claims, v)?;
-    if let Some(sub) = claims.get("sub") {
-        if sub.as_str().is_none() {
-            return Err(Error::claim("sub", format!("must be a string, not {}", sub.a_type())));
+/// `sub`: optional; a string (Better Auth's user id).
+pub fn check_sub(claims: Object<'_>) -> Result<(), Error> {
+    match claims.get("sub") {
+        Some(sub) if sub.as_str().is_none() => {
+            Err(Error::claim("sub", format!("must be a string, not {}", sub.a_type())))
         }
+        _ => Ok(()),
     }
-    Ok(Times { exp, nbf, iat })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::validate;
     use crate::Doc;
     use serde_json::{json, Map, Value};
 

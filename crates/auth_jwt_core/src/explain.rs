@@ -5,9 +5,10 @@
 //! Claims are examined even when the signature does not verify, since "why is this refused"
 //! often has more than one answer; such rows say the payload is unverified.
 
-use crate::claims::{self, Expect, Validation};
-use crate::error::{iso8601, Error, Part};
+use crate::claims::Validation;
+use crate::error::{Error, Part};
 use crate::keys::KeySet;
+use crate::pipeline::{self, Report};
 use crate::token::{self, Header};
 use crate::{b64, json, uuid_claim, UuidClaimError};
 
@@ -30,8 +31,6 @@ fn step(name: &'static str, r: Result<String, String>) -> Step {
 fn skipped(name: &'static str, because: &str) -> Step {
     Step { name, ok: None, detail: format!("not checked: {because}") }
 }
-
-const CLAIM_STEPS: [&str; 6] = ["payload", "exp", "nbf", "iat", "issuer", "audience"];
 
 /// An explanation: every step, and the verified claims when the token passed them all (so that a
 /// caller's further step, the session check, needs no second verification).
@@ -59,6 +58,28 @@ pub fn explanation(
     Explanation { steps: out, verified }
 }
 
+/// The explanation's side of the pipeline: every step recorded.
+struct Record<'o>(&'o mut Vec<Step>);
+
+impl Report for Record<'_> {
+    const EVERY_STEP: bool = true;
+
+    fn passed(&mut self, name: &'static str, detail: String) {
+        self.0.push(Step { name, ok: Some(true), detail });
+    }
+
+    fn failed(&mut self, name: &'static str, e: &Error) {
+        self.0.push(Step { name, ok: Some(false), detail: e.detail().to_owned() });
+    }
+
+    fn skipped(&mut self, name: &'static str, because: &str) {
+        self.0.push(skipped(name, because));
+    }
+}
+
+/// Every step, in the pipeline's order; the claims when the token passed them all. The steps
+/// before the key are `token::parse`'s verdict, split per step; from the key on they are the
+/// pipeline's own (`pipeline::key`, `signature`, `payload`, `claims`), which a verification runs.
 fn steps(
     token: &str,
     keys: &KeySet,
@@ -76,22 +97,11 @@ fn steps(
             Err(format!("{} bytes, over the limit of {max} (auth_jwt.max_token_size)", token.len()))
         },
     ));
-    let rest = [
-        "segments",
-        "header",
-        "algorithm",
-        "key",
-        "signature",
-        "payload",
-        "exp",
-        "nbf",
-        "iat",
-        "issuer",
-        "audience",
-        "uuid claim",
-    ];
+    let rest = ["segments", "header", "algorithm", "key", "signature", "payload"];
+    let after_payload = pipeline::CLAIM_STEPS.iter().copied().chain(["uuid claim"]);
     if token.len() > max {
-        out.extend(rest.iter().map(|n| skipped(n, "the token is too large to decode")));
+        let why = "the token is too large to decode";
+        out.extend(rest.iter().copied().chain(after_payload).map(|n| skipped(n, why)));
         return None;
     }
 
@@ -99,7 +109,8 @@ fn steps(
     if segs.len() != 3 || segs.iter().any(|s| s.is_empty()) {
         let why = token::parse(token, usize::MAX).err().map(|e| e.detail().to_owned()).unwrap_or_default();
         out.push(step("segments", Err(why)));
-        out.extend(rest[1..].iter().map(|n| skipped(n, "not a three-part compact JWS")));
+        let why = "not a three-part compact JWS";
+        out.extend(rest[1..].iter().copied().chain(after_payload).map(|n| skipped(n, why)));
         return None;
     }
     out.push(step("segments", Ok("three base64url segments".into())));
@@ -110,109 +121,54 @@ fn steps(
         Ok(c) => Some((c.header.kid.clone(), Some(c.header.alg))),
         Err(e) => header_only(segs[0], e),
     };
-    match (&parsed, &header) {
+    let mut r = Record(out);
+    let signed = match (&parsed, &header) {
         (Err(e), None) => {
-            out.push(step("header", Err(e.detail().to_owned())));
-            out.extend(rest[2..5].iter().map(|n| skipped(n, "the header is not usable")));
+            r.0.push(step("header", Err(e.detail().to_owned())));
+            rest[2..5].iter().for_each(|n| r.skipped(n, "the header is not usable"));
+            false
         }
         (Err(e), Some((kid, None))) => {
-            out.push(step("header", Ok(header_summary(kid))));
-            out.push(step("algorithm", Err(e.detail().to_owned())));
-            out.extend(rest[3..5].iter().map(|n| skipped(n, "the algorithm is not accepted")));
+            r.0.push(step("header", Ok(header_summary(kid))));
+            r.0.push(step("algorithm", Err(e.detail().to_owned())));
+            rest[3..5].iter().for_each(|n| r.skipped(n, "the algorithm is not accepted"));
+            false
         }
         (Err(e), Some((kid, Some(alg)))) => {
-            let h = &Header { alg: *alg, kid: kid.clone() };
             // Header and algorithm fine; the payload or signature segment failed to decode.
-            out.push(step("header", Ok(header_summary(&h.kid))));
-            out.push(step("algorithm", Ok(h.alg.describe().to_owned())));
-            out.push(key_step(keys, h, validation, now).0);
+            let h = &Header { alg: *alg, kid: kid.clone() };
+            r.0.push(step("header", Ok(header_summary(&h.kid))));
+            r.0.push(step("algorithm", Ok(h.alg.describe().to_owned())));
+            explained(pipeline::key(keys, h, validation, now, &mut r));
             if e.detail().starts_with("payload") {
-                out.push(skipped("signature", "the payload segment is not canonical base64url"));
+                r.skipped("signature", "the payload segment is not canonical base64url");
             } else {
-                out.push(step("signature", Err(e.detail().to_owned())));
+                r.failed("signature", e);
             }
+            false
         }
         (Ok(c), _) => {
-            out.push(step("header", Ok(header_summary(&c.header.kid))));
-            out.push(step("algorithm", Ok(c.header.alg.describe().to_owned())));
-            let (key_row, key) = key_step(keys, &c.header, validation, now);
-            out.push(key_row);
-            out.push(match key {
-                None => skipped("signature", "no usable key"),
-                Some(key) => step(
-                    "signature",
-                    crate::verify_signature(c, key)
-                        .map(|_| {
-                            let spec = key.alg().spec();
-                            match spec.verifier {
-                                crate::alg::Verifier::Ed25519 => format!("valid ({})", spec.library),
-                                _ => format!("valid ({}, {})", spec.name, spec.library),
-                            }
-                        })
-                        .map_err(|e| e.detail().to_owned()),
-                ),
-            });
+            r.0.push(step("header", Ok(header_summary(&c.header.kid))));
+            r.0.push(step("algorithm", Ok(c.header.alg.describe().to_owned())));
+            explained(pipeline::signature(c, keys, validation, now, &mut r)).is_some()
         }
-    }
-    let verified = out.iter().any(|s| s.name == "signature" && s.ok == Some(true));
+    };
 
     // The payload and its claims, even when unverified (marked so).
-    let claims = match payload(segs[1]) {
-        Ok(m) => {
-            let note =
-                if verified { "a JSON object" } else { "a JSON object (unverified: the signature did not pass)" };
-            out.push(step("payload", Ok(note.into())));
-            Some(m)
-        }
+    let claims = match b64::decode(segs[1]) {
+        Ok(bytes) => explained(pipeline::payload(bytes, signed, &mut r)),
         Err(e) => {
-            out.push(step("payload", Err(e.detail().to_owned())));
+            r.failed("payload", &Error::malformed(Part::Payload, e));
             None
         }
     };
     let Some(claims) = claims else {
-        out.extend(CLAIM_STEPS[1..].iter().map(|n| skipped(n, "the payload is not a JSON object")));
-        out.push(skipped("uuid claim", "the payload is not a JSON object"));
+        let why = "the payload is not a JSON object";
+        after_payload.for_each(|n| r.skipped(n, why));
         return None;
     };
-    out.push(step(
-        "exp",
-        claims::check_exp(claims.root(), validation, now)
-            .map(|e| format!("{} (valid for another {}s)", iso8601(e.floor() as i64), (e - now as f64).floor() as i64))
-            .map_err(detail),
-    ));
-    out.push(step(
-        "nbf",
-        claims::check_nbf(claims.root(), validation, now)
-            .map(|n| n.map_or("absent".into(), |n| iso8601(n.floor() as i64)))
-            .map_err(detail),
-    ));
-    out.push(step(
-        "iat",
-        claims::check_iat(claims.root(), validation, now)
-            .map(|i| i.map_or("absent".into(), |i| iso8601(i.floor() as i64)))
-            .map_err(detail),
-    ));
-    out.push(step(
-        "issuer",
-        claims::check_iss(claims.root(), validation)
-            .map(|_| match &validation.issuer {
-                Expect::Any => "not checked (auth_jwt.issuer is * or empty)".into(),
-                Expect::Exactly(_) => "matches auth_jwt.issuer".into(),
-            })
-            .map_err(detail),
-    ));
-    out.push(step(
-        "audience",
-        claims::check_aud(claims.root(), validation)
-            .map(|_| match &validation.audience {
-                Expect::Any => "not checked (auth_jwt.audience is * or empty)".into(),
-                Expect::Exactly(_) => "contains auth_jwt.audience".into(),
-            })
-            .map_err(detail),
-    ));
-    // Everything a verification checks passed (the uuid claim below is advice, not a check).
-    let passed = verified && out.iter().all(|s| s.ok != Some(false));
-    out.push(step(
+    let times = explained(pipeline::claims(claims.root(), validation, now, &mut r));
+    r.0.push(step(
         "uuid claim",
         match uuid_claim(claims.root(), uuid_claim_name) {
             Ok(_) => Ok(format!("\"{uuid_claim_name}\" is a canonical UUID")),
@@ -223,11 +179,13 @@ fn steps(
             Err(UuidClaimError::NotCanonical) => Err(format!("\"{uuid_claim_name}\" is not a canonical UUID")),
         },
     ));
-    passed.then_some(claims)
+    // What a verification checks all passed (the uuid claim is advice, not a check).
+    (signed && times.is_some()).then_some(claims)
 }
 
-fn detail(e: Error) -> String {
-    e.detail().to_owned()
+/// A pipeline step run for an explanation, which records failures instead of returning them.
+fn explained<T>(r: Result<Option<T>, Error>) -> Option<T> {
+    r.unwrap_or_default()
 }
 
 fn header_summary(kid: &Option<String>) -> String {
@@ -248,23 +206,4 @@ fn header_only(seg: &str, e: &Error) -> Option<(Option<String>, Option<crate::Al
     let alg = crate::Alg::from_name(map.get("alg")?.as_str()?);
     let kid = map.get("kid").and_then(|k| k.as_str()).map(str::to_owned);
     Some((kid, alg))
-}
-
-fn key_step<'k>(keys: &'k KeySet, h: &Header, v: &Validation, now: i64) -> (Step, Option<&'k crate::PublicKey>) {
-    match keys.select(h.kid.as_deref(), h.alg, now, v.key_grace_period) {
-        Ok((key, until)) => {
-            let d = match until {
-                Some(u) => format!("found: {}; usable until {}", key.describe(), iso8601(u)),
-                None => format!("found: {}; does not expire", key.describe()),
-            };
-            (step("key", Ok(d)), Some(key))
-        }
-        Err(e) => (step("key", Err(e.detail().to_owned())), None),
-    }
-}
-
-fn payload(seg: &str) -> Result<crate::Doc, Error> {
-    let bytes = b64::decode(seg).map_err(|e| Error::malformed(Part::Payload, e))?;
-    let text = String::from_utf8(bytes).map_err(|_| Error::malformed(Part::Payload, "is not UTF-8"))?;
-    crate::parse_payload(text)
 }

@@ -15,6 +15,7 @@ pub mod json;
 pub mod jsonb;
 pub mod jwks;
 pub mod keys;
+pub mod pipeline;
 pub mod role;
 pub mod session;
 pub mod token;
@@ -50,15 +51,12 @@ pub fn verify(token: &str, keys: &KeySet, v: &Validation, now: i64) -> Result<Ve
 
 /// The rest of [`verify`] for a token already split by [`token::parse`] (the extension looks at
 /// the `kid` in between to decide whether its key cache must be reloaded).
-pub fn verify_compact(c: Compact<'_>, keys: &KeySet, v: &Validation, now: i64) -> Result<Verified, Error> {
-    let (key, key_until) = keys.select(c.header.kid.as_deref(), c.header.alg, now, v.key_grace_period)?;
-    verify_signature(&c, key)?;
-    let kid = c.header.kid;
-    let claims = parse_payload(decode_payload(c.payload)?)?;
-    let times = claims::validate(claims.root(), v, now)?;
-    let token_until = claims::last_valid_second(times.exp, v.leeway);
-    let valid_until = key_until.map_or(token_until, |k| k.min(token_until));
-    Ok(Verified { kid, claims, times, valid_until })
+pub fn verify_compact(mut c: Compact<'_>, keys: &KeySet, v: &Validation, now: i64) -> Result<Verified, Error> {
+    let payload = std::mem::take(&mut c.payload);
+    match pipeline::run(&c, payload, keys, v, now, &mut pipeline::Verify)? {
+        Some((claims, times, valid_until)) => Ok(Verified { kid: c.header.kid, claims, times, valid_until }),
+        None => unreachable!("a verification stops at the first failure"),
+    }
 }
 
 /// The signature over the signing input, under the key selected for the token's algorithm
@@ -74,12 +72,6 @@ pub fn parse_payload(payload: String) -> Result<Doc, Error> {
         json::check_numeric_scale(claims.text().as_bytes()).map_err(|e| Error::malformed(Part::Payload, e))?;
     }
     Ok(claims)
-}
-
-fn decode_payload(payload: Vec<u8>) -> Result<String, Error> {
-    String::from_utf8(payload).map_err(|e| {
-        Error::malformed(Part::Payload, format!("is not UTF-8 (at byte {})", e.utf8_error().valid_up_to()))
-    })
 }
 
 /// Why a token's user-id claim cannot be used.
