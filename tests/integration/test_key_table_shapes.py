@@ -294,3 +294,34 @@ def test_a_function_called_through_an_operator_is_found(db):
     su.execute("CREATE VIEW plain_keys AS SELECT * FROM jwks WHERE lower(id) = id")
     use_table(su, db, "public.plain_keys")
     assert watch(su) == {"public.jwks": "already watched"}
+
+
+def test_a_view_over_the_clock_or_a_catalog_is_never_watched(db):
+    """Red-team finding: CURRENT_TIMESTAMP (an SQL value function, not a function call in the
+    stored tree) and system catalogs (on which pg_depend records nothing) change a view's rows
+    without any invalidation. Such a view counted as watched, and a backend kept a key the view
+    no longer showed, transaction after transaction."""
+    su = connect(db)
+    su.execute("ALTER TABLE jwks ADD COLUMN revoke_at timestamptz")
+    su.execute("CREATE VIEW timed_keys AS SELECT * FROM jwks WHERE revoke_at IS NULL OR revoke_at > CURRENT_TIMESTAMP")
+    use_table(su, db, "public.timed_keys")
+    assert "SQL value function" in watch(su)["public.timed_keys"]
+    a, notices = backend(db)
+    assert sub(a, token(1)) == "user1"
+    assert any("not watched" in n for n in notices), notices
+    su.execute("UPDATE jwks SET revoke_at = clock_timestamp() + interval '1 second' WHERE id = 'k1'")
+    assert sub(a, token(1)) == "user1", "not revoked yet"
+    import time
+
+    time.sleep(1.2)
+    assert sqlstate_of(a, "SELECT auth_jwt.jwt_verify(%s)", token(1)) == NOT_FOUND, "the clock moved: read again"
+    # A catalog in the view: a role dropped sends no invalidation of the view.
+    su.execute("CREATE ROLE keys_on")
+    su.execute("CREATE VIEW switched_keys AS SELECT * FROM jwks WHERE EXISTS "
+               "(SELECT FROM pg_catalog.pg_roles WHERE rolname = 'keys_on')")
+    use_table(su, db, "public.switched_keys")
+    assert "pg_authid" in watch(su)["public.switched_keys"] or "pg_roles" in watch(su)["public.switched_keys"]
+    a, notices = backend(db)
+    assert sub(a, token(2)) == "user2"
+    su.execute("DROP ROLE keys_on")
+    assert sqlstate_of(a, "SELECT auth_jwt.jwt_verify(%s)", token(2)) == NOT_FOUND
