@@ -85,9 +85,10 @@ build_mint() {
     export MINT="$ROOT/target/debug/mint"
 }
 
-# start_cluster NAME PORT: a fresh cluster in /tmp, trust auth on loopback and a private socket.
+# start_cluster NAME PORT [CONF]: a fresh cluster in /tmp, trust auth on loopback and a private
+# socket; CONF: more postgresql.conf lines.
 start_cluster() {
-    local name=$1 port=$2
+    local name=$1 port=$2 extra=${3:-}
     export PGDATA_DIR=/tmp/auth_jwt-$name
     export PGHOST=/tmp/auth_jwt-$name-sock PGPORT=$port PGUSER=postgres
     stop_cluster "$name"
@@ -103,6 +104,7 @@ max_connections = 200
 wal_level = logical
 max_wal_senders = 10
 max_replication_slots = 10
+$extra
 CONF
     echo "host replication all 127.0.0.1/32 trust" >>"$PGDATA_DIR/pg_hba.conf"
     runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$PGDATA_DIR/log" -w start >/dev/null

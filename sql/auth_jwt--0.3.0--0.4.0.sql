@@ -52,3 +52,21 @@ END
 $$;
 COMMENT ON FUNCTION auth_jwt.pre_request() IS
     'For PostgREST db-pre-request: raises PT401 (HTTP 401) when the request carries an invalid token; switches a verified request to auth_jwt.authenticated_role when set';
+
+-- Citus (issue 29): each node watches the placement of a reference key table, where writes land,
+-- instead of its empty shell table. Idempotent elsewhere: an already watched key table is left
+-- as it is. Citus runs this update on each worker too.
+DO $$
+BEGIN
+    PERFORM auth_jwt.watch_key_table();
+EXCEPTION
+    WHEN undefined_table OR object_not_in_prerequisite_state THEN
+        NULL;
+    WHEN duplicate_object THEN
+        DECLARE msg text; hint text;
+        BEGIN
+            GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, hint = PG_EXCEPTION_DETAIL;
+            RAISE WARNING 'auth_jwt: %', msg USING HINT = hint;
+        END;
+END
+$$;

@@ -206,6 +206,13 @@ EXCEPTION
     WHEN undefined_table THEN
         RAISE WARNING 'auth_jwt: key table % does not exist yet', pg_catalog.current_setting('auth_jwt.jwks_table')
             USING HINT = 'After Better Auth''s migrations create it, run SELECT auth_jwt.watch_key_table(); as a superuser.';
+    WHEN object_not_in_prerequisite_state THEN
+        -- On a Citus worker: the key table is a Citus table this node holds no copy of.
+        DECLARE msg text; hint text;
+        BEGIN
+            GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, hint = PG_EXCEPTION_HINT;
+            RAISE WARNING '%', msg USING HINT = hint;
+        END;
     WHEN duplicate_object THEN
         DECLARE msg text; hint text;
         BEGIN

@@ -70,6 +70,15 @@ fn raise(code: PgSqlErrorCode, message: String, detail: String, hint: String) ->
     unreachable!("ERROR does not return")
 }
 
+/// Advice that is not a failure (a NOTICE or a WARNING), with a detail and a hint.
+pub fn advise(level: PgLogLevel, message: String, detail: &str, hint: &str) {
+    let code = match level {
+        PgLogLevel::WARNING => PgSqlErrorCode::ERRCODE_WARNING,
+        _ => PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
+    };
+    ErrorReport::new(code, message, "auth_jwt").set_detail(sentence(detail)).set_hint(hint.to_owned()).report(level);
+}
+
 /// A rejected token.
 pub fn rejected(e: &Error) -> ! {
     crate::stats::rejected(e.kind());

@@ -82,6 +82,10 @@ impl KeySource for KeyTable {
     /// and (for keys trusted only in their transaction) the same transaction. No SPI, no clock.
     fn fresh(&self) -> bool {
         let table = settings::jwks_table();
+        // Take in the invalidations already sent: a transaction that holds every lock it needs
+        // (a Citus worker's transaction across its shard queries, say) would otherwise not
+        // process them until it took a new one. Nothing to do is one unlocked read.
+        xact::accept_invalidations();
         let n = xact::invalidations(Watched::KeyTable);
         STORE.with(|s| match &*s.borrow() {
             None => false,
@@ -249,7 +253,7 @@ fn load(table: &str) {
             })
         })
     };
-    xact::watch(Watched::KeyTable, watch.relids);
+    xact::watch(Watched::KeyTable, watch.relids.into_iter().chain(rel.citus_table).collect());
     xact::note_read(Watched::KeyTable);
     let keys = KeySet::from_rows(rows.iter().filter_map(KeyTableRow::key_row));
     let problem = watch.problems.first().cloned();
@@ -273,7 +277,7 @@ fn load(table: &str) {
     if let (true, Some(why)) = (warn, problem) {
         pgrx::warning!(
             "auth_jwt: key table {} is not watched for changes ({why}), so keys are re-read in every transaction; run SELECT auth_jwt.watch_key_table(); as a superuser",
-            rel.qualified
+            rel.shown
         );
     }
 }

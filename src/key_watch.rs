@@ -63,8 +63,15 @@ pub struct Status {
 /// reach every backend as an invalidation of one of them.
 pub fn status(rel: &Relation, snapshot: &Snapshot) -> Status {
     let rows = relations_under(rel, snapshot);
-    let problems = rows.iter().filter_map(|(_, name, _, why)| why.as_ref().map(|w| format!("{name}: {w}"))).collect();
-    Status { relids: rows.into_iter().filter_map(|(oid, ..)| oid).collect(), problems }
+    let mut problems: Vec<String> =
+        rows.iter().filter_map(|(_, name, _, why)| why.as_ref().map(|w| format!("{name}: {w}"))).collect();
+    let relids: Vec<pg_sys::Oid> = rows.into_iter().filter_map(|(oid, ..)| oid).collect();
+    if !relids.contains(&rel.oid) {
+        // The catalog query did not see the relation itself (a filter on pg_class, as Citus
+        // adds): nothing it found can be trusted to be complete.
+        problems.insert(0, format!("{}: not found in pg_class", rel.shown));
+    }
+    Status { relids, problems }
 }
 
 /// One trigger on a base table, as watch_key_table sees it.
@@ -142,6 +149,30 @@ pub fn attach_triggers() -> (Relation, Vec<(String, String)>) {
         out.push((name, action));
     }
     (rel, out)
+}
+
+/// On the Citus coordinator, `watch_key_table()` on every worker, so that each watches its own
+/// placement (a write to a reference table changes every node's placement, and an invalidation
+/// reaches only the backends of the node that sent it): (relation and node, what was done, or why
+/// it failed).
+pub fn attach_on_workers() -> Vec<(String, String)> {
+    let rows =
+        snapshot_query::select(&Snapshot::latest(), include_str!("../sql/queries/citus_watch_workers.sql"), &[], |r| {
+            (
+                r.get::<String>(1).unwrap_or_default(),
+                r.get::<bool>(2).unwrap_or(false),
+                r.get::<String>(3).unwrap_or_default(),
+                r.get::<String>(4),
+                r.get::<String>(5).unwrap_or_default(),
+            )
+        });
+    rows.into_iter()
+        .map(|(node, ok, result, relation, action)| match (ok, relation) {
+            (false, _) => (format!("worker {node}"), format!("failed: {result}")),
+            (true, None) => (format!("worker {node}"), "nothing to watch".to_owned()),
+            (true, Some(relation)) => (format!("{relation} on worker {node}"), action),
+        })
+        .collect()
 }
 
 fn quote(ident: &str) -> String {

@@ -8,6 +8,7 @@ use pgrx::prelude::*;
 
 // Layered: each module imports only modules above it in this list (ARCHITECTURE.md draws it;
 // scripts/check-layers keeps it true).
+mod citus;
 mod diagnostics;
 mod errors;
 mod fmgr;
@@ -26,6 +27,7 @@ mod settings;
 mod snapshot_query;
 mod stats;
 mod token_cache;
+mod token_forward;
 mod token_source;
 mod verify;
 mod watch;
@@ -47,6 +49,7 @@ pub extern "C-unwind" fn _PG_init() {
     std::env::remove_var("RUST_LIB_BACKTRACE");
     settings::init();
     xact::init();
+    token_forward::init();
 }
 
 /// Required by `cargo pgrx test`.

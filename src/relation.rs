@@ -16,7 +16,11 @@
 //! the owner is read after the lock, and a query runs only if, once its plan is ready with all
 //! its locks taken, no schema has been renamed, created or dropped since the lock: the only way
 //! left for the name to mean another relation. Otherwise the caller resolves again.
+//!
+//! On Citus, a reference table named by a setting is read through its placement on this node
+//! (see `citus`): `Relation` is then the placement, locked after the table it belongs to.
 
+use crate::citus::{self, Placement};
 use crate::errors;
 use crate::snapshot_query::{self, Moved, Snapshot};
 use crate::xact;
@@ -24,7 +28,7 @@ use auth_jwt_core::error::printable;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 
 /// A setting's value, parsed as `schema.table`.
 #[derive(Clone, PartialEq, Eq)]
@@ -48,13 +52,28 @@ impl Locked {
     }
 }
 
-/// A locked relation, described after the lock.
+/// A locked relation, described after the lock: the one a setting names or, on Citus, its
+/// placement on this node.
 pub struct Relation {
+    /// The relation read.
     pub oid: pg_sys::Oid,
-    /// `schema.table`, each part quoted as needed.
+    /// `schema.table` of the relation read, each part quoted as needed.
     pub qualified: String,
+    /// How messages name it: `qualified`, or the Citus table and its placement.
+    pub shown: String,
     pub owner: pg_sys::Oid,
+    /// The relation the setting names, locked.
     pub locked: Locked,
+    /// On Citus, the table the placement belongs to: Citus invalidates it when its placements
+    /// change, so a cache of the placement's rows watches it too.
+    pub citus_table: Option<pg_sys::Oid>,
+}
+
+impl Relation {
+    /// Every relation whose invalidation makes what was read from this one stale.
+    pub fn watched(&self) -> Vec<pg_sys::Oid> {
+        std::iter::once(self.oid).chain(self.citus_table).collect()
+    }
 }
 
 /// Why a setting's value does not name a usable relation.
@@ -62,6 +81,8 @@ pub enum Unresolved {
     /// Not `schema.table` in a regular schema; says why that matters.
     Unqualified(&'static str),
     Missing,
+    /// A Citus table (its name) whose rows this node does not hold, and why.
+    NotOnThisNode(String, &'static str),
 }
 
 /// A relation a setting names, and how to say what is wrong with it: the key table and the
@@ -81,6 +102,8 @@ pub struct Configured {
     pub columns: &'static [&'static str],
     pub columns_detail: &'static str,
     pub columns_hint: &'static str,
+    /// What to do on Citus when a node cannot read it.
+    pub citus_hint: &'static str,
 }
 
 pub const KEY_TABLE: Configured = Configured {
@@ -92,6 +115,7 @@ pub const KEY_TABLE: Configured = Configured {
     columns: &["id", "publicKey"],
     columns_detail: "The key table needs the columns id and \"publicKey\" (and uses \"expiresAt\", \"alg\", \"crv\" when present), as Better Auth 1.7 creates them.",
     columns_hint: "If Better Auth's jwks table or its columns are renamed, point auth_jwt.jwks_table at a view that exposes these names.",
+    citus_hint: "On Citus, every node reads the keys: make the key table a reference table on the coordinator (DROP TRIGGER IF EXISTS auth_jwt_key_change ON public.jwks; SELECT create_reference_table('public.jwks'); SELECT auth_jwt.watch_key_table();), or set auth_jwt.jwks_url.",
 };
 
 pub const SESSION_TABLE: Configured = Configured {
@@ -103,6 +127,7 @@ pub const SESSION_TABLE: Configured = Configured {
     columns: &["id", "userId", "expiresAt"],
     columns_detail: "The session table needs the columns id, \"userId\" and \"expiresAt\", as Better Auth creates them.",
     columns_hint: "If Better Auth's session table or its columns are renamed, point auth_jwt.session_table at a view that exposes these names.",
+    citus_hint: "On Citus, every node looks sessions up: make the session table a reference table on the coordinator (SELECT create_reference_table('public.session');).",
 };
 
 impl Configured {
@@ -125,7 +150,17 @@ impl Configured {
                 PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
                 format!("auth_jwt {} \"{value}\" does not exist", self.noun),
                 self.why.into(),
-                self.missing_hint,
+                &if citus::installed() {
+                    format!("{} {}", self.missing_hint, self.citus_hint)
+                } else {
+                    self.missing_hint.to_owned()
+                },
+            ),
+            Unresolved::NotOnThisNode(name, why) => errors::configured_relation(
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!("auth_jwt {} {name} is a Citus table whose rows are not all on this node", self.noun),
+                format!("{why}. {}", self.why),
+                self.citus_hint,
             ),
         }
     }
@@ -136,7 +171,7 @@ impl Configured {
             if !columns.iter().any(|c| c.name == *required) {
                 errors::configured_relation(
                     PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
-                    format!("auth_jwt {} {} has no column \"{required}\"", self.noun, rel.qualified),
+                    format!("auth_jwt {} {} has no column \"{required}\"", self.noun, rel.shown),
                     self.columns_detail.into(),
                     self.columns_hint,
                 );
@@ -201,17 +236,38 @@ pub fn resolve(name: &str) -> Result<Relation, Unresolved> {
     describe(locked)
 }
 
-/// Read what a locked relation is, under a snapshot taken after the lock.
+/// Read what a locked relation is, under a snapshot taken after the lock; on Citus, lock and
+/// describe its placement on this node instead.
 pub fn describe(locked: Locked) -> Result<Relation, Unresolved> {
-    let row = snapshot_query::select(
-        &Snapshot::latest(),
-        include_str!("../sql/queries/relation.sql"),
-        &[locked.oid.into()],
-        |r| (r.get::<pg_sys::Oid>(1), r.get::<String>(2)),
-    )
-    .pop();
+    let (owner, qualified) = owner_and_name(locked.oid)?;
+    match citus::placement(locked.oid) {
+        Placement::Itself => {
+            Ok(Relation { oid: locked.oid, shown: qualified.clone(), qualified, owner, locked, citus_table: None })
+        }
+        Placement::Local(placement) => {
+            let (owner, name) = owner_and_name(placement)?;
+            Ok(Relation {
+                oid: placement,
+                shown: format!("{qualified} (its Citus placement {name})"),
+                qualified: name,
+                owner,
+                locked,
+                citus_table: Some(locked.oid),
+            })
+        }
+        Placement::NotHere(why) => Err(Unresolved::NotOnThisNode(qualified, why)),
+    }
+}
+
+fn owner_and_name(oid: pg_sys::Oid) -> Result<(pg_sys::Oid, String), Unresolved> {
+    let row = with_pinned_settings(|| {
+        snapshot_query::select(&Snapshot::latest(), include_str!("../sql/queries/relation.sql"), &[oid.into()], |r| {
+            (r.get::<pg_sys::Oid>(1), r.get::<String>(2))
+        })
+        .pop()
+    });
     match row {
-        Some((Some(owner), Some(qualified))) => Ok(Relation { oid: locked.oid, qualified, owner, locked }),
+        Some((Some(owner), Some(qualified))) => Ok((owner, qualified)),
         _ => Err(Unresolved::Missing),
     }
 }
@@ -271,16 +327,22 @@ pub fn as_owner<R>(user: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
 }
 
 /// Run `f` with `search_path = pg_catalog, pg_temp`, `TimeZone = UTC` and `DateStyle = ISO, MDY`,
-/// as a function's SET clauses would; an error in `f` pops the GUC nest level through
-/// (sub)transaction abort.
+/// as a function's SET clauses would, and on Citus `citus.override_table_visibility = off` (Citus
+/// hides placements from queries on pg_class in client backends, and auth_jwt describes them);
+/// an error in `f` pops the GUC nest level through (sub)transaction abort.
 pub fn with_pinned_settings<R>(f: impl FnOnce() -> R) -> R {
+    const PINNED: [(&CStr, &CStr); 4] = [
+        (c"search_path", c"pg_catalog, pg_temp"),
+        (c"TimeZone", c"UTC"),
+        (c"DateStyle", c"ISO, MDY"),
+        (c"citus.override_table_visibility", c"off"),
+    ];
+    let pinned = if citus::loaded() { &PINNED[..] } else { &PINNED[..3] };
     // SAFETY: a new GUC nest level, popped below; set_config_option as a function's SET clause
     // does it (GUC_ACTION_SAVE, which parallel workers allow too).
     let nest = unsafe {
         let nest = pg_sys::NewGUCNestLevel();
-        for (name, value) in
-            [(c"search_path", c"pg_catalog, pg_temp"), (c"TimeZone", c"UTC"), (c"DateStyle", c"ISO, MDY")]
-        {
+        for &(name, value) in pinned {
             pg_sys::set_config_option(
                 name.as_ptr(),
                 value.as_ptr(),

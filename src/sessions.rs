@@ -69,9 +69,10 @@ impl IdType {
 struct Prepared {
     /// The `auth_jwt.session_table` value it was prepared for.
     table: String,
-    /// The relation it reads, locked and described when it was prepared.
+    /// The relation the setting named when it was prepared (on Citus, the lookup reads its
+    /// placement on this node), and how messages name what it reads.
     oid: pg_sys::Oid,
-    qualified: String,
+    shown: String,
     owner: pg_sys::Oid,
     id: IdType,
     plan: Plan,
@@ -187,7 +188,7 @@ fn lookup_once(table: &str, sid: &str) -> Result<Option<Session>, Moved> {
         if rows.len() > 1 {
             errors::configured_relation(
                 PgSqlErrorCode::ERRCODE_CARDINALITY_VIOLATION,
-                format!("auth_jwt session table {} has more than one row with the same id", p.qualified),
+                format!("auth_jwt session table {} has more than one row with the same id", p.shown),
                 "A token's session id must name one session.".into(),
                 "Give the relation a unique id, as Better Auth's session table has (its primary key).",
             );
@@ -240,16 +241,8 @@ fn prepare_if_stale(table: &str, locked: Locked) {
             rel.qualified
         );
         let plan = relation::as_owner(rel.owner, || Plan::new(&sql, &[id.param()]));
-        xact::watch(Watched::SessionTable, vec![rel.oid]);
-        Prepared {
-            table: table.to_owned(),
-            oid: rel.oid,
-            qualified: rel.qualified,
-            owner: rel.owner,
-            id,
-            plan,
-            seen: n,
-        }
+        xact::watch(Watched::SessionTable, rel.watched());
+        Prepared { table: table.to_owned(), oid: locked.oid, shown: rel.shown, owner: rel.owner, id, plan, seen: n }
     };
     PREPARED.with(|p| *p.borrow_mut() = Some(prepared));
 }
@@ -262,7 +255,7 @@ fn id_type(rel: &Relation, snapshot: &Snapshot) -> IdType {
     if !matches!(expires, "timestamp with time zone" | "timestamp without time zone" | "date") {
         errors::configured_relation(
             PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
-            format!("auth_jwt session table {} has an \"expiresAt\" column of type {expires}", rel.qualified),
+            format!("auth_jwt session table {} has an \"expiresAt\" column of type {expires}", rel.shown),
             "A session's end is read as a point in time: timestamp with time zone, as Better Auth creates it, or timestamp or date (read as UTC).".into(),
             "Point auth_jwt.session_table at a view whose \"expiresAt\" has one of these types.",
         );
@@ -271,7 +264,7 @@ fn id_type(rel: &Relation, snapshot: &Snapshot) -> IdType {
     IdType::of(id).unwrap_or_else(|| {
         errors::configured_relation(
             PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
-            format!("auth_jwt session table {} has an id column of type {id}", rel.qualified),
+            format!("auth_jwt session table {} has an id column of type {id}", rel.shown),
             "Session ids are compared as text, uuid or integer, the types Better Auth generates.".into(),
             "Point auth_jwt.session_table at a view whose id column is one of these types.",
         )

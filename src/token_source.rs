@@ -220,28 +220,52 @@ pub fn from_setting() -> Option<&'static str> {
 /// request carries no such header (anonymous).
 pub fn from_headers(headers: &str) -> Option<String> {
     refuse_in_parallel_worker();
-    // Looked up each time (not cached): a placeholder is created by the first set_config of
-    // any spelling ('Request.Headers' too), and names compare case-insensitively.
-    if !transaction_scoped(settings::find_guc(c"request.headers")) {
+    if !headers_transaction_scoped() {
         session_scoped_error("request.headers");
     }
-    let malformed = |why: &str| -> ! { malformed_headers(why) };
-    let doc = auth_jwt_core::Doc::parse(headers.to_owned()).unwrap_or_else(|e| malformed(&e));
+    parse_headers(headers).unwrap_or_else(|why| malformed_headers(&why))
+}
+
+fn headers_transaction_scoped() -> bool {
+    // Looked up each time (not cached): a placeholder is created by the first set_config of
+    // any spelling ('Request.Headers' too), and names compare case-insensitively.
+    transaction_scoped(settings::find_guc(c"request.headers"))
+}
+
+/// The bearer token in a `request.headers` JSON value; Err says why the value is malformed.
+fn parse_headers(headers: &str) -> Result<Option<String>, String> {
+    let doc = auth_jwt_core::Doc::parse(headers.to_owned())?;
     let name = settings::token_header();
     // HTTP header names are case-insensitive; PostgREST lower-cases them, but be tolerant, and
     // refuse two spellings of the header, as duplicate members are refused: a policy reading
     // `request.headers::json->>'authorization'` must not see a different token than we verify.
     let mut matching = doc.root().iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v);
-    let value = matching.next()?;
+    let Some(value) = matching.next() else {
+        return Ok(None);
+    };
     if matching.next().is_some() {
-        malformed(&format!("more than one member names the {name} header (header names are case-insensitive)"));
+        return Err(format!("more than one member names the {name} header (header names are case-insensitive)"));
     }
-    let value = value.as_str().unwrap_or_else(|| malformed(&format!("the {name} header is not a string")));
+    let value = value.as_str().ok_or_else(|| format!("the {name} header is not a string"))?;
     match split_bearer(value) {
-        (_, "") => None,
-        (true, t) => Some(t.to_owned()),
-        (false, _) => malformed(&format!("the {name} header does not use the Bearer scheme")),
+        (_, "") => Ok(None),
+        (true, t) => Ok(Some(t.to_owned())),
+        (false, _) => Err(format!("the {name} header does not use the Bearer scheme")),
     }
+}
+
+/// The request's token as this transaction carries it, without verifying it and without raising:
+/// None when there is none, when it does not pass the pooler rule, or when `request.headers`
+/// is malformed (reading the token refuses those; see `token_forward`).
+pub fn for_this_transaction() -> Option<String> {
+    if settings::token_is_set() {
+        return transaction_scoped(token_guc()).then(|| split_bearer(settings::token()).1.to_owned());
+    }
+    let h = request_headers_bytes()?;
+    if !headers_transaction_scoped() {
+        return None;
+    }
+    parse_headers(std::str::from_utf8(h).ok()?).ok().flatten()
 }
 
 /// Where the current request's token is, without verifying it.

@@ -37,6 +37,8 @@ thread_local! {
     static NAMESPACE_CHANGES: Cell<u64> = const { Cell::new(0) };
     /// Subtransactions rolled back in this backend.
     static ABORTS: Cell<u64> = const { Cell::new(0) };
+    /// Subtransactions ended in this backend, committed or rolled back.
+    static SUBXACT_ENDS: Cell<u64> = const { Cell::new(0) };
     /// This transaction read a watched relation after it had written: what it read may include
     /// its own uncommitted rows, which an abort (of it or a subtransaction) takes back.
     static READ_OWN_WRITES: [Cell<bool>; 2] = const { [Cell::new(false), Cell::new(false)] };
@@ -116,6 +118,9 @@ unsafe extern "C-unwind" fn on_subxact_event(
     _parent: pg_sys::SubTransactionId,
     _arg: *mut std::ffi::c_void,
 ) {
+    if matches!(event, pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB | pg_sys::SubXactEvent::SUBXACT_EVENT_COMMIT_SUB) {
+        SUBXACT_ENDS.with(|a| a.set(a.get().wrapping_add(1)));
+    }
     if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
         ABORTS.with(|a| a.set(a.get().wrapping_add(1)));
         drop_reads_of_own_writes();
@@ -191,6 +196,56 @@ impl Stamp {
     /// Compared field by field, cheapest first: this runs on every row of a policy.
     pub fn is_current(&self) -> bool {
         self.lxid == local_xid() && self.settings == settings::generation() && self.aborts == ABORTS.with(Cell::get)
+    }
+}
+
+/// Process the invalidation messages other backends have sent, now (as taking a lock would).
+pub fn accept_invalidations() {
+    // SAFETY: what LockRelationOid does after acquiring a lock; callbacks only bump counters.
+    unsafe { pg_sys::AcceptInvalidationMessages() }
+}
+
+/// Subtransactions this backend has ended (committed or rolled back).
+pub fn subxact_ends() -> u64 {
+    SUBXACT_ENDS.with(Cell::get)
+}
+
+/// The current statement runs in the top level of its transaction, not in a subtransaction
+/// (a savepoint, a PL/pgSQL block with an EXCEPTION clause).
+pub fn at_top_level() -> bool {
+    // SAFETY: a plain read of the transaction state.
+    unsafe { pg_sys::GetCurrentTransactionNestLevel() <= 1 }
+}
+
+static BEFORE_STATEMENT: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+static mut PREV_EXECUTOR_START: pg_sys::ExecutorStart_hook_type = None;
+
+/// Call `f` before the executor starts each statement (also statements inside functions), ahead
+/// of the hooks of libraries loaded before this one: Citus, which must be loaded first, opens its
+/// connections to the workers from its own ExecutorStart and executor nodes.
+pub fn before_each_statement(f: fn()) {
+    if BEFORE_STATEMENT.set(f).is_ok() {
+        // SAFETY: hooks are chained once per process, while the library loads.
+        unsafe {
+            PREV_EXECUTOR_START = pg_sys::ExecutorStart_hook;
+            pg_sys::ExecutorStart_hook = Some(executor_start);
+        }
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn executor_start(query: *mut pg_sys::QueryDesc, eflags: i32) {
+    if eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as i32 == 0 {
+        if let Some(f) = BEFORE_STATEMENT.get() {
+            f();
+        }
+    }
+    // SAFETY: the hook chain as PostgreSQL defines it.
+    unsafe {
+        match PREV_EXECUTOR_START {
+            Some(prev) => prev(query, eflags),
+            None => pg_sys::standard_ExecutorStart(query, eflags),
+        }
     }
 }
 

@@ -45,6 +45,22 @@ def test_reload_under_an_old_transaction_snapshot_does_not_revive_a_deleted_key(
     a.commit()
 
 
+def test_a_transaction_that_already_holds_its_locks_refuses_a_key_deleted_since(db):
+    """A statement that takes no new lock processes no invalidation by itself (a Citus worker's
+    transaction runs every shard query of a coordinator transaction with the locks of the first).
+    The key check takes in pending invalidations first, so a key deleted before the statement
+    began is refused."""
+    a, b = connect(db, autocommit=False), connect(db)
+    t1 = token(1)
+    load_keys(a, t1)
+    a.commit()
+    one(a, "SELECT count(*) FROM jwks")  # this transaction now holds every lock verification takes
+    b.execute("DELETE FROM jwks WHERE id = 'k1'")
+    assert sqlstate_of(a, "SELECT auth_jwt.jwt_verify(%s)", t1) == NOT_FOUND
+    assert sub(a, token(2)) == "user2", "the remaining key still verifies"
+    a.commit()
+
+
 def test_reload_inside_a_statement_that_began_before_the_commit(db):
     """READ COMMITTED: the statement's snapshot predates the DELETE; the invalidation is consumed
     later in the same statement (at the next lock it takes). The deterministic probe."""

@@ -1,0 +1,158 @@
+//! Citus: where a relation Citus manages really is on this node, and how a setting reaches the
+//! workers a transaction uses.
+//!
+//! A Citus reference table (Better Auth's `jwks` and `session`, distributed with
+//! `create_reference_table`) is, on each node, an empty *shell* table under the name and a full
+//! copy of the rows in a *placement*, `jwks_<shardid>`. Reading the shell is a distributed query,
+//! which Citus refuses inside a shard query ("cannot execute a distributed query from a query on a
+//! shard"), and writes change the placement, never the shell, so a trigger on the shell never
+//! fires. So auth_jwt reads, and watches, the placement on this node directly: plain PostgreSQL,
+//! no nested distributed execution. Citus invalidates the shell's relcache whenever its shard
+//! metadata changes (pg_dist_shard, pg_dist_placement), so a cache that also watches the shell
+//! resolves the placement again.
+//!
+//! Citus hides placements from queries on `pg_class` in client backends; the catalog reads that
+//! describe a placement run with `citus.override_table_visibility` off (see
+//! `relation::with_pinned_settings`).
+//!
+//! Settings. Citus sends a `SET LOCAL` to the workers of a transaction block when
+//! `citus.propagate_set_commands` is `local`, and nothing else: not `set_config(..., true)`, not
+//! PostgREST's `request.headers`. [`set_local_on_workers`] runs a `SET LOCAL` through Citus's own
+//! propagation, which is how the request's token reaches the shards (`token_forward`).
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use std::cell::Cell;
+use std::ffi::{CStr, CString};
+
+thread_local! {
+    static LOADED: Cell<Option<bool>> = const { Cell::new(None) };
+}
+
+/// Citus is loaded in this server. It can only be preloaded (shared_preload_libraries), so this
+/// never changes for the life of a backend; its settings are defined variables, not placeholders.
+pub fn loaded() -> bool {
+    LOADED.with(|l| {
+        l.get().unwrap_or_else(|| {
+            let loaded = crate::settings::GucRecord::find(c"citus.propagate_set_commands").is_some_and(|r| {
+                // SAFETY: a live GUC record, read only.
+                unsafe { (*r.record).flags & pg_sys::GUC_CUSTOM_PLACEHOLDER as i32 == 0 }
+            });
+            l.set(Some(loaded));
+            loaded
+        })
+    })
+}
+
+/// Citus is loaded and installed in this database (its metadata tables exist).
+pub fn installed() -> bool {
+    // SAFETY: a catalog lookup by name; missing_ok.
+    loaded() && unsafe { pg_sys::get_extension_oid(c"citus".as_ptr(), true) } != pg_sys::InvalidOid
+}
+
+/// Where a relation's rows are on this node.
+pub enum Placement {
+    /// Not a Citus table: the relation itself.
+    Itself,
+    /// The Citus table's placement on this node, which holds every row.
+    Local(pg_sys::Oid),
+    /// A Citus table this node has no full copy of; says why.
+    NotHere(&'static str),
+}
+
+/// Where the rows of `rel` (locked by the caller) are on this node.
+pub fn placement(rel: pg_sys::Oid) -> Placement {
+    if !installed() {
+        return Placement::Itself;
+    }
+    let row = crate::snapshot_query::select(
+        &crate::snapshot_query::Snapshot::latest(),
+        include_str!("../sql/queries/citus_placement.sql"),
+        &[rel.into()],
+        |r| (r.get::<i64>(1).unwrap_or(0), r.get::<pg_sys::Oid>(2)),
+    )
+    .pop();
+    match row {
+        None => Placement::Itself,
+        Some((shards, _)) if shards != 1 => Placement::NotHere(
+            "it is distributed by a column, so each node holds only some of its rows; auth_jwt needs them all on every node",
+        ),
+        Some((_, None)) => Placement::NotHere("this node holds no placement of it"),
+        Some((_, Some(oid))) => {
+            // SAFETY: takes a lock released at transaction end, like the lock on the shell.
+            unsafe { pg_sys::LockRelationOid(oid, pg_sys::AccessShareLock as pg_sys::LOCKMODE) };
+            Placement::Local(oid)
+        }
+    }
+}
+
+/// This node is the coordinator: Citus is installed and this node's group is 0.
+pub fn is_coordinator() -> bool {
+    installed()
+        && crate::snapshot_query::select(
+            &crate::snapshot_query::Snapshot::latest(),
+            include_str!("../sql/queries/citus_coordinator.sql"),
+            &[],
+            |r| r.get::<bool>(1).unwrap_or(false),
+        )
+        .pop()
+        .unwrap_or(false)
+}
+
+/// This backend runs commands Citus sent from another node (a shard query, a propagated command):
+/// what it was given to run is already distributed.
+pub fn internal_backend() -> bool {
+    // SAFETY: application_name is a string GUC variable that is never NULL once GUCs are set up.
+    let app = unsafe {
+        let p = pg_sys::application_name;
+        if p.is_null() {
+            return false;
+        }
+        CStr::from_ptr(p).to_bytes()
+    };
+    app.starts_with(b"citus_internal gpid=")
+        || app.starts_with(b"citus_rebalancer gpid=")
+        || app.starts_with(b"citus_run_command gpid=")
+        || app.starts_with(b"citus_shard_")
+}
+
+/// Run `SET LOCAL <name> TO <value>` so that Citus sends it to every worker this transaction
+/// uses: to those already in the transaction now, and first thing to any it opens later. It also
+/// sets the value here, for the transaction. `citus.propagate_set_commands` is `local` for this
+/// one statement only (Citus propagates only within a transaction block).
+pub fn set_local_on_workers(name: &CStr, value: &str) {
+    let value = CString::new(value).unwrap_or_default();
+    // SAFETY: quote_identifier and quote_literal_cstr return palloc'd, NUL-terminated strings.
+    let sql = unsafe {
+        format!(
+            "SET LOCAL {} TO {}",
+            CStr::from_ptr(pg_sys::quote_identifier(name.as_ptr())).to_string_lossy(),
+            CStr::from_ptr(pg_sys::quote_literal_cstr(value.as_ptr())).to_string_lossy()
+        )
+    };
+    let sql = CString::new(sql).unwrap_or_default();
+    // SAFETY: a GUC nest level popped below, as a function's SET clause does; GUC_ACTION_SAVE
+    // restores the user's propagate setting, and the SET LOCAL of another variable made inside
+    // the level stays in force for the transaction (guc.c keeps GUC_LOCAL entries on commit of a
+    // nest level). SPI_execute of a utility statement, not read-only, assigns no XID.
+    unsafe {
+        let nest = pg_sys::NewGUCNestLevel();
+        pg_sys::set_config_option(
+            c"citus.propagate_set_commands".as_ptr(),
+            c"local".as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+        Spi::connect(|_| {
+            let rc = pg_sys::SPI_execute(sql.as_ptr(), false, 0);
+            if rc != pg_sys::SPI_OK_UTILITY as i32 {
+                pgrx::error!("auth_jwt: SET LOCAL for Citus workers failed (SPI code {rc})");
+            }
+        });
+        pg_sys::AtEOXact_GUC(true, nest);
+    }
+}

@@ -1,0 +1,377 @@
+"""auth_jwt on a real Citus cluster (issue 29): installation whatever the key table's shape, the
+request's token on every shard however the client sets it, keys and sessions fresh on every
+node, isolation through router, multi-shard and INSERT ... SELECT queries, and a shard move."""
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from conftest import (
+    ALICE,
+    BOB,
+    COORDINATOR,
+    HOST,
+    NODES,
+    NOT_FOUND,
+    WORKERS,
+    alice,
+    as_user,
+    begin,
+    bob,
+    connect,
+    error_of,
+    insert_key,
+    jwk,
+    one,
+    sql_file,
+    token,
+)
+
+HOWS = ["set_config", "set_local", "headers"]
+
+
+def seen(c: psycopg.Connection, where: str = "true", *params) -> dict:
+    """Whose rows the connection sees, and how many of each (a multi-shard query unless `where`
+    pins user_id)."""
+    rows = c.execute(f"SELECT user_id::text, count(*) FROM tasks WHERE {where} GROUP BY 1", params or None).fetchall()
+    return dict(rows)
+
+
+def watched_placements(db: str, port: int) -> int:
+    """How many placements of jwks on that node carry auth_jwt's key-change trigger, ENABLE ALWAYS."""
+    with connect(db, port) as c:
+        c.execute("SET citus.override_table_visibility = off")
+        return one(
+            c,
+            """SELECT count(*) FROM pg_trigger t JOIN pg_class r ON r.oid = t.tgrelid
+                WHERE r.relname ~ '^jwks_[0-9]+$' AND t.tgenabled = 'A'
+                  AND t.tgfoid = 'auth_jwt.on_key_change()'::regprocedure""",
+        )
+
+
+# --- installation, whatever the key table's shape -------------------------------------------
+
+
+def test_create_extension_when_the_key_table_is_already_a_reference_table(fresh):
+    """0.3.0: "triggers are not supported on reference tables", unless citus.enable_unsafe_triggers;
+    and with it, each worker's trigger sat on its empty shell table, never fired, and the
+    coordinator's watch_key_table() failed with "trigger ... already exists"."""
+    with connect(fresh) as c:
+        c.execute(sql_file("better_auth_schema.sql"))
+        c.execute("SELECT create_reference_table('public.jwks')")
+        insert_key(c, 1)
+        assert one(c, "SHOW citus.enable_unsafe_triggers") == "off"
+        c.execute("CREATE EXTENSION auth_jwt")
+        for port in NODES:
+            assert watched_placements(fresh, port) == 1, f"node {port} watches its placement of jwks"
+        rows = c.execute("SELECT relation, action FROM auth_jwt.watch_key_table()").fetchall()
+    assert len(rows) == len(NODES), rows
+    assert all(action == "already watched" for _, action in rows), rows
+    assert sum(f"on worker {HOST}:{p}" in r for r, _ in rows for p in WORKERS) == len(WORKERS), rows
+
+
+def test_a_key_table_created_after_the_extension(fresh):
+    with connect(fresh) as c:
+        c.execute("SET client_min_messages = warning")
+        c.execute("CREATE EXTENSION auth_jwt")
+        c.execute(sql_file("better_auth_schema.sql"))
+        c.execute("SELECT create_reference_table('public.jwks')")
+        insert_key(c, 1)
+        actions = [a for _, a in c.execute("SELECT * FROM auth_jwt.watch_key_table()").fetchall()]
+    assert actions == ["trigger created"] * len(NODES), actions
+    for port in NODES:
+        assert watched_placements(fresh, port) == 1
+
+
+def test_a_local_key_table_on_the_coordinator(fresh):
+    """Installs everywhere; the coordinator says the workers cannot read it, and a worker fails a
+    query with an error that says what to do: never an unverified answer."""
+    with connect(fresh) as c:
+        c.execute(sql_file("better_auth_schema.sql"))
+        insert_key(c, 1)
+        c.execute("SET client_min_messages = warning")
+        c.execute(sql_file("example_app.sql"))
+        c.execute("SELECT create_reference_table('public.user')")
+        c.execute("ALTER TABLE public.tasks DROP CONSTRAINT tasks_pkey")
+        c.execute("ALTER TABLE public.tasks ADD PRIMARY KEY (user_id, id)")
+        c.execute("SELECT create_distributed_table('public.tasks', 'user_id')")
+        c.execute("ALTER ROLE authenticated LOGIN")
+        c.execute("SET client_min_messages = notice")
+        notices = []
+        c.add_notice_handler(lambda d: notices.append(d.message_primary))
+        c.execute("SELECT * FROM auth_jwt.watch_key_table()")
+    assert any("local table of the Citus coordinator" in n for n in notices), notices
+    u = as_user(fresh, alice())
+    e = error_of(u, "SELECT count(*) FROM tasks")
+    assert e.sqlstate == "42P01" and "key table" in e.diag.message_primary, e
+    assert "create_reference_table" in (e.diag.message_hint or ""), e.diag.message_hint
+
+
+def test_the_example_watches_every_nodes_copy_of_the_keys(app):
+    for port in NODES:
+        assert watched_placements(app, port) == 1, port
+
+
+# --- isolation ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", HOWS)
+def test_each_user_sees_only_their_rows(app, how):
+    """Router queries (one shard) and multi-shard queries, the token set each way a client sets it.
+    0.3.0: set_config and request.headers never reached the shards (nothing seen), and SET LOCAL
+    failed on the workers ("cannot execute a distributed query from a query on a shard")."""
+    c = as_user(app, alice(), how)
+    assert seen(c, "user_id = %s", ALICE) == {ALICE: 5}, "router query, the user's shard"
+    assert seen(c, "user_id = %s", BOB) == {}, "router query, someone else's shard"
+    assert seen(c) == {ALICE: 5}, "multi-shard query"
+    c.rollback()
+    begin(c, bob(), how)
+    assert seen(c) == {BOB: 5}
+    c.rollback()
+    begin(c, None)
+    assert seen(c) == {}, "no token: nothing"
+    c.rollback()
+
+
+def test_writes_stay_within_the_users_rows(app):
+    c = as_user(app, alice())
+    assert c.execute("INSERT INTO tasks (user_id, title) SELECT user_id, title || ' copy' FROM tasks").rowcount == 5
+    assert seen(c) == {ALICE: 10}
+    e = error_of(c, "INSERT INTO tasks (user_id, title) VALUES (%s, 'not mine')", BOB)
+    assert e.sqlstate == "42501", e
+    begin(c, alice())
+    assert c.execute("UPDATE tasks SET completed = true").rowcount == 5
+    assert c.execute("UPDATE tasks SET completed = true WHERE user_id = %s", (BOB,)).rowcount == 0
+    assert c.execute("DELETE FROM tasks WHERE user_id = %s", (BOB,)).rowcount == 0
+    assert c.execute("DELETE FROM tasks WHERE title LIKE 'alice%%'").rowcount == 5
+    c.rollback()
+    with connect(app) as su:
+        assert dict(su.execute("SELECT user_id::text, count(*) FROM tasks WHERE NOT completed GROUP BY 1")) == {
+            ALICE: 5,
+            BOB: 5,
+        }
+
+
+# --- the request's token -----------------------------------------------------------------------
+
+
+def test_a_token_changed_within_the_transaction_reaches_the_workers(app):
+    c = as_user(app, alice())
+    assert seen(c) == {ALICE: 5}
+    c.execute("SELECT set_config('auth_jwt.token', %s, true)", (bob(),))
+    assert seen(c) == {BOB: 5}
+    c.execute("SAVEPOINT s")
+    c.execute("SELECT set_config('auth_jwt.token', %s, true)", (alice(),))
+    assert seen(c) == {ALICE: 5}
+    c.execute("ROLLBACK TO SAVEPOINT s")
+    assert seen(c) == {BOB: 5}, "the token in force again after the rollback"
+    c.execute("SAVEPOINT t")
+    c.execute("SELECT set_config('auth_jwt.token', %s, true)", (alice(),))
+    c.execute("RELEASE SAVEPOINT t")
+    assert seen(c) == {ALICE: 5}, "a released savepoint keeps its token (Citus forgets it)"
+    c.execute("SELECT set_config('auth_jwt.token', '', true)")
+    assert seen(c) == {}, "a dropped token is dropped on the workers too"
+    c.rollback()
+
+
+def test_a_session_token_is_refused_on_every_node(app):
+    c = connect(app, user="authenticator")
+    c.execute(sql.SQL("SET auth_jwt.token = {}").format(sql.Literal(alice())))
+    c.execute("BEGIN")
+    c.execute("SET LOCAL ROLE authenticated")
+    c.execute("SET LOCAL citus.log_remote_commands = on")
+    sent = []
+    c.add_notice_handler(lambda d: sent.append(d.message_primary))
+    # A router query runs the policy on the worker only: there the request is anonymous.
+    assert seen(c, "user_id = %s", ALICE) == {}
+    # A multi-shard query: the coordinator's planner evaluates the policy's call, and refuses.
+    e = error_of(c, "SELECT count(*) FROM tasks")
+    assert e.sqlstate == "28000" and "set for the session" in e.diag.message_primary, e
+    assert sent and not [s for s in sent if "auth_jwt.token" in s], "never carried to a worker"
+    c.close()
+    # A role default reaches the workers through Citus (ALTER ROLE ... SET propagates): refused there.
+    with connect(app) as su:
+        su.execute(sql.SQL("ALTER ROLE authenticated SET auth_jwt.token = {}").format(sql.Literal(alice())))
+    try:
+        c = as_user(app, None)
+        e = error_of(c, "SELECT count(*) FROM tasks")
+        assert e.sqlstate == "28000" and "set for the session" in e.diag.message_primary, e
+    finally:
+        with connect(app) as su:
+            su.execute("ALTER ROLE authenticated RESET auth_jwt.token")
+
+
+def test_a_forged_token_fails_the_query_on_the_workers(app):
+    tok = alice()
+    forged = tok[:-4] + ("AAAA" if not tok.endswith("AAAA") else "BBBB")
+    c = as_user(app, forged)
+    e = error_of(c, "SELECT count(*) FROM tasks")
+    assert e.sqlstate == "28000", e
+
+
+# --- keys and sessions fresh on every node -----------------------------------------------------
+
+
+def test_rotation_and_revocation_reach_cached_worker_connections(app):
+    """0.3.0: after DELETE FROM jwks on the coordinator, a router query in the same client session
+    (a cached worker connection) still accepted a token signed by the deleted key."""
+    c = connect(app, user="authenticator", autocommit=False)
+    su = connect(app)
+    try:
+        for how in ("router", "multi-shard"):
+            where = ("user_id = %s", ALICE) if how == "router" else ("true",)
+            begin(c, alice(1))
+            assert seen(c, *where) == {ALICE: 5}, how
+            c.commit()
+        su.execute("DELETE FROM jwks WHERE id = 'k1'")
+        for where in (("user_id = %s", ALICE), ("true",)):
+            begin(c, alice(1))
+            assert (error_of(c, f"SELECT count(*) FROM tasks WHERE {where[0]}", *where[1:]).sqlstate, "28000") == (
+                NOT_FOUND[0],
+                "28000",
+            )
+            begin(c, alice(2))
+            assert seen(c, *where) == {ALICE: 5}, "the remaining key still verifies"
+            c.commit()
+        insert_key(su, 3)
+        begin(c, alice(3, kid="k3"))
+        assert seen(c, "user_id = %s", ALICE) == {ALICE: 5}, "a new key is used at once"
+        c.commit()
+        su.execute("""UPDATE jwks SET "publicKey" = %s WHERE id = 'k3'""", (jwk(4),))
+        begin(c, alice(3, kid="k3"))
+        assert error_of(c, "SELECT count(*) FROM tasks").sqlstate == "28000", "the replaced key is refused"
+        begin(c, alice(4, kid="k3"))
+        assert seen(c) == {ALICE: 5}, "its replacement is used"
+        c.commit()
+        su.execute("""UPDATE jwks SET "expiresAt" = now() - interval '31 days' WHERE id = 'k2'""")
+        begin(c, alice(2))
+        assert error_of(c, "SELECT count(*) FROM tasks").sqlstate == "28000", "an expired key is refused"
+    finally:
+        su.execute("DELETE FROM jwks WHERE id IN ('k1', 'k3')")
+        insert_key(su, 1)
+        su.execute("""UPDATE jwks SET "expiresAt" = NULL WHERE id = 'k2'""")
+        c.close()
+
+
+def test_a_transaction_that_began_before_the_delete(app):
+    """The coordinator transaction, and its worker transactions, began (and locked every shard)
+    before the key was deleted; the first verification after the delete refuses it."""
+    c = connect(app, user="authenticator", autocommit=False)
+    su = connect(app)
+    try:
+        begin(c, alice(2))
+        assert seen(c) == {ALICE: 5}  # the workers' backends now hold k2
+        c.commit()
+        c.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        c.execute("SET LOCAL ROLE authenticated")
+        assert seen(c) == {}  # anonymous: the worker transactions start, and lock the shards
+        su.execute("DELETE FROM jwks WHERE id = 'k2'")
+        c.execute("SELECT set_config('auth_jwt.token', %s, true)", (alice(2),))
+        assert error_of(c, "SELECT count(*) FROM tasks").sqlstate == "28000"
+    finally:
+        insert_key(su, 2)
+        c.close()
+
+
+def test_sign_out_reaches_every_node(app):
+    with connect(app) as su:
+        su.execute("ALTER DATABASE %s SET auth_jwt.require_session = on" % app)
+        su.execute(
+            """INSERT INTO session (id, "expiresAt", token, "updatedAt", "userId")
+               VALUES ('s-alice', now() + interval '1 day', 'opaque', now(), 'alice')"""
+        )
+    try:
+        c = connect(app, user="authenticator", autocommit=False)
+        begin(c, alice(sid="s-alice"))
+        assert seen(c) == {ALICE: 5}, "a live session"
+        assert seen(c, "user_id = %s", ALICE) == {ALICE: 5}
+        c.commit()
+        with connect(app) as su:
+            su.execute("DELETE FROM session WHERE id = 's-alice'")
+        for where in (("user_id = %s", ALICE), ("true",)):
+            begin(c, alice(sid="s-alice"))
+            e = error_of(c, f"SELECT count(*) FROM tasks WHERE {where[0]}", *where[1:])
+            assert e.sqlstate == "28000" and "session" in e.diag.message_primary, e
+        c.close()
+    finally:
+        with connect(app) as su:
+            su.execute("ALTER DATABASE %s RESET auth_jwt.require_session" % app)
+
+
+# --- the cost: at most one verification per worker backend per statement -----------------------
+
+
+def test_one_verification_per_worker_backend_per_statement(app, probe):
+    """A multi-shard query runs several shards in each worker backend; each backend verifies a new
+    token once and serves the other shards, and every row, from its per-request memo."""
+    c = as_user(app, alice(seq="0"))
+
+    def per_backend() -> dict:
+        """Each worker backend's verifications so far, and how many rows it scanned."""
+        rows = c.execute(
+            "SELECT pg_backend_pid(), max(verifications_here()), count(*) FROM probe GROUP BY 1"
+        ).fetchall()
+        return {pid: (verifications, n) for pid, verifications, n in rows}
+
+    before = per_backend()
+    assert sum(n for _, n in before.values()) == 64, "every row, every shard"
+    for seq in (1, 2, 3):
+        c.execute("SELECT set_config('auth_jwt.token', %s, true)", (alice(seq=str(seq)),))
+        after = per_backend()
+        common = before.keys() & after.keys()
+        assert common, (before, after)
+        assert all(after[p][0] - before[p][0] == 1 for p in common), (seq, before, after)
+        before = after
+    c.rollback()
+
+
+@pytest.fixture(scope="module")
+def probe(app):
+    """64 rows over every shard, visible to any verified token; stats() readable by the request's
+    role on every node."""
+    with connect(app) as su:
+        su.execute("CREATE TABLE probe (k int PRIMARY KEY)")
+        su.execute("SELECT create_distributed_table('probe', 'k', colocate_with => 'none')")
+        su.execute("INSERT INTO probe SELECT generate_series(1, 64)")
+        su.execute("ALTER TABLE probe ENABLE ROW LEVEL SECURITY")
+        su.execute("CREATE POLICY verified ON probe USING (auth_jwt.jwt_claim_sub() = 'alice')")
+        su.execute("GRANT SELECT ON probe TO authenticated")
+    for port in NODES:
+        with connect(app, port) as su:
+            su.execute("SET citus.enable_ddl_propagation = off")
+            su.execute("GRANT EXECUTE ON FUNCTION auth_jwt.stats() TO authenticated")
+            su.execute(
+                """CREATE FUNCTION verifications_here() RETURNS bigint LANGUAGE sql VOLATILE
+                   AS 'SELECT verifications FROM auth_jwt.stats()'"""
+            )
+    yield
+    for port in NODES:
+        with connect(app, port) as su:
+            su.execute("SET citus.enable_ddl_propagation = off")
+            su.execute("DROP FUNCTION verifications_here()")
+            su.execute("REVOKE EXECUTE ON FUNCTION auth_jwt.stats() FROM authenticated")
+
+
+# --- a shard move --------------------------------------------------------------------------------
+
+
+def test_a_shard_move_changes_nothing(app):
+    with connect(app) as su:
+        shard, port = su.execute(
+            """SELECT shardid, nodeport FROM citus_shards
+                WHERE table_name = 'tasks'::regclass AND shardid = get_shard_id_for_distribution_column('tasks', %s::uuid)""",
+            (ALICE,),
+        ).fetchone()
+        target = next(p for p in WORKERS if p != port)
+        su.execute(
+            "SELECT citus_move_shard_placement(%s, %s, %s, %s, %s, 'block_writes')", (shard, HOST, port, HOST, target)
+        )
+        assert one(su, "SELECT nodeport FROM citus_shards WHERE shardid = %s", shard) == target
+    c = as_user(app, alice())
+    assert seen(c, "user_id = %s", ALICE) == {ALICE: 5}
+    assert seen(c) == {ALICE: 5}
+    c.rollback()
+    begin(c, bob())
+    assert seen(c, "user_id = %s", ALICE) == {}
+    assert seen(c) == {BOB: 5}
+    c.rollback()
