@@ -116,6 +116,18 @@ pub fn internal_backend() -> bool {
         || app.starts_with(b"citus_shard_")
 }
 
+/// Citus will send this `SET` to the workers by its text: a `SET LOCAL` with
+/// `citus.propagate_set_commands = 'local'`, outside a backend Citus itself runs commands in.
+pub fn propagates_set(is_local: bool) -> bool {
+    // SAFETY: GetConfigOption returns the current value or NULL (missing_ok).
+    is_local
+        && !internal_backend()
+        && unsafe {
+            let p = pg_sys::GetConfigOption(c"citus.propagate_set_commands".as_ptr(), true, false);
+            !p.is_null() && CStr::from_ptr(p).to_bytes() == b"local"
+        }
+}
+
 /// Run `SET LOCAL <name> TO <value>` so that Citus sends it to every worker this transaction
 /// uses: to those already in the transaction now, and first thing to any it opens later. It also
 /// sets the value here, for the transaction. `citus.propagate_set_commands` is `local` for this

@@ -115,7 +115,7 @@ pub const KEY_TABLE: Configured = Configured {
     columns: &["id", "publicKey"],
     columns_detail: "The key table needs the columns id and \"publicKey\" (and uses \"expiresAt\", \"alg\", \"crv\" when present), as Better Auth 1.7 creates them.",
     columns_hint: "If Better Auth's jwks table or its columns are renamed, point auth_jwt.jwks_table at a view that exposes these names.",
-    citus_hint: "On Citus, every node reads the keys: make the key table a reference table on the coordinator (DROP TRIGGER IF EXISTS auth_jwt_key_change ON public.jwks; SELECT create_reference_table('public.jwks'); SELECT auth_jwt.watch_key_table();), or set auth_jwt.jwks_url.",
+    citus_hint: "On Citus, every node reads the keys: make the key table a reference table on the coordinator (DROP TRIGGER IF EXISTS auth_jwt_key_change ON public.jwks; SELECT create_reference_table('public.jwks'); SELECT auth_jwt.watch_key_table();), or set auth_jwt.jwks_url. If it is one already and this node joined since, copy it here on the coordinator: SELECT replicate_reference_tables(); SELECT auth_jwt.watch_key_table();",
 };
 
 pub const SESSION_TABLE: Configured = Configured {
@@ -127,7 +127,7 @@ pub const SESSION_TABLE: Configured = Configured {
     columns: &["id", "userId", "expiresAt"],
     columns_detail: "The session table needs the columns id, \"userId\" and \"expiresAt\", as Better Auth creates them.",
     columns_hint: "If Better Auth's session table or its columns are renamed, point auth_jwt.session_table at a view that exposes these names.",
-    citus_hint: "On Citus, every node looks sessions up: make the session table a reference table on the coordinator (SELECT create_reference_table('public.session');).",
+    citus_hint: "On Citus, every node looks sessions up: make the session table a reference table on the coordinator (SELECT create_reference_table('public.session');). If it is one already and this node joined since, copy it here on the coordinator: SELECT replicate_reference_tables();",
 };
 
 impl Configured {

@@ -25,7 +25,9 @@
 //!
 //! `auth_jwt.token` is a bearer credential: its show hook keeps SHOW, current_setting() and
 //! pg_settings from displaying it, so no client can read (or copy into its own transaction) a
-//! token another client left behind.
+//! token another client left behind. Its assign hook reports the statement that set it to
+//! `pg_stat_activity` with the token hidden, and `xact` hides it from the statement text that
+//! later utility hooks (`pg_stat_statements`) record.
 
 use auth_jwt_core::{Expect, Validation};
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
@@ -290,8 +292,31 @@ unsafe extern "C-unwind" fn assign_bool(_new: bool, _extra: *mut c_void) {
 }
 
 #[pgrx::pg_guard]
-unsafe extern "C-unwind" fn assign_token(_new: *const c_char, _extra: *mut c_void) {
+unsafe extern "C-unwind" fn assign_token(new: *const c_char, _extra: *mut c_void) {
     TOKEN_GENERATION.with(|g| g.set(g.get().wrapping_add(1)));
+    // SAFETY: guc.c passes the new value, a NUL-terminated string, or NULL.
+    if !new.is_null() && unsafe { *new } != 0 {
+        hide_from_activity(unsafe { CStr::from_ptr(new) }.to_bytes());
+    }
+}
+
+/// The statement that set the token (`SET LOCAL auth_jwt.token TO 'eyJ...'`, `set_config(...)`
+/// with a literal, the `SET LOCAL` that carries it to a Citus worker) shows in `pg_stat_activity`
+/// to every backend of the same role, until the next statement: report it with the token hidden.
+fn hide_from_activity(token: &[u8]) {
+    // SAFETY: debug_query_string is NULL or the NUL-terminated text of the statement running;
+    // pgstat_report_activity copies the string, and does nothing outside a regular backend.
+    unsafe {
+        let q = pg_sys::debug_query_string;
+        if q.is_null() {
+            return;
+        }
+        if let Some(text) = auth_jwt_core::token::hide(CStr::from_ptr(q).to_bytes(), token, false) {
+            if let Ok(text) = CString::new(text) {
+                pg_sys::pgstat_report_activity(pg_sys::BackendState::STATE_RUNNING, text.as_ptr());
+            }
+        }
+    }
 }
 
 #[pgrx::pg_guard]

@@ -3,11 +3,22 @@
 //!
 //! Citus sends a worker only the `SET LOCAL` commands it saw in the transaction block (and only
 //! with `citus.propagate_set_commands = 'local'`), never `set_config(..., true)`, and never
-//! PostgREST's `request.headers`. So before each statement (`xact::before_each_statement`), if the
-//! request's token has changed since it was last carried in this transaction, auth_jwt runs
-//! `SET LOCAL auth_jwt.token` with it through Citus's own propagation (`citus`): workers already
-//! in the transaction get it at once, and any worker Citus opens later gets it first thing. The
-//! workers verify the token themselves, against their own copy of the keys.
+//! PostgREST's `request.headers`. So at each statement boundary
+//! (`xact::at_each_statement_boundary`: before the executor starts, runs and after it ends each
+//! statement, functions' included, and before COPY, FETCH and CALL), if the request's token has
+//! changed since it was last carried in this transaction, auth_jwt runs `SET LOCAL
+//! auth_jwt.token` with it through Citus's own propagation (`citus`): workers already in the
+//! transaction get it at once, and any worker Citus opens later gets it first thing. The workers
+//! verify the token themselves, against their own copy of the keys.
+//!
+//! On a worker the token then lives until the transaction ends, whatever the coordinator does
+//! in between: so a token is carried only if it is the transaction's. A value a function's SET
+//! clause gave the token for the call ends with the call, mid-statement, and nothing would carry
+//! the caller's token back before the rest of the statement ran on the workers: it is refused.
+//! A token a function took and dropped before returning (by a statement, a PL/pgSQL assignment,
+//! `SET LOCAL`, its SET clause ending) is carried again before the caller's statement goes on to
+//! the workers: at the end of the statement that called it, or before the statement runs when
+//! Citus evaluated the call while the executor started (a modification's function calls).
 //!
 //! What is carried: the request's token as `token_source` reads it (`auth_jwt.token`, or the
 //! bearer token of `request.headers`), only when it passes the pooler rule. A token set for the
@@ -21,8 +32,12 @@
 //! The hook is installed only where Citus is loaded; it needs auth_jwt loaded in the backend
 //! before the statement, which `shared_preload_libraries = 'citus,auth_jwt'` guarantees (PostgREST's
 //! `pre_request` loads it too). Citus-internal backends on the workers carry nothing.
+//! Workers preload auth_jwt too, so that the `SET LOCAL` that carries the token shows in their
+//! `pg_stat_activity` with the token hidden (`settings`): every backend of the role could read it
+//! there otherwise, and Citus connects to the workers as the request's role, shared by all users.
 
 use crate::citus;
+use crate::errors;
 use crate::settings;
 use crate::token_source::{self, HeadersVersion};
 use crate::xact;
@@ -50,7 +65,8 @@ thread_local! {
 /// Install the hook where Citus is loaded (from `_PG_init`).
 pub fn init() {
     if citus::loaded() {
-        xact::before_each_statement(before_statement);
+        xact::at_each_statement_boundary(carry);
+        xact::set_text_sent_on_when(citus::propagates_set);
     }
 }
 
@@ -71,7 +87,7 @@ fn still_carried(c: &Carried) -> bool {
         && headers_same(&c.headers)
 }
 
-fn before_statement() {
+fn carry() {
     if BUSY.with(|b| b.get()) || xact::is_parallel_worker() || citus::internal_backend() {
         return;
     }
@@ -82,6 +98,13 @@ fn before_statement() {
     let _done = scopeguard(|| BUSY.with(|b| b.set(false)));
     let lxid = xact::local_xid();
     let token = token_source::for_this_transaction();
+    if token.is_some() && token_source::set_by_function_clause() {
+        errors::unauthorized(
+            "a token set by a function's SET clause cannot be carried to the Citus workers",
+            "The function's SET clause ends with the call, but on the workers the token would stay in force for the rest of the transaction, for statements the caller runs.",
+            "Set the token with set_config('auth_jwt.token', ..., true) or SET LOCAL, before the call or in the function's body.",
+        );
+    }
     let carried_before = CARRIED.with(|c| c.borrow().as_ref().is_some_and(|c| c.lxid == lxid && c.token));
     if token.is_some() || carried_before {
         citus::set_local_on_workers(c"auth_jwt.token", token.as_deref().unwrap_or(""));

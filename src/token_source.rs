@@ -80,6 +80,36 @@ pub fn set_locally(guc: *const pg_sys::config_generic) -> bool {
         }
 }
 
+/// The current value of `guc` lasts only until a function returns: it was set by a function's
+/// SET clause, or inside a call whose SET clause names the same setting (guc.c marks such a
+/// level GUC_SAVE and reverts the setting when the call ends, SET LOCALs made in it included).
+fn function_scoped(guc: *const pg_sys::config_generic) -> bool {
+    if guc.is_null() {
+        return false;
+    }
+    // SAFETY: a live GUC record and its stack, read only.
+    unsafe {
+        let mut entry = (*guc).stack;
+        while !entry.is_null() {
+            if (*entry).state == pg_sys::GucStackState::GUC_SAVE {
+                return true;
+            }
+            entry = (*entry).prev;
+        }
+    }
+    false
+}
+
+/// The setting the request's token is read from now holds a value that a function's SET clause
+/// scoped to the call (see `token_forward`).
+pub fn set_by_function_clause() -> bool {
+    if settings::token_is_set() {
+        function_scoped(token_guc())
+    } else {
+        request_headers_bytes().is_some() && function_scoped(settings::find_guc(c"request.headers"))
+    }
+}
+
 /// A token setting passes the pooler rule: set for this transaction, unless the DBA allowed
 /// session tokens.
 fn transaction_scoped(guc: *const pg_sys::config_generic) -> bool {
@@ -179,6 +209,7 @@ pub fn headers_version(bytes: &[u8]) -> HeadersVersion {
 
 /// `request.headers` still holds the value `version` was taken of: O(1) when counted (the same
 /// record, still live and still carrying our hook, and the same count).
+#[inline]
 pub fn headers_unchanged(version: &HeadersVersion) -> bool {
     match version {
         HeadersVersion::Counted { record, generation } => {

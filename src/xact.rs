@@ -55,6 +55,8 @@ pub fn init() {
         );
         pg_sys::RegisterXactCallback(Some(on_xact_event), std::ptr::null_mut());
         pg_sys::RegisterSubXactCallback(Some(on_subxact_event), std::ptr::null_mut());
+        PREV_PROCESS_UTILITY = pg_sys::ProcessUtility_hook;
+        pg_sys::ProcessUtility_hook = Some(process_utility);
     }
 }
 
@@ -217,28 +219,46 @@ pub fn at_top_level() -> bool {
     unsafe { pg_sys::GetCurrentTransactionNestLevel() <= 1 }
 }
 
-static BEFORE_STATEMENT: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+static AT_BOUNDARY: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
 static mut PREV_EXECUTOR_START: pg_sys::ExecutorStart_hook_type = None;
+static mut PREV_EXECUTOR_RUN: pg_sys::ExecutorRun_hook_type = None;
+static mut PREV_EXECUTOR_END: pg_sys::ExecutorEnd_hook_type = None;
+static mut PREV_PROCESS_UTILITY: pg_sys::ProcessUtility_hook_type = None;
 
-/// Call `f` before the executor starts each statement (also statements inside functions), ahead
-/// of the hooks of libraries loaded before this one: Citus, which must be loaded first, opens its
-/// connections to the workers from its own ExecutorStart and executor nodes.
-pub fn before_each_statement(f: fn()) {
-    if BEFORE_STATEMENT.set(f).is_ok() {
+/// Call `f` at every statement boundary where the request's token may have changed since it
+/// last ran: before the executor starts each statement (also statements inside functions);
+/// before it runs one (Citus evaluates a modification's function calls on the coordinator while
+/// the executor starts, and a function can change the token with no statement of its own: a
+/// PL/pgSQL assignment, a SET, its SET clause ending); after it ends each one (a function may
+/// have changed the token, then returned into a statement that goes on); and before the utility
+/// statements that read or write rows with no executor start of their own (COPY, FETCH and MOVE,
+/// CALL). Ahead of the hooks of libraries loaded before this one: Citus, which must be loaded
+/// first, opens its connections to the workers from its own ExecutorStart, executor nodes and
+/// ProcessUtility.
+pub fn at_each_statement_boundary(f: fn()) {
+    if AT_BOUNDARY.set(f).is_ok() {
         // SAFETY: hooks are chained once per process, while the library loads.
         unsafe {
             PREV_EXECUTOR_START = pg_sys::ExecutorStart_hook;
             pg_sys::ExecutorStart_hook = Some(executor_start);
+            PREV_EXECUTOR_RUN = pg_sys::ExecutorRun_hook;
+            pg_sys::ExecutorRun_hook = Some(executor_run);
+            PREV_EXECUTOR_END = pg_sys::ExecutorEnd_hook;
+            pg_sys::ExecutorEnd_hook = Some(executor_end);
         }
+    }
+}
+
+fn at_boundary() {
+    if let Some(f) = AT_BOUNDARY.get() {
+        f();
     }
 }
 
 #[pg_guard]
 unsafe extern "C-unwind" fn executor_start(query: *mut pg_sys::QueryDesc, eflags: i32) {
     if eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as i32 == 0 {
-        if let Some(f) = BEFORE_STATEMENT.get() {
-            f();
-        }
+        at_boundary();
     }
     // SAFETY: the hook chain as PostgreSQL defines it.
     unsafe {
@@ -246,6 +266,135 @@ unsafe extern "C-unwind" fn executor_start(query: *mut pg_sys::QueryDesc, eflags
             Some(prev) => prev(query, eflags),
             None => pg_sys::standard_ExecutorStart(query, eflags),
         }
+    }
+}
+
+#[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17"))]
+#[pg_guard]
+unsafe extern "C-unwind" fn executor_run(
+    query: *mut pg_sys::QueryDesc,
+    direction: pg_sys::ScanDirection::Type,
+    count: u64,
+    execute_once: bool,
+) {
+    at_boundary();
+    // SAFETY: the hook chain as PostgreSQL defines it.
+    unsafe {
+        match PREV_EXECUTOR_RUN {
+            Some(prev) => prev(query, direction, count, execute_once),
+            None => pg_sys::standard_ExecutorRun(query, direction, count, execute_once),
+        }
+    }
+}
+
+#[cfg(feature = "pg18")]
+#[pg_guard]
+unsafe extern "C-unwind" fn executor_run(
+    query: *mut pg_sys::QueryDesc,
+    direction: pg_sys::ScanDirection::Type,
+    count: u64,
+) {
+    at_boundary();
+    // SAFETY: the hook chain as PostgreSQL defines it.
+    unsafe {
+        match PREV_EXECUTOR_RUN {
+            Some(prev) => prev(query, direction, count),
+            None => pg_sys::standard_ExecutorRun(query, direction, count),
+        }
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn executor_end(query: *mut pg_sys::QueryDesc) {
+    // SAFETY: the hook chain as PostgreSQL defines it.
+    unsafe {
+        match PREV_EXECUTOR_END {
+            Some(prev) => prev(query),
+            None => pg_sys::standard_ExecutorEnd(query),
+        }
+    }
+    at_boundary();
+}
+
+/// Installed in every backend (from `init`): the statement text of `SET auth_jwt.token` passes
+/// down the hook chain with the token hidden, so that a library whose hook runs after ours
+/// (`pg_stat_statements`, loaded before auth_jwt) never records it; and `at_boundary` runs before
+/// the utility statements that move rows.
+#[pg_guard]
+#[allow(clippy::too_many_arguments)]
+unsafe extern "C-unwind" fn process_utility(
+    pstmt: *mut pg_sys::PlannedStmt,
+    query_string: *const std::ffi::c_char,
+    read_only_tree: bool,
+    context: pg_sys::ProcessUtilityContext::Type,
+    params: pg_sys::ParamListInfo,
+    query_env: *mut pg_sys::QueryEnvironment,
+    dest: *mut pg_sys::DestReceiver,
+    qc: *mut pg_sys::QueryCompletion,
+) {
+    use pg_sys::NodeTag::*;
+    // SAFETY: a planned utility statement, as ProcessUtility receives it; nodes read only.
+    let hidden = unsafe {
+        let stmt = (*pstmt).utilityStmt;
+        match (*stmt).type_ {
+            T_CopyStmt | T_FetchStmt | T_CallStmt => {
+                at_boundary();
+                None
+            }
+            T_VariableSetStmt => hide_token_in(stmt as *mut pg_sys::VariableSetStmt, query_string),
+            _ => None,
+        }
+    };
+    let query_string = hidden.as_ref().map_or(query_string, |h| h.as_ptr());
+    // SAFETY: the hook chain as PostgreSQL defines it; `hidden` outlives the call.
+    unsafe {
+        match PREV_PROCESS_UTILITY {
+            Some(prev) => prev(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc),
+            None => pg_sys::standard_ProcessUtility(
+                pstmt,
+                query_string,
+                read_only_tree,
+                context,
+                params,
+                query_env,
+                dest,
+                qc,
+            ),
+        }
+    }
+}
+
+static SENDS_SET_TEXT: std::sync::OnceLock<fn(bool) -> bool> = std::sync::OnceLock::new();
+
+/// `f(is_local)`: another library sends this `SET` on by its text (Citus propagates `SET LOCAL`
+/// to the workers so), which must then keep the token.
+pub fn set_text_sent_on_when(f: fn(bool) -> bool) {
+    let _ = SENDS_SET_TEXT.set(f);
+}
+
+/// `SET [LOCAL] auth_jwt.token TO '<token>'`: the text with the token hidden, of the same length
+/// (libraries cut the statement out of a multi-statement text by offset).
+unsafe fn hide_token_in(
+    stmt: *mut pg_sys::VariableSetStmt,
+    query_string: *const std::ffi::c_char,
+) -> Option<std::ffi::CString> {
+    // SAFETY: the caller's statement node; ExtractSetVariableArgs returns a palloc'd string or NULL.
+    unsafe {
+        if (*stmt).kind != pg_sys::VariableSetKind::VAR_SET_VALUE
+            || (*stmt).name.is_null()
+            || query_string.is_null()
+            || !std::ffi::CStr::from_ptr((*stmt).name).to_bytes().eq_ignore_ascii_case(b"auth_jwt.token")
+            || SENDS_SET_TEXT.get().is_some_and(|sent_on| sent_on((*stmt).is_local))
+        {
+            return None;
+        }
+        let value = pg_sys::ExtractSetVariableArgs(stmt);
+        if value.is_null() {
+            return None;
+        }
+        let text = std::ffi::CStr::from_ptr(query_string).to_bytes();
+        let hidden = auth_jwt_core::token::hide(text, std::ffi::CStr::from_ptr(value).to_bytes(), true)?;
+        std::ffi::CString::new(hidden).ok()
     }
 }
 

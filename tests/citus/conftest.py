@@ -1,5 +1,5 @@
-"""A real Citus cluster, started by scripts/test-citus: a coordinator that preloads citus and
-auth_jwt, and two workers that preload citus only. Each fixture makes a fresh database on all three
+"""A real Citus cluster, started by scripts/test-citus: a coordinator and two workers that
+preload citus and auth_jwt. Each fixture makes a fresh database on all three
 nodes, with Citus installed and the workers added."""
 
 import os

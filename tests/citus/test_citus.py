@@ -83,6 +83,28 @@ def test_a_key_table_created_after_the_extension(fresh):
         assert watched_placements(fresh, port) == 1
 
 
+def test_alter_extension_update_watches_every_placement(fresh):
+    """Citus runs ALTER EXTENSION ... UPDATE on every worker; the update to 0.4.0 puts the trigger
+    on each node's placement (0.3.0 left none there)."""
+    with connect(fresh) as c:
+        c.execute(sql_file("better_auth_schema.sql"))
+        c.execute("SELECT create_reference_table('public.jwks')")
+        c.execute("SET client_min_messages = warning")
+        c.execute("CREATE EXTENSION auth_jwt VERSION '0.3.0'")
+    for port in NODES:  # the state 0.3.0 left: no trigger on any placement
+        with connect(fresh, port) as c:
+            c.execute("SET citus.override_table_visibility = off")
+            for (rel,) in c.execute("SELECT tgrelid::regclass::text FROM pg_trigger WHERE tgname ~ '^auth_jwt_key_change'").fetchall():
+                if rel.startswith("jwks_"):
+                    c.execute(f"DROP TRIGGER auth_jwt_key_change ON {rel}")
+        assert watched_placements(fresh, port) == 0
+    with connect(fresh) as c:
+        c.execute("SET client_min_messages = warning")
+        c.execute("ALTER EXTENSION auth_jwt UPDATE")
+    for port in NODES:
+        assert watched_placements(fresh, port) == 1, port
+
+
 def test_a_local_key_table_on_the_coordinator(fresh):
     """Installs everywhere; the coordinator says the workers cannot read it, and a worker fails a
     query with an error that says what to do: never an unverified answer."""
@@ -209,6 +231,169 @@ def test_a_forged_token_fails_the_query_on_the_workers(app):
     assert e.sqlstate == "28000", e
 
 
+def test_a_token_set_by_a_function_clause_is_refused(app):
+    """A function's SET clause gives the token to the call only. Carried to the workers, it would
+    stay there for the rest of the statement and the transaction: an anonymous caller read bob's
+    rows through a function that merely ran with bob's token (a red-team reproduction)."""
+    with connect(app) as su:
+        su.execute(
+            sql.SQL(
+                """CREATE FUNCTION as_bob() RETURNS int LANGUAGE sql SECURITY DEFINER
+                   SET auth_jwt.token = {} AS 'SELECT 1'"""
+            ).format(sql.Literal(bob()))
+        )
+        su.execute(
+            """CREATE FUNCTION as_nobody() RETURNS bigint LANGUAGE sql
+               SET auth_jwt.token = '' AS 'SELECT count(*) FROM tasks'"""
+        )
+        su.execute("GRANT EXECUTE ON FUNCTION as_bob(), as_nobody() TO authenticated")
+    try:
+        for tok in (None, alice()):
+            c = as_user(app, tok)
+            e = error_of(c, "WITH f AS MATERIALIZED (SELECT as_bob()) SELECT t.user_id::text, count(*) FROM tasks t, f GROUP BY 1")
+            assert e.sqlstate == "28000" and "function's SET clause" in e.diag.message_primary, e
+            begin(c, tok)
+            assert seen(c) == ({ALICE: 5} if tok else {}), "the caller's own token, and nobody else's"
+            c.rollback()
+        # A SET clause that drops the token is no token to carry: the call sees nothing, and the
+        # caller's token is in force again for the next statement.
+        c = as_user(app, alice())
+        assert one(c, "SELECT as_nobody()") == 0
+        assert seen(c) == {ALICE: 5}
+        c.rollback()
+    finally:
+        with connect(app) as su:
+            su.execute("DROP FUNCTION as_bob(), as_nobody()")
+
+
+FUNCTIONS_THAT_PEEK_AS_BOB = """
+-- Each takes bob's token, runs a distributed query with it (which carries it to the workers),
+-- then drops it again, each in its own way, before returning.
+CREATE FUNCTION peek_perform() RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER AS $$
+  DECLARE n bigint;
+  BEGIN
+    PERFORM set_config('auth_jwt.token', {bob}, true);
+    SELECT count(*) INTO n FROM tasks;
+    PERFORM set_config('auth_jwt.token', '', true);
+    RETURN n;
+  END $$;
+CREATE FUNCTION peek_assign() RETURNS text LANGUAGE plpgsql STABLE SECURITY DEFINER AS $$
+  DECLARE n bigint; x text;
+  BEGIN
+    x := set_config('auth_jwt.token', {bob}, true);
+    SELECT count(*) INTO n FROM tasks;
+    x := set_config('auth_jwt.token', '', true);  -- no statement of its own
+    RETURN 'peek';
+  END $$;
+CREATE FUNCTION peek_set_local() RETURNS text LANGUAGE plpgsql SECURITY DEFINER AS $$
+  DECLARE n bigint;
+  BEGIN
+    PERFORM set_config('auth_jwt.token', {bob}, true);
+    SELECT count(*) INTO n FROM tasks;
+    SET LOCAL auth_jwt.token = '';  -- a utility statement
+    RETURN 'peek';
+  END $$;
+-- Its SET clause drops the caller's token for the call; bob's comes from request.headers, set in
+-- the body; when the call ends, the caller's token is back, and takes precedence over the headers.
+CREATE FUNCTION peek_headers() RETURNS text LANGUAGE plpgsql STABLE SET auth_jwt.token = '' AS $$
+  DECLARE n bigint;
+  BEGIN
+    PERFORM set_config('request.headers', {headers}, true);
+    SELECT count(*) INTO n FROM tasks;
+    RETURN 'peek';
+  END $$;
+GRANT EXECUTE ON FUNCTION peek_perform(), peek_assign(), peek_set_local(), peek_headers() TO authenticated;
+"""
+
+
+def test_a_token_a_function_changed_back_is_carried_back(app):
+    """A function that takes a token and drops it (or gives the caller's back) before returning:
+    the rest of the caller's statement runs on the workers with the token the coordinator has,
+    not the function's. A review found each of these forms updating, deleting or inserting bob's
+    rows for an anonymous caller, or for alice: Citus evaluates a modification's function calls on
+    the coordinator, after the statement's start, and before its work on the workers."""
+    b = bob()
+    with connect(app) as su:
+        su.execute(
+            sql.SQL(FUNCTIONS_THAT_PEEK_AS_BOB).format(
+                bob=sql.Literal(b), headers=sql.Literal('{"authorization": "Bearer %s"}' % b)
+            )
+        )
+    try:
+        for caller in (None, alice()):
+            c = as_user(app, caller)
+            rows = c.execute(
+                """WITH f AS MATERIALIZED (SELECT peek_perform() AS n)
+                   SELECT t.user_id::text, f.n, count(*) FROM tasks t, f GROUP BY 1, 2"""
+            ).fetchall()
+            assert rows == [], "the coordinator's token after the call is none"
+            update = "UPDATE tasks SET title = title || peek_assign() WHERE user_id = %s RETURNING id"
+            assert c.execute(update, (BOB,)).fetchall() == []
+            c.rollback()  # Citus: a placement this transaction modified is not read by another user
+            begin(c, caller)
+            delete = "DELETE FROM tasks WHERE user_id = %s AND peek_assign() IS NOT NULL RETURNING id"
+            assert c.execute(delete, (BOB,)).fetchall() == []
+            c.rollback()
+            begin(c, caller)
+            e = error_of(c, "INSERT INTO tasks (user_id, title) VALUES (%s, peek_set_local())", BOB)
+            assert e.sqlstate == "42501", e
+            begin(c, caller)
+            if caller:  # (an anonymous caller has no token to take precedence over the headers)
+                update = "UPDATE tasks SET title = title || peek_headers() WHERE user_id = %s RETURNING id"
+                assert c.execute(update, (BOB,)).fetchall() == [], "the caller's token, back after the call"
+                assert seen(c) == {ALICE: 5}
+            c.rollback()
+        with connect(app) as su:
+            assert one(su, "SELECT count(*) FROM tasks WHERE user_id = %s AND title LIKE 'bob _'", BOB) == 5
+    finally:
+        with connect(app) as su:
+            su.execute("DROP FUNCTION peek_perform(), peek_assign(), peek_set_local(), peek_headers()")
+
+
+def test_copy_and_fetch_run_with_the_token_in_force(app):
+    """COPY and FETCH reach the workers without an executor start of their own: the token is
+    carried before them too. SET LOCAL is a utility statement, so nothing else carries it first."""
+    c = as_user(app, alice(), "set_local")
+
+    def copied(statement: str) -> dict:
+        with c.cursor().copy(statement) as copy:
+            users = [row[0] for row in copy.rows()]
+        return {u: users.count(u) for u in set(users)}
+
+    assert copied("COPY (SELECT user_id FROM tasks) TO STDOUT") == {ALICE: 5}
+    c.execute(sql.SQL("SET LOCAL auth_jwt.token = {}").format(sql.Literal(bob())))
+    assert copied("COPY tasks (user_id) TO STDOUT") == {BOB: 5}, "COPY after the token changed"
+    c.execute("DECLARE cur CURSOR FOR SELECT user_id::text FROM tasks")
+    c.execute(sql.SQL("SET LOCAL auth_jwt.token = {}").format(sql.Literal(alice())))
+    fetched = [r[0] for r in c.execute("FETCH ALL FROM cur").fetchall()]
+    assert fetched == [ALICE] * 5, "FETCH, as on a single node, with the token in force when it runs"
+    c.rollback()
+    # README's limit: `COPY table TO STDOUT` as a transaction's first work on the workers runs
+    # outside Citus's distributed transaction, where nothing is carried: an anonymous request.
+    begin(c, alice(), "set_local")
+    assert copied("COPY tasks (user_id) TO STDOUT") == {}
+    c.rollback()
+
+
+def test_the_carried_token_is_hidden_on_the_workers(app):
+    """Citus connects to the workers as the request's role, shared by every user: there
+    pg_stat_activity shows each backend's last statement to every other. The SET LOCAL that carries
+    a token shows with the token hidden (a red-team reproduction read bob's token there)."""
+    tokens = alice(), bob()
+    signatures = [t.rsplit(".", 1)[1] for t in tokens]
+    c = as_user(app, tokens[0])
+    assert seen(c) == {ALICE: 5}  # opens a connection to every worker, in the transaction
+    c.execute(sql.SQL("SET LOCAL auth_jwt.token = {}").format(sql.Literal(tokens[1])))
+    c.execute("SELECT 1")  # carries bob's token to those connections: their last statement
+    for port in WORKERS:
+        with connect(app, port) as su:
+            texts = [r[0] for r in su.execute("SELECT query FROM pg_stat_activity WHERE datname = current_database()")]
+            assert not [t for t in texts if any(sig in t for sig in signatures)], (port, texts)
+            assert [t for t in texts if "auth_jwt.token" in t and "(token not displayed)" in t], (port, texts)
+    assert seen(c) == {BOB: 5}, "the value itself is intact"
+    c.rollback()
+
+
 # --- keys and sessions fresh on every node -----------------------------------------------------
 
 
@@ -305,6 +490,7 @@ def test_one_verification_per_worker_backend_per_statement(app, probe):
     """A multi-shard query runs several shards in each worker backend; each backend verifies a new
     token once and serves the other shards, and every row, from its per-request memo."""
     c = as_user(app, alice(seq="0"))
+    c.execute("SET LOCAL citus.max_adaptive_executor_pool_size = 1")  # one backend per worker
 
     def per_backend() -> dict:
         """Each worker backend's verifications so far, and how many rows it scanned."""
@@ -315,6 +501,7 @@ def test_one_verification_per_worker_backend_per_statement(app, probe):
 
     before = per_backend()
     assert sum(n for _, n in before.values()) == 64, "every row, every shard"
+    assert len(before) == len(WORKERS), "one backend per worker, each running several shards"
     for seq in (1, 2, 3):
         c.execute("SELECT set_config('auth_jwt.token', %s, true)", (alice(seq=str(seq)),))
         after = per_backend()

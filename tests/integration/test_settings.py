@@ -10,7 +10,7 @@ import time
 import psycopg
 import pytest
 
-from conftest import ISS, JWKS_DDL, connect, extra_cluster, jwk, one, sqlstate_of, token
+from conftest import ISS, JWKS_DDL, PGBIN, connect, extra_cluster, jwk, one, sqlstate_of, token
 
 # setting: (database value, database+role value = the DBA's value in force, attacker's value)
 TRUST = {
@@ -275,3 +275,49 @@ def test_the_token_setting_is_never_displayed(db):
     c.execute("BEGIN")
     c.execute("SELECT set_config('auth_jwt.token', current_setting('auth_jwt.token'), true)")
     assert sqlstate_of(c, "SELECT auth_jwt.jwt_claim_sub()") == ("28000", "malformed token")
+
+
+def test_the_statement_that_set_the_token_shows_it_hidden(db):
+    """pg_stat_activity shows a backend's last statement to every backend of the same role (behind
+    a pooler, or on a Citus worker, that is every user's): the statement that set the token shows
+    with the token hidden, whether it was SET LOCAL or set_config with a literal."""
+    c = connect(db, user="app_user")
+    load(c)
+    watcher = connect(db)
+    pid = one(c, "SELECT pg_backend_pid()")
+    tok = token(1)
+    for statement, hidden in (
+        (f"SET LOCAL auth_jwt.token = '{tok}'", "SET LOCAL auth_jwt.token = '(token not displayed)'"),
+        (f"SELECT set_config('auth_jwt.token', 'Bearer {tok}', true)", "SELECT set_config('auth_jwt.token', '(token not displayed)', true)"),
+    ):
+        c.execute("BEGIN")
+        c.execute(statement)
+        assert one(watcher, "SELECT query FROM pg_stat_activity WHERE pid = %s", pid) == hidden
+        assert one(c, "SELECT auth_jwt.jwt_claim_sub()") == "user1", "the value itself is intact"
+        c.execute("ROLLBACK")
+
+
+def test_pg_stat_statements_records_the_token_hidden():
+    """pg_stat_statements (loaded before auth_jwt, as README says) records `SET LOCAL
+    auth_jwt.token` with the token hidden: its text is readable by every backend of the role."""
+    import os
+    import subprocess
+
+    pkglib = subprocess.run([os.path.join(PGBIN, "pg_config"), "--pkglibdir"], capture_output=True, text=True).stdout.strip()
+    if not os.path.exists(os.path.join(pkglib, "pg_stat_statements.so")):
+        pytest.skip("pg_stat_statements is not built for this PostgreSQL (the Debian 15 server has it)")
+    conf = "shared_preload_libraries = 'pg_stat_statements,auth_jwt'"
+    with extra_cluster(54341, conf) as port:
+        c = connect("postgres", port=port)
+        c.execute("CREATE EXTENSION pg_stat_statements")
+        c.execute("CREATE EXTENSION auth_jwt")
+        tok = token(1)
+        c.execute("BEGIN")
+        c.execute("SET LOCAL auth_jwt.token = '%s'" % tok)
+        c.execute("SELECT 1; SET LOCAL auth_jwt.token TO '%s'; SELECT 2" % tok)
+        c.execute("COMMIT")
+        texts = [r[0] for r in c.execute("SELECT query FROM pg_stat_statements WHERE query ILIKE '%%auth_jwt.token%%'")]
+        assert texts, "the statements are recorded"
+        assert not [t for t in texts if tok.rsplit(".", 1)[1] in t]
+        assert "SET LOCAL auth_jwt.token = '(token not displayed)*****" in " ".join(texts)
+        assert "SET LOCAL auth_jwt.token TO '(token not displayed)*****" in " ".join(texts)

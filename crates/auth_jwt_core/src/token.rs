@@ -153,6 +153,38 @@ fn parse_header(h: &str) -> Result<Header, Error> {
     Ok(Header { alg, kid })
 }
 
+/// What replaces a token in a statement's text (`pg_stat_activity`, `pg_stat_statements`).
+pub const HIDDEN: &[u8] = b"(token not displayed)";
+
+/// `text` with every occurrence of the credential `token` replaced by [`HIDDEN`], or None when it
+/// has none. `keep_length` pads (with `*`) or cuts the replacement to the token's length, so that
+/// offsets into the text stay valid. Values shorter than 16 bytes are no credential, and masking
+/// them would mangle ordinary text: None.
+pub fn hide(text: &[u8], token: &[u8], keep_length: bool) -> Option<Vec<u8>> {
+    if token.len() < 16 {
+        return None;
+    }
+    let mut found = memchr::memmem::find_iter(text, token).peekable();
+    found.peek()?;
+    let replacement: Vec<u8> = if keep_length {
+        HIDDEN.iter().copied().chain(std::iter::repeat(b'*')).take(token.len()).collect()
+    } else {
+        HIDDEN.to_vec()
+    };
+    let mut out = Vec::with_capacity(text.len());
+    let mut at = 0;
+    for start in found {
+        if start < at {
+            continue; // overlaps the occurrence just replaced
+        }
+        out.extend_from_slice(&text[at..start]);
+        out.extend_from_slice(&replacement);
+        at = start + token.len();
+    }
+    out.extend_from_slice(&text[at..]);
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,5 +349,29 @@ mod tests {
             let t = format!("{h}.{p}.{}", b64::encode(&[1u8; 256]));
             assert_eq!(parse(&t, 1000).unwrap().signature.len(), 256, "checked against the key's modulus later");
         }
+    }
+
+    #[test]
+    fn hide_replaces_every_occurrence() {
+        let tok = b"eyJhbGciOiJFZERTQSJ9.e30.c2lnbmF0dXJl";
+        let text = [&b"SET LOCAL auth_jwt.token TO '"[..], tok, b"'; SELECT '", tok, b"'"].concat();
+        let out = super::hide(&text, tok, false).unwrap();
+        assert_eq!(
+            out,
+            b"SET LOCAL auth_jwt.token TO '(token not displayed)'; SELECT '(token not displayed)'".to_vec()
+        );
+        let same = super::hide(&text, tok, true).unwrap();
+        assert_eq!(same.len(), text.len());
+        assert!(same.starts_with(b"SET LOCAL auth_jwt.token TO '(token not displayed)****"));
+        assert!(memchr::memmem::find(&same, b"eyJ").is_none());
+    }
+
+    #[test]
+    fn hide_leaves_text_without_the_token_and_short_values() {
+        assert_eq!(super::hide(b"SELECT 1", b"eyJhbGciOiJFZERTQSJ9.e30.c2ln", false), None);
+        assert_eq!(super::hide(b"SET x TO 'abc'", b"abc", false), None);
+        // A token shorter than the label still keeps the text's length.
+        let t = b"0123456789abcdef";
+        assert_eq!(super::hide(b"'0123456789abcdef'", t, true).unwrap(), b"'(token not displ'".to_vec());
     }
 }
