@@ -370,14 +370,17 @@ def test_a_cancelled_fetch_still_counts_for_the_cooldown(db, endpoint):
     must not let the next statement fetch again: one request per cooldown, however many statements
     give up waiting (red-team finding 1). The request stays in flight, and the statements after it
     wait for the same one; its answer is applied when it arrives."""
-    endpoint.set(delay=0.5)
+    # The timeout is long enough that a statement reaches its wait before it fires, even on a busy
+    # machine (a statement cancelled before it waits is no interrupted wait); the answer comes
+    # after about fifteen of them.
+    endpoint.set(delay=1.5)
     c = connect(db)
     remote(c, endpoint.url, jwks_cooldown="60s", jwks_timeout="5s")
-    c.execute("SET statement_timeout = '30ms'")
+    c.execute("SET statement_timeout = '100ms'")
     assert verify(c, token(3))[0] == "57014", "the first statement gives up waiting"
     outcomes = [verify(c, token(3)) for _ in range(20)]
     assert all(o == "user3" or o[0] == "57014" for o in outcomes), outcomes
-    time.sleep(0.6)
+    time.sleep(1.6)
     assert verify(c, token(3)) == "user3", "the answer of the one request, applied when it arrived"
     assert endpoint.count() == 1, "one request, not one per statement"
     interrupted = one(c, "SELECT jwks_fetches_interrupted FROM auth_jwt.stats()")
