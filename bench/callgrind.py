@@ -48,6 +48,47 @@ def inclusive(out, pattern):
     return total
 
 
+SESSION_PARTS = (  # (label, functions whose inclusive counts make it up), in call order
+    ("name resolution and lock", r"relation::Configured::resolve$|relation::.*lock|sessions::lock$"),
+    ("plan check (prepare_if_stale)", r"sessions::prepare_if_stale$"),
+    ("latest snapshot", r"snapshot_query::Snapshot::latest$"),
+    ("owner switch and pinned settings", r"^(set_config_option|NewGUCNestLevel|AtEOXact_GUC|SetUserIdAndSecContext)$"),
+    ("SPI connect and finish", r"^(SPI_connect|SPI_connect_ext|SPI_finish)$"),
+    ("the kept plan run (executor, index probe)", r"^SPI_execute_snapshot$"),
+)
+
+
+def sessions(data):
+    """What `auth_jwt.require_session` costs per transaction (issue 30): the same token verified
+    once per transaction, with the setting off and on, and where the lookup's instructions go.
+    Each figure is the difference between a backend that ran 550 such transactions and one that
+    ran 50, over 500: what every transaction pays, without the backend's one-time work (the key
+    load, the session plan's preparation)."""
+    sid_tok = mint("token", "1", "alg=RS256", "sub=user1", "sid=s1")
+    run(data, [
+        'CREATE TABLE IF NOT EXISTS public.session (id text PRIMARY KEY, "expiresAt" timestamptz NOT NULL, '
+        '"userId" text NOT NULL, token text NOT NULL UNIQUE)',
+        "INSERT INTO public.session VALUES ('s1', now() + interval '7 days', 'user1', 'opaque') ON CONFLICT DO NOTHING",
+    ])
+    patterns = [("total", r"^auth_jwt_claim_uuid$"), ("lookup", r"relation::retrying$"), *SESSION_PARTS]
+
+    def per_transaction(mode):
+        counts = {}
+        for txns in (50, 550):
+            statements = [f"SET auth_jwt.require_session = {mode}"]
+            for _ in range(txns):
+                statements += ["BEGIN", f"SELECT set_config('auth_jwt.token', '{sid_tok}', true)",
+                               "SELECT auth_jwt.jwt_claim_uuid()", "COMMIT"]
+            _, out = run(data, statements, collect=["auth_jwt_claim_uuid"])
+            counts[txns] = {label: inclusive(out, pattern) for label, pattern in patterns}
+        return {label: (counts[550][label] - counts[50][label]) / 500 for label, _ in patterns}
+
+    off, on = per_transaction("off"), per_transaction("on")
+    print(f"per transaction, a cached token's first check: require_session off {off['total']:,.0f}, "
+          f"on {on['total']:,.0f} instructions (+{on['total'] - off['total']:,.0f}); the session lookup "
+          f"{on['lookup']:,.0f}, of which:")
+    for label, _ in SESSION_PARTS:
+        print(f"    {label}: {on[label]:,.0f}")
 def main():
     data = tempfile.mkdtemp(prefix="auth_jwt-cg-")
     shutil.chown(data, "postgres", "postgres")
@@ -91,6 +132,7 @@ def main():
                 "COMMIT",
             ], collect=["auth_jwt_claim_uuid"])
             print(f"per row, {label}: {inclusive(out, r'^auth_jwt_claim_uuid$') / ROWS:,.0f} instructions")
+        sessions(data)
     finally:
         shutil.rmtree(data, ignore_errors=True)
 

@@ -128,6 +128,16 @@ pub fn propagates_set(is_local: bool) -> bool {
         }
 }
 
+/// `citus.log_remote_commands` is on: Citus shows the client (as NOTICEs) every command it sends
+/// to a worker.
+pub fn logs_remote_commands() -> bool {
+    // SAFETY: GetConfigOption returns the current value or NULL (missing_ok).
+    unsafe {
+        let p = pg_sys::GetConfigOption(c"citus.log_remote_commands".as_ptr(), true, false);
+        !p.is_null() && CStr::from_ptr(p).to_bytes() == b"on"
+    }
+}
+
 /// Run `SET LOCAL <name> TO <value>` so that Citus sends it to every worker this transaction
 /// uses: to those already in the transaction now, and first thing to any it opens later. It also
 /// sets the value here, for the transaction. `citus.propagate_set_commands` is `local` for this

@@ -312,6 +312,8 @@ fn hide_from_activity(token: &[u8]) {
             return;
         }
         if let Some(text) = auth_jwt_core::token::hide(CStr::from_ptr(q).to_bytes(), token, false) {
+            // Other tokens in the text stay hidden too (`xact` hid them when it was analysed).
+            let text = auth_jwt_core::token::hide_jwts(&text).unwrap_or(text);
             if let Ok(text) = CString::new(text) {
                 pg_sys::pgstat_report_activity(pg_sys::BackendState::STATE_RUNNING, text.as_ptr());
             }

@@ -3,58 +3,63 @@
 //!
 //! Citus sends a worker only the `SET LOCAL` commands it saw in the transaction block (and only
 //! with `citus.propagate_set_commands = 'local'`), never `set_config(..., true)`, and never
-//! PostgREST's `request.headers`. So at each statement boundary
-//! (`xact::at_each_statement_boundary`: before the executor starts, runs and after it ends each
-//! statement, functions' included, and before COPY, FETCH and CALL), if the request's token has
-//! changed since it was last carried in this transaction, auth_jwt runs `SET LOCAL
-//! auth_jwt.token` with it through Citus's own propagation (`citus`): workers already in the
-//! transaction get it at once, and any worker Citus opens later gets it first thing. The workers
-//! verify the token themselves, against their own copy of the keys.
+//! PostgREST's `request.headers`. So at each statement boundary outside any executor call
+//! (`xact::Boundary::Statement`: before a client's statement starts or runs, a procedure's or DO
+//! block's own statements, COPY, FETCH and CALL), if the request's token has changed since it
+//! was last carried in this transaction, auth_jwt runs `SET LOCAL auth_jwt.token` with it
+//! through Citus's own propagation (`citus`): workers already in the transaction get it at once,
+//! and any worker Citus opens later gets it first thing. The workers verify the token
+//! themselves, against their own copy of the keys.
 //!
-//! On a worker the token then lives until the transaction ends, whatever the coordinator does
-//! in between: so a token is carried only if it is the transaction's. A value a function's SET
-//! clause gave the token for the call ends with the call, mid-statement, and nothing would carry
-//! the caller's token back before the rest of the statement ran on the workers: it is refused.
-//! A token a function took and dropped before returning (by a statement, a PL/pgSQL assignment,
-//! `SET LOCAL`, its SET clause ending) is carried again before the caller's statement goes on to
-//! the workers: at the end of the statement that called it, or before the statement runs when
-//! Citus evaluated the call while the executor started (a modification's function calls).
+//! Within a statement the token on the workers does not change: Citus sends the statement's work
+//! whenever its plan gets there, and a function the statement calls can take a token and give it
+//! back with nothing in between that auth_jwt could carry at (a PL/pgSQL assignment, a `SET`, the
+//! end of its SET clause; two reviews read and changed another user's rows that way, through
+//! UPDATE, DELETE, INSERT, LIMIT and cursors). So a statement nested in another's execution that
+//! finds the token changed since the statement boundary fails (28000) instead of running with
+//! either token: the workers run a statement's work with the token the transaction had when it
+//! began, which is the coordinator's at that point, never one only a function held. A value a
+//! function's SET clause gave the token is refused at a statement boundary too (a procedure's
+//! statements are at one): it ends with the call.
 //!
 //! What is carried: the request's token as `token_source` reads it (`auth_jwt.token`, or the
 //! bearer token of `request.headers`), only when it passes the pooler rule. A token set for the
 //! session is never carried, so a worker never sees it as set for its transaction. An empty value
-//! is carried when the request drops a token carried earlier in the transaction.
+//! is carried when the request drops a token carried earlier in the transaction. While
+//! `citus.log_remote_commands` is on, nothing is carried (28000): Citus would show the client
+//! every `SET LOCAL` it sends, token included.
 //!
-//! Citus forgets a `SET LOCAL` made inside a subtransaction when it ends, even when it commits
-//! (PL/pgSQL blocks with an EXCEPTION clause, such as `auth_jwt.pre_request()`, run in one); so a
-//! token carried inside one is carried again after any subtransaction has ended.
+//! Citus forgets a `SET LOCAL` made inside a subtransaction when that subtransaction ends, even
+//! when it commits (a savepoint released; a procedure's PL/pgSQL block with an EXCEPTION clause),
+//! so a token carried inside one is carried again once it has ended.
 //!
-//! The hook is installed only where Citus is loaded; it needs auth_jwt loaded in the backend
-//! before the statement, which `shared_preload_libraries = 'citus,auth_jwt'` guarantees (PostgREST's
-//! `pre_request` loads it too). Citus-internal backends on the workers carry nothing.
-//! Workers preload auth_jwt too, so that the `SET LOCAL` that carries the token shows in their
-//! `pg_stat_activity` with the token hidden (`settings`): every backend of the role could read it
-//! there otherwise, and Citus connects to the workers as the request's role, shared by all users.
+//! The hooks are installed only where Citus is loaded; they need auth_jwt loaded in the backend
+//! before the statement, which `shared_preload_libraries = 'citus,auth_jwt'` guarantees
+//! (PostgREST's `pre_request` loads it too). Citus-internal backends on the workers carry
+//! nothing. Workers preload auth_jwt too, so that the `SET LOCAL` that carries the token shows in
+//! their `pg_stat_activity` with the token hidden (`settings`): every backend of the role could
+//! read it there otherwise, and Citus connects to the workers as the request's role, shared by
+//! all users.
 
 use crate::citus;
 use crate::errors;
 use crate::settings;
 use crate::token_source::{self, HeadersVersion};
-use crate::xact;
+use crate::xact::{self, Boundary};
 use std::cell::RefCell;
 
 /// What was carried last, and the state it was carried in.
 struct Carried {
     lxid: u32,
+    /// The (sub)transaction it was carried in: Citus keeps it for new connections while that
+    /// has not ended.
+    subxact: u32,
     /// `auth_jwt.token`'s assignments, counted after the carrying SET LOCAL (which is one).
     token_generation: u64,
     /// The `request.headers` value it was read from; None when there was none.
     headers: Option<HeadersVersion>,
-    /// Carried at the top level of the transaction, or in a subtransaction that has not ended.
-    at_top: bool,
-    subxact_ends: u64,
-    /// A token (not an empty value) was carried.
-    token: bool,
+    /// The token carried; None when nothing (or an empty value) was.
+    token: Option<String>,
 }
 
 thread_local! {
@@ -62,10 +67,10 @@ thread_local! {
     static BUSY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Install the hook where Citus is loaded (from `_PG_init`).
+/// Install the hooks where Citus is loaded (from `_PG_init`).
 pub fn init() {
     if citus::loaded() {
-        xact::at_each_statement_boundary(carry);
+        xact::at_each_statement_boundary(at_boundary);
         xact::set_text_sent_on_when(citus::propagates_set);
     }
 }
@@ -78,16 +83,18 @@ fn headers_same(version: &Option<HeadersVersion>) -> bool {
     }
 }
 
-/// Still carried: the same transaction, the same token source values, and no subtransaction it
-/// was carried in has ended.
-fn still_carried(c: &Carried) -> bool {
-    c.lxid == xact::local_xid()
-        && c.token_generation == settings::token_generation()
-        && (c.at_top || c.subxact_ends == xact::subxact_ends())
-        && headers_same(&c.headers)
+/// The carried state holds for this transaction: its subtransaction has not ended.
+fn current(c: &Carried) -> bool {
+    c.lxid == xact::local_xid() && xact::subxact_active(c.subxact)
 }
 
-fn carry() {
+/// Still carried, in O(1): the same transaction, no subtransaction it was carried in has ended,
+/// and the token's sources have not been assigned since.
+fn still_carried(c: &Carried) -> bool {
+    current(c) && c.token_generation == settings::token_generation() && headers_same(&c.headers)
+}
+
+fn at_boundary(b: Boundary) {
     if BUSY.with(|b| b.get()) || xact::is_parallel_worker() || citus::internal_backend() {
         return;
     }
@@ -96,30 +103,68 @@ fn carry() {
     }
     BUSY.with(|b| b.set(true));
     let _done = scopeguard(|| BUSY.with(|b| b.set(false)));
-    let lxid = xact::local_xid();
     let token = token_source::for_this_transaction();
-    if token.is_some() && token_source::set_by_function_clause() {
-        errors::unauthorized(
-            "a token set by a function's SET clause cannot be carried to the Citus workers",
-            "The function's SET clause ends with the call, but on the workers the token would stay in force for the rest of the transaction, for statements the caller runs.",
-            "Set the token with set_config('auth_jwt.token', ..., true) or SET LOCAL, before the call or in the function's body.",
-        );
+    let before: Option<Option<String>> =
+        CARRIED.with(|c| c.borrow().as_ref().filter(|c| current(c)).map(|c| c.token.clone()));
+    match b {
+        Boundary::Nested => {
+            // Never carried mid-statement: the workers must already hold this token.
+            if before.as_ref().map_or(token.is_some(), |held| *held != token) {
+                changed_within_statement();
+            }
+            // The same value assigned again: note its sources' versions, for O(1) next time (the
+            // carry's transaction and subtransaction stay those it was made in).
+            let headers = token_source::request_headers_bytes().map(token_source::headers_version);
+            CARRIED.with(|c| {
+                if let Some(c) = c.borrow_mut().as_mut().filter(|c| current(c)) {
+                    c.token_generation = settings::token_generation();
+                    c.headers = headers;
+                }
+            });
+        }
+        Boundary::Statement => {
+            let held = before.flatten();
+            if token.is_some() && token_source::set_by_function_clause() {
+                errors::unauthorized(
+                    "a token set by a function's SET clause cannot be carried to the Citus workers",
+                    "The function's SET clause ends with the call, but on the workers the token would stay in force for the rest of the transaction, for statements the caller runs.",
+                    "Set the token with set_config('auth_jwt.token', ..., true) or SET LOCAL, before the call.",
+                );
+            }
+            if (token.is_some() || held.is_some()) && citus::logs_remote_commands() {
+                errors::unauthorized(
+                    "the request's token cannot be carried to the Citus workers while citus.log_remote_commands is on",
+                    "Citus would show the client every command it sends to the workers, the token's SET LOCAL included.",
+                    "Turn citus.log_remote_commands off for requests that carry a token.",
+                );
+            }
+            if token.is_some() || held.is_some() {
+                citus::set_local_on_workers(c"auth_jwt.token", token.as_deref().unwrap_or(""));
+            }
+            remember(token);
+        }
     }
-    let carried_before = CARRIED.with(|c| c.borrow().as_ref().is_some_and(|c| c.lxid == lxid && c.token));
-    if token.is_some() || carried_before {
-        citus::set_local_on_workers(c"auth_jwt.token", token.as_deref().unwrap_or(""));
-    }
+}
+
+fn remember(token: Option<String>) {
     let headers = token_source::request_headers_bytes().map(token_source::headers_version);
     CARRIED.with(|c| {
         *c.borrow_mut() = Some(Carried {
-            lxid,
+            lxid: xact::local_xid(),
+            subxact: xact::subxact(),
             token_generation: settings::token_generation(),
             headers,
-            at_top: xact::at_top_level(),
-            subxact_ends: xact::subxact_ends(),
-            token: token.is_some(),
+            token,
         })
     });
+}
+
+fn changed_within_statement() -> ! {
+    errors::unauthorized(
+        "the request's token changed within a statement, on Citus",
+        "A function this statement called set, cleared or restored the token, then ran a statement of its own. The workers run a statement's work with the token the transaction had when the statement began, and a nested statement with another would see other rows on the coordinator than on the workers.",
+        "Set the token in a statement of its own (SELECT set_config('auth_jwt.token', ..., true);) before the statements that use it.",
+    )
 }
 
 /// Runs `f` when dropped, also while an ERROR unwinds.

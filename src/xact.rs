@@ -10,7 +10,11 @@
 //! - Answers remembered within a transaction (`Stamp`): valid in the same transaction (local xid),
 //!   with no subtransaction rolled back since (what it saw may be gone), under the same settings.
 //!
-//! Callbacks only touch these thread-local counters; the caches that compare them live above.
+//! - Statement boundaries (`Boundary`), for the modules above that act on them (`token_forward`
+//!   on Citus): the executor hooks count how deep in executor calls a statement is.
+//! - Statement texts: tokens hidden from what `pg_stat_activity` and later hooks see.
+//!
+//! The cache callbacks only touch thread-local counters; the caches that compare them live above.
 
 use crate::settings;
 use pgrx::pg_sys;
@@ -37,8 +41,6 @@ thread_local! {
     static NAMESPACE_CHANGES: Cell<u64> = const { Cell::new(0) };
     /// Subtransactions rolled back in this backend.
     static ABORTS: Cell<u64> = const { Cell::new(0) };
-    /// Subtransactions ended in this backend, committed or rolled back.
-    static SUBXACT_ENDS: Cell<u64> = const { Cell::new(0) };
     /// This transaction read a watched relation after it had written: what it read may include
     /// its own uncommitted rows, which an abort (of it or a subtransaction) takes back.
     static READ_OWN_WRITES: [Cell<bool>; 2] = const { [Cell::new(false), Cell::new(false)] };
@@ -57,6 +59,8 @@ pub fn init() {
         pg_sys::RegisterSubXactCallback(Some(on_subxact_event), std::ptr::null_mut());
         PREV_PROCESS_UTILITY = pg_sys::ProcessUtility_hook;
         pg_sys::ProcessUtility_hook = Some(process_utility);
+        PREV_POST_PARSE_ANALYZE = pg_sys::post_parse_analyze_hook;
+        pg_sys::post_parse_analyze_hook = Some(post_parse_analyze);
     }
 }
 
@@ -120,9 +124,6 @@ unsafe extern "C-unwind" fn on_subxact_event(
     _parent: pg_sys::SubTransactionId,
     _arg: *mut std::ffi::c_void,
 ) {
-    if matches!(event, pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB | pg_sys::SubXactEvent::SUBXACT_EVENT_COMMIT_SUB) {
-        SUBXACT_ENDS.with(|a| a.set(a.get().wrapping_add(1)));
-    }
     if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
         ABORTS.with(|a| a.set(a.get().wrapping_add(1)));
         drop_reads_of_own_writes();
@@ -207,35 +208,51 @@ pub fn accept_invalidations() {
     unsafe { pg_sys::AcceptInvalidationMessages() }
 }
 
-/// Subtransactions this backend has ended (committed or rolled back).
-pub fn subxact_ends() -> u64 {
-    SUBXACT_ENDS.with(Cell::get)
-}
-
-/// The current statement runs in the top level of its transaction, not in a subtransaction
-/// (a savepoint, a PL/pgSQL block with an EXCEPTION clause).
-pub fn at_top_level() -> bool {
+/// The (sub)transaction the current statement runs in: 1 at the top level of a transaction.
+pub fn subxact() -> u32 {
     // SAFETY: a plain read of the transaction state.
-    unsafe { pg_sys::GetCurrentTransactionNestLevel() <= 1 }
+    unsafe { pg_sys::GetCurrentSubTransactionId() }
 }
 
-static AT_BOUNDARY: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+/// That (sub)transaction of the current transaction has not ended (a savepoint released or
+/// rolled back, a PL/pgSQL block with an EXCEPTION clause left).
+pub fn subxact_active(id: u32) -> bool {
+    // SAFETY: a plain read of the transaction state.
+    unsafe { pg_sys::SubTransactionIsActive(id) }
+}
+
+/// Where a statement boundary is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Boundary {
+    /// A statement the client sent (or a procedure's or DO block's own statement, or a COPY,
+    /// FETCH or CALL), outside any executor call: before the executor starts or runs it.
+    Statement,
+    /// A statement inside another one's execution: a function's, a trigger's, Citus's subplans.
+    Nested,
+}
+
+static AT_BOUNDARY: std::sync::OnceLock<fn(Boundary)> = std::sync::OnceLock::new();
 static mut PREV_EXECUTOR_START: pg_sys::ExecutorStart_hook_type = None;
 static mut PREV_EXECUTOR_RUN: pg_sys::ExecutorRun_hook_type = None;
+static mut PREV_EXECUTOR_FINISH: pg_sys::ExecutorFinish_hook_type = None;
 static mut PREV_EXECUTOR_END: pg_sys::ExecutorEnd_hook_type = None;
 static mut PREV_PROCESS_UTILITY: pg_sys::ProcessUtility_hook_type = None;
+static mut PREV_POST_PARSE_ANALYZE: pg_sys::post_parse_analyze_hook_type = None;
 
-/// Call `f` at every statement boundary where the request's token may have changed since it
-/// last ran: before the executor starts each statement (also statements inside functions);
-/// before it runs one (Citus evaluates a modification's function calls on the coordinator while
-/// the executor starts, and a function can change the token with no statement of its own: a
-/// PL/pgSQL assignment, a SET, its SET clause ending); after it ends each one (a function may
-/// have changed the token, then returned into a statement that goes on); and before the utility
-/// statements that read or write rows with no executor start of their own (COPY, FETCH and MOVE,
-/// CALL). Ahead of the hooks of libraries loaded before this one: Citus, which must be loaded
-/// first, opens its connections to the workers from its own ExecutorStart, executor nodes and
-/// ProcessUtility.
-pub fn at_each_statement_boundary(f: fn()) {
+thread_local! {
+    /// Executor calls (start, run, finish, end) in progress in this backend.
+    static EXECUTOR_DEPTH: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Call `f` at every statement boundary: before the executor starts each statement, before it
+/// runs one that no other executor call encloses (a portal's FETCH or Execute), and before the
+/// utility statements that read or write rows with no executor start of their own (COPY, FETCH
+/// and MOVE, CALL); saying whether the statement is nested in another's execution. The executor
+/// hooks count the nesting (an error inside unwinds through the count). Ahead of the hooks of
+/// libraries loaded before this one: Citus, which must be loaded first, opens its connections to
+/// the workers from its own ExecutorStart, executor nodes and ProcessUtility, and evaluates a
+/// modification's function calls on the coordinator while the executor starts.
+pub fn at_each_statement_boundary(f: fn(Boundary)) {
     if AT_BOUNDARY.set(f).is_ok() {
         // SAFETY: hooks are chained once per process, while the library loads.
         unsafe {
@@ -243,30 +260,56 @@ pub fn at_each_statement_boundary(f: fn()) {
             pg_sys::ExecutorStart_hook = Some(executor_start);
             PREV_EXECUTOR_RUN = pg_sys::ExecutorRun_hook;
             pg_sys::ExecutorRun_hook = Some(executor_run);
+            PREV_EXECUTOR_FINISH = pg_sys::ExecutorFinish_hook;
+            pg_sys::ExecutorFinish_hook = Some(executor_finish);
             PREV_EXECUTOR_END = pg_sys::ExecutorEnd_hook;
             pg_sys::ExecutorEnd_hook = Some(executor_end);
         }
     }
 }
 
-fn at_boundary() {
-    if let Some(f) = AT_BOUNDARY.get() {
-        f();
+fn boundary() -> Boundary {
+    if EXECUTOR_DEPTH.with(Cell::get) == 0 {
+        Boundary::Statement
+    } else {
+        Boundary::Nested
     }
+}
+
+fn at_boundary(b: Boundary) {
+    if let Some(f) = AT_BOUNDARY.get() {
+        f(b);
+    }
+}
+
+/// Run the next executor hook as one level of nesting; an ERROR inside unwinds through the count.
+fn nested<R>(next: impl FnOnce() -> R) -> R {
+    struct Level;
+    impl Drop for Level {
+        fn drop(&mut self) {
+            EXECUTOR_DEPTH.with(|d| d.set(d.get() - 1));
+        }
+    }
+    EXECUTOR_DEPTH.with(|d| d.set(d.get() + 1));
+    let _level = Level;
+    // SAFETY: called from a hook, on the backend's thread; `next` holds no Rust value that needs
+    // dropping, and an ERROR raised in it becomes a Rust panic here (and an ERROR again at the
+    // hook's own boundary, after the count is restored).
+    unsafe { pg_sys::ffi::pg_guard_ffi_boundary(next) }
 }
 
 #[pg_guard]
 unsafe extern "C-unwind" fn executor_start(query: *mut pg_sys::QueryDesc, eflags: i32) {
     if eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as i32 == 0 {
-        at_boundary();
+        at_boundary(boundary());
     }
     // SAFETY: the hook chain as PostgreSQL defines it.
-    unsafe {
+    nested(|| unsafe {
         match PREV_EXECUTOR_START {
             Some(prev) => prev(query, eflags),
             None => pg_sys::standard_ExecutorStart(query, eflags),
         }
-    }
+    })
 }
 
 #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17"))]
@@ -277,14 +320,16 @@ unsafe extern "C-unwind" fn executor_run(
     count: u64,
     execute_once: bool,
 ) {
-    at_boundary();
+    if boundary() == Boundary::Statement {
+        at_boundary(Boundary::Statement);
+    }
     // SAFETY: the hook chain as PostgreSQL defines it.
-    unsafe {
+    nested(|| unsafe {
         match PREV_EXECUTOR_RUN {
             Some(prev) => prev(query, direction, count, execute_once),
             None => pg_sys::standard_ExecutorRun(query, direction, count, execute_once),
         }
-    }
+    })
 }
 
 #[cfg(feature = "pg18")]
@@ -294,26 +339,70 @@ unsafe extern "C-unwind" fn executor_run(
     direction: pg_sys::ScanDirection::Type,
     count: u64,
 ) {
-    at_boundary();
+    if boundary() == Boundary::Statement {
+        at_boundary(Boundary::Statement);
+    }
     // SAFETY: the hook chain as PostgreSQL defines it.
-    unsafe {
+    nested(|| unsafe {
         match PREV_EXECUTOR_RUN {
             Some(prev) => prev(query, direction, count),
             None => pg_sys::standard_ExecutorRun(query, direction, count),
         }
-    }
+    })
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn executor_finish(query: *mut pg_sys::QueryDesc) {
+    // SAFETY: the hook chain as PostgreSQL defines it.
+    nested(|| unsafe {
+        match PREV_EXECUTOR_FINISH {
+            Some(prev) => prev(query),
+            None => pg_sys::standard_ExecutorFinish(query),
+        }
+    })
 }
 
 #[pg_guard]
 unsafe extern "C-unwind" fn executor_end(query: *mut pg_sys::QueryDesc) {
     // SAFETY: the hook chain as PostgreSQL defines it.
-    unsafe {
+    nested(|| unsafe {
         match PREV_EXECUTOR_END {
             Some(prev) => prev(query),
             None => pg_sys::standard_ExecutorEnd(query),
         }
+    })
+}
+
+/// Installed in every backend (from `init`): a client's query string that holds tokens (a
+/// multi-statement string that sets `request.headers` and `auth_jwt.token` with literals, the one
+/// Citus sends a worker to begin a transaction and carry the token) shows in `pg_stat_activity`
+/// with them hidden from its first statement's analysis on, not only once the statement that
+/// assigns one runs; every backend of the same role can read it there.
+#[pg_guard]
+unsafe extern "C-unwind" fn post_parse_analyze(
+    pstate: *mut pg_sys::ParseState,
+    query: *mut pg_sys::Query,
+    jstate: *mut pg_sys::JumbleState,
+) {
+    // SAFETY: the hook chain as PostgreSQL defines it.
+    unsafe {
+        if let Some(prev) = PREV_POST_PARSE_ANALYZE {
+            prev(pstate, query, jstate);
+        }
     }
-    at_boundary();
+    // SAFETY: debug_query_string is NULL or the NUL-terminated text the client sent; only a
+    // statement of that text (not a function's) is looked at; pgstat_report_activity copies.
+    unsafe {
+        let text = pg_sys::debug_query_string;
+        if text.is_null() || pstate.is_null() || (*pstate).p_sourcetext != text {
+            return;
+        }
+        if let Some(hidden) = auth_jwt_core::token::hide_jwts(std::ffi::CStr::from_ptr(text).to_bytes()) {
+            if let Ok(hidden) = std::ffi::CString::new(hidden) {
+                pg_sys::pgstat_report_activity(pg_sys::BackendState::STATE_RUNNING, hidden.as_ptr());
+            }
+        }
+    }
 }
 
 /// Installed in every backend (from `init`): the statement text of `SET auth_jwt.token` passes
@@ -338,7 +427,7 @@ unsafe extern "C-unwind" fn process_utility(
         let stmt = (*pstmt).utilityStmt;
         match (*stmt).type_ {
             T_CopyStmt | T_FetchStmt | T_CallStmt => {
-                at_boundary();
+                at_boundary(boundary());
                 None
             }
             T_VariableSetStmt => hide_token_in(stmt as *mut pg_sys::VariableSetStmt, query_string),

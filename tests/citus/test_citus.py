@@ -231,44 +231,50 @@ def test_a_forged_token_fails_the_query_on_the_workers(app):
     assert e.sqlstate == "28000", e
 
 
+CHANGED = "token changed within a statement"
+
+
 def test_a_token_set_by_a_function_clause_is_refused(app):
     """A function's SET clause gives the token to the call only. Carried to the workers, it would
     stay there for the rest of the statement and the transaction: an anonymous caller read bob's
-    rows through a function that merely ran with bob's token (a red-team reproduction)."""
+    rows through a function that merely ran with bob's token (a review's reproduction). A function's
+    statements fail; a procedure's, which sit at statement boundaries, are refused there."""
     with connect(app) as su:
         su.execute(
             sql.SQL(
                 """CREATE FUNCTION as_bob() RETURNS int LANGUAGE sql SECURITY DEFINER
-                   SET auth_jwt.token = {} AS 'SELECT 1'"""
-            ).format(sql.Literal(bob()))
+                   SET auth_jwt.token = {tok} AS 'SELECT 1';
+                   CREATE PROCEDURE count_as_bob() LANGUAGE sql SET auth_jwt.token = {tok}
+                   AS 'SELECT count(*) FROM tasks';
+                   CREATE FUNCTION as_nobody() RETURNS bigint LANGUAGE sql
+                   SET auth_jwt.token = '' AS 'SELECT count(*) FROM tasks';
+                   GRANT EXECUTE ON FUNCTION as_bob(), as_nobody() TO authenticated;
+                   GRANT EXECUTE ON PROCEDURE count_as_bob() TO authenticated"""
+            ).format(tok=sql.Literal(bob()))
         )
-        su.execute(
-            """CREATE FUNCTION as_nobody() RETURNS bigint LANGUAGE sql
-               SET auth_jwt.token = '' AS 'SELECT count(*) FROM tasks'"""
-        )
-        su.execute("GRANT EXECUTE ON FUNCTION as_bob(), as_nobody() TO authenticated")
     try:
         for tok in (None, alice()):
             c = as_user(app, tok)
             e = error_of(c, "WITH f AS MATERIALIZED (SELECT as_bob()) SELECT t.user_id::text, count(*) FROM tasks t, f GROUP BY 1")
+            assert e.sqlstate == "28000" and CHANGED in e.diag.message_primary, e
+            begin(c, tok)
+            e = error_of(c, "CALL count_as_bob()")
             assert e.sqlstate == "28000" and "function's SET clause" in e.diag.message_primary, e
             begin(c, tok)
+            if tok:  # dropping the token within the statement is a change too
+                e = error_of(c, "SELECT as_nobody()")
+                assert e.sqlstate == "28000" and CHANGED in e.diag.message_primary, e
+                begin(c, tok)
             assert seen(c) == ({ALICE: 5} if tok else {}), "the caller's own token, and nobody else's"
             c.rollback()
-        # A SET clause that drops the token is no token to carry: the call sees nothing, and the
-        # caller's token is in force again for the next statement.
-        c = as_user(app, alice())
-        assert one(c, "SELECT as_nobody()") == 0
-        assert seen(c) == {ALICE: 5}
-        c.rollback()
     finally:
         with connect(app) as su:
-            su.execute("DROP FUNCTION as_bob(), as_nobody()")
+            su.execute("DROP FUNCTION as_bob(), as_nobody(); DROP PROCEDURE count_as_bob()")
 
 
 FUNCTIONS_THAT_PEEK_AS_BOB = """
--- Each takes bob's token, runs a distributed query with it (which carries it to the workers),
--- then drops it again, each in its own way, before returning.
+-- Each takes bob's token, runs a distributed query with it, then drops it again, each in its own
+-- way, before returning.
 CREATE FUNCTION peek_perform() RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER AS $$
   DECLARE n bigint;
   BEGIN
@@ -277,41 +283,63 @@ CREATE FUNCTION peek_perform() RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER 
     PERFORM set_config('auth_jwt.token', '', true);
     RETURN n;
   END $$;
-CREATE FUNCTION peek_assign() RETURNS text LANGUAGE plpgsql STABLE SECURITY DEFINER AS $$
+CREATE FUNCTION peek_assign() RETURNS int LANGUAGE plpgsql STABLE SECURITY DEFINER AS $$
   DECLARE n bigint; x text;
   BEGIN
     x := set_config('auth_jwt.token', {bob}, true);
     SELECT count(*) INTO n FROM tasks;
     x := set_config('auth_jwt.token', '', true);  -- no statement of its own
-    RETURN 'peek';
+    RETURN 100;
   END $$;
-CREATE FUNCTION peek_set_local() RETURNS text LANGUAGE plpgsql SECURITY DEFINER AS $$
+CREATE FUNCTION peek_set_local() RETURNS int LANGUAGE plpgsql SECURITY DEFINER AS $$
   DECLARE n bigint;
   BEGIN
     PERFORM set_config('auth_jwt.token', {bob}, true);
     SELECT count(*) INTO n FROM tasks;
     SET LOCAL auth_jwt.token = '';  -- a utility statement
-    RETURN 'peek';
+    RETURN 100;
   END $$;
 -- Its SET clause drops the caller's token for the call; bob's comes from request.headers, set in
 -- the body; when the call ends, the caller's token is back, and takes precedence over the headers.
-CREATE FUNCTION peek_headers() RETURNS text LANGUAGE plpgsql STABLE SET auth_jwt.token = '' AS $$
+CREATE FUNCTION peek_headers() RETURNS int LANGUAGE plpgsql STABLE SET auth_jwt.token = '' AS $$
   DECLARE n bigint;
   BEGIN
     PERFORM set_config('request.headers', {headers}, true);
     SELECT count(*) INTO n FROM tasks;
-    RETURN 'peek';
+    RETURN 100;
   END $$;
-GRANT EXECUTE ON FUNCTION peek_perform(), peek_assign(), peek_set_local(), peek_headers() TO authenticated;
+-- Takes bob's token and drops it with no statement in between: nothing runs with it. (VOLATILE,
+-- so that the planner does not run it to estimate a LIMIT: then it would have dropped the token
+-- before the statement began.)
+CREATE FUNCTION take_and_drop() RETURNS int LANGUAGE plpgsql VOLATILE SECURITY DEFINER AS $$
+  DECLARE x text;
+  BEGIN
+    x := set_config('auth_jwt.token', {bob}, true);
+    x := set_config('auth_jwt.token', '', true);
+    RETURN 100;
+  END $$;
+GRANT EXECUTE ON FUNCTION peek_perform(), peek_assign(), peek_set_local(), peek_headers(), take_and_drop()
+  TO authenticated;
 """
 
+# Where Citus runs the function on the coordinator, between the statement's start and its work on
+# the workers (each of these returned or changed bob's rows for alice or an anonymous caller in a
+# review of an earlier version, which carried the token at every executor start, run and end).
+PEEKS = [
+    "WITH f AS MATERIALIZED (SELECT peek_perform() AS n) SELECT t.user_id::text, count(*) FROM tasks t, f GROUP BY 1",
+    "UPDATE tasks SET title = title || peek_assign() WHERE user_id = %(bob)s RETURNING id",
+    "DELETE FROM tasks WHERE user_id = %(bob)s AND peek_assign() IS NOT NULL RETURNING id",
+    "INSERT INTO tasks (user_id, title) VALUES (%(bob)s, peek_set_local()::text) RETURNING id",
+    "SELECT user_id::text FROM tasks LIMIT peek_assign()",
+    "SELECT user_id::text FROM tasks ORDER BY title OFFSET peek_assign() - 100",
+    "SELECT user_id::text, count(*) OVER (ORDER BY title ROWS BETWEEN peek_assign() PRECEDING AND CURRENT ROW) FROM tasks",
+    "SELECT user_id::text FROM (SELECT user_id FROM tasks LIMIT peek_set_local()) s",
+    "SELECT user_id::text FROM (SELECT user_id FROM tasks LIMIT peek_headers()) s",
+]
 
-def test_a_token_a_function_changed_back_is_carried_back(app):
-    """A function that takes a token and drops it (or gives the caller's back) before returning:
-    the rest of the caller's statement runs on the workers with the token the coordinator has,
-    not the function's. A review found each of these forms updating, deleting or inserting bob's
-    rows for an anonymous caller, or for alice: Citus evaluates a modification's function calls on
-    the coordinator, after the statement's start, and before its work on the workers."""
+
+@pytest.fixture
+def peeks(app):
     b = bob()
     with connect(app) as su:
         su.execute(
@@ -319,35 +347,64 @@ def test_a_token_a_function_changed_back_is_carried_back(app):
                 bob=sql.Literal(b), headers=sql.Literal('{"authorization": "Bearer %s"}' % b)
             )
         )
-    try:
-        for caller in (None, alice()):
-            c = as_user(app, caller)
-            rows = c.execute(
-                """WITH f AS MATERIALIZED (SELECT peek_perform() AS n)
-                   SELECT t.user_id::text, f.n, count(*) FROM tasks t, f GROUP BY 1, 2"""
-            ).fetchall()
-            assert rows == [], "the coordinator's token after the call is none"
-            update = "UPDATE tasks SET title = title || peek_assign() WHERE user_id = %s RETURNING id"
-            assert c.execute(update, (BOB,)).fetchall() == []
-            c.rollback()  # Citus: a placement this transaction modified is not read by another user
-            begin(c, caller)
-            delete = "DELETE FROM tasks WHERE user_id = %s AND peek_assign() IS NOT NULL RETURNING id"
-            assert c.execute(delete, (BOB,)).fetchall() == []
-            c.rollback()
-            begin(c, caller)
-            e = error_of(c, "INSERT INTO tasks (user_id, title) VALUES (%s, peek_set_local())", BOB)
-            assert e.sqlstate == "42501", e
-            begin(c, caller)
-            if caller:  # (an anonymous caller has no token to take precedence over the headers)
-                update = "UPDATE tasks SET title = title || peek_headers() WHERE user_id = %s RETURNING id"
-                assert c.execute(update, (BOB,)).fetchall() == [], "the caller's token, back after the call"
-                assert seen(c) == {ALICE: 5}
-            c.rollback()
-        with connect(app) as su:
-            assert one(su, "SELECT count(*) FROM tasks WHERE user_id = %s AND title LIKE 'bob _'", BOB) == 5
-    finally:
-        with connect(app) as su:
-            su.execute("DROP FUNCTION peek_perform(), peek_assign(), peek_set_local(), peek_headers()")
+    yield
+    with connect(app) as su:
+        su.execute("DROP FUNCTION peek_perform(), peek_assign(), peek_set_local(), peek_headers(), take_and_drop()")
+        assert one(su, "SELECT count(*) FROM tasks WHERE user_id = %s AND title LIKE 'bob _'", BOB) == 5
+
+
+@pytest.mark.parametrize("statement", PEEKS)
+def test_a_function_that_changes_the_token_and_runs_a_statement_fails(app, peeks, statement):
+    """Within a statement the workers keep the token the statement began with, and a function's
+    statement that finds it changed fails: no work on the workers with a token only a function
+    held, and none with the caller's where the function meant another."""
+    for caller in (None, alice()):
+        c = as_user(app, caller)
+        with pytest.raises(psycopg.Error) as raised:
+            c.execute(statement, {"bob": BOB} if "%(bob)s" in statement else None)
+        c.rollback()
+        e = raised.value
+        # (A STABLE function in LIMIT may also run while the statement is planned, before it
+        # begins: then a SET clause's token is refused as such.)
+        assert e.sqlstate == "28000", (statement, e)
+        assert CHANGED in e.diag.message_primary or "SET clause" in e.diag.message_primary, (statement, e)
+        begin(c, caller)
+        assert seen(c) == ({ALICE: 5} if caller else {}), "the caller's own rows after"
+        c.rollback()
+
+
+def test_a_cursor_fetched_after_a_function_changed_the_token(app, peeks):
+    c = as_user(app, alice())
+    c.execute("DECLARE cur CURSOR FOR SELECT user_id::text FROM tasks LIMIT peek_assign()")
+    e = error_of(c, "FETCH 2 FROM cur")
+    assert e.sqlstate == "28000" and CHANGED in e.diag.message_primary, e
+
+
+def test_a_token_taken_and_dropped_with_no_statement_between_runs_nothing_with_it(app, peeks):
+    """The statement's work on the workers runs with the caller's token, as it began; the
+    coordinator has none after the call, and the next statement carries that."""
+    c = as_user(app, alice())
+    rows = c.execute("SELECT user_id::text FROM tasks LIMIT take_and_drop()").fetchall()
+    assert rows == [(ALICE,)] * 5
+    assert seen(c) == {}, "the function dropped the transaction's token: none from the next statement on"
+    c.rollback()
+
+
+def test_no_token_is_carried_while_citus_shows_remote_commands(app):
+    """citus.log_remote_commands shows the client every command Citus sends, the carrying SET LOCAL
+    included, and with it a token the client may never have seen (one a SECURITY DEFINER function
+    set for the transaction; a review read it so)."""
+    c = as_user(app, alice())
+    c.execute("SET LOCAL citus.log_remote_commands = on")
+    sent = []
+    c.add_notice_handler(lambda d: sent.append(d.message_primary))
+    e = error_of(c, "SELECT count(*) FROM tasks")
+    assert e.sqlstate == "28000" and "log_remote_commands" in e.diag.message_primary, e
+    assert not [m for m in sent if "auth_jwt.token" in m], sent
+    begin(c, None)
+    c.execute("SET LOCAL citus.log_remote_commands = on")
+    assert seen(c) == {}, "an anonymous request carries nothing, and runs"
+    c.rollback()
 
 
 def test_copy_and_fetch_run_with_the_token_in_force(app):

@@ -297,6 +297,35 @@ def test_the_statement_that_set_the_token_shows_it_hidden(db):
         c.execute("ROLLBACK")
 
 
+def test_a_query_string_that_carries_tokens_shows_them_hidden_from_its_start(db):
+    """A multi-statement query string that sets request.headers and auth_jwt.token with literals
+    shows in pg_stat_activity with both tokens hidden from its first statement on, not only once
+    the statement that assigns auth_jwt.token runs (a review read both for seconds before)."""
+    import threading
+
+    a, b = token(1), token(2)
+    c = connect(db, user="app_user")
+    load(c)
+    pid = one(c, "SELECT pg_backend_pid()")
+    headers = '{"authorization": "Bearer %s"}' % a
+    text = (
+        f"BEGIN; SELECT set_config('request.headers', '{headers}', true); SELECT pg_sleep(1.5); "
+        f"SELECT set_config('auth_jwt.token', '{b}', true); SELECT pg_sleep(1.5); COMMIT"
+    )
+    done = threading.Thread(target=lambda: c.execute(text))
+    done.start()
+    watcher = connect(db)
+    try:
+        for _ in range(2):
+            time.sleep(0.75)
+            shown = one(watcher, "SELECT query FROM pg_stat_activity WHERE pid = %s", pid)
+            assert a.rsplit(".", 1)[1] not in shown and b.rsplit(".", 1)[1] not in shown, shown
+            assert shown.count("(token not displayed)") == 2, shown
+            time.sleep(0.75)
+    finally:
+        done.join()
+
+
 def test_pg_stat_statements_records_the_token_hidden():
     """pg_stat_statements (loaded before auth_jwt, as README says) records `SET LOCAL
     auth_jwt.token` with the token hidden: its text is readable by every backend of the role."""

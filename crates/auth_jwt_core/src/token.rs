@@ -185,6 +185,41 @@ pub fn hide(text: &[u8], token: &[u8], keep_length: bool) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// `text` with every substring shaped like a compact JWS with a JSON header (`eyJ...`, three
+/// base64url segments) replaced by [`HIDDEN`], or None when it has none: what a statement's text
+/// shows of the tokens in it before any of them is assigned (a multi-statement query string).
+pub fn hide_jwts(text: &[u8]) -> Option<Vec<u8>> {
+    let b64 = |c: &u8| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_';
+    let mut out: Option<Vec<u8>> = None;
+    let mut at = 0;
+    let mut from = 0;
+    while let Some(found) = memchr::memmem::find(&text[from..], b"eyJ") {
+        let start = from + found;
+        // Three segments of base64url, separated by two dots.
+        let mut end = start;
+        let mut dots = 0;
+        loop {
+            end += text[end..].iter().take_while(|c| b64(c)).count();
+            if dots < 2 && text.get(end) == Some(&b'.') {
+                dots += 1;
+                end += 1;
+            } else {
+                break;
+            }
+        }
+        if dots == 2 && end - start >= 16 {
+            let o = out.get_or_insert_with(|| Vec::with_capacity(text.len()));
+            o.extend_from_slice(&text[at..start]);
+            o.extend_from_slice(HIDDEN);
+            at = end;
+        }
+        from = end.max(start + 3);
+    }
+    let mut o = out?;
+    o.extend_from_slice(&text[at..]);
+    Some(o)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -373,5 +408,21 @@ mod tests {
         // A token shorter than the label still keeps the text's length.
         let t = b"0123456789abcdef";
         assert_eq!(super::hide(b"'0123456789abcdef'", t, true).unwrap(), b"'(token not displ'".to_vec());
+    }
+
+    #[test]
+    fn hide_jwts_finds_every_compact_token() {
+        let a = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl";
+        let text = format!("SELECT set_config('request.headers', '{{\"authorization\": \"Bearer {a}\"}}', true); SET LOCAL auth_jwt.token TO '{a}'");
+        let out = String::from_utf8(super::hide_jwts(text.as_bytes()).unwrap()).unwrap();
+        assert!(!out.contains("eyJ"), "{out}");
+        assert_eq!(out.matches("(token not displayed)").count(), 2);
+        assert!(out.starts_with(
+            "SELECT set_config('request.headers', '{\"authorization\": \"Bearer (token not displayed)\"}', true);"
+        ));
+        // Not a token: no third segment, or no JSON header.
+        assert_eq!(super::hide_jwts(b"SELECT 'eyJhbGciOiJFZERTQSJ9.e30'"), None);
+        assert_eq!(super::hide_jwts(b"SELECT 'abc.def.ghi'"), None);
+        assert_eq!(super::hide_jwts(b"SELECT 1"), None);
     }
 }
