@@ -139,8 +139,8 @@ pub fn logs_remote_commands() -> bool {
 }
 
 /// Run `SET LOCAL <name> TO <value>` so that Citus sends it to every worker this transaction
-/// uses: to those already in the transaction now, and first thing to any it opens later. It also
-/// sets the value here, for the transaction. `citus.propagate_set_commands` is `local` for this
+/// uses: to those already in the transaction now, and first thing to any it opens later. Here the
+/// variable keeps its value. `citus.propagate_set_commands` is `local` for this
 /// one statement only (Citus propagates only within a transaction block).
 pub fn set_local_on_workers(name: &CStr, value: &str) {
     let value = CString::new(value).unwrap_or_default();
@@ -153,10 +153,12 @@ pub fn set_local_on_workers(name: &CStr, value: &str) {
         )
     };
     let sql = CString::new(sql).unwrap_or_default();
-    // SAFETY: a GUC nest level popped below, as a function's SET clause does; GUC_ACTION_SAVE
-    // restores the user's propagate setting, and the SET LOCAL of another variable made inside
-    // the level stays in force for the transaction (guc.c keeps GUC_LOCAL entries on commit of a
-    // nest level). SPI_execute of a utility statement, not read-only, assigns no XID.
+    // SAFETY: a GUC nest level popped below as an abort pops it (as VACUUM and REFRESH
+    // MATERIALIZED VIEW roll back what index functions set): the user's propagate setting and the
+    // variable itself get their values back here, so the SET reaches the workers (Citus sent it,
+    // and replays it to workers it opens later) without changing what this node reads (a token
+    // from request.headers stays one, and goes when the headers go). SPI_execute of a utility
+    // statement, not read-only, assigns no XID.
     unsafe {
         let nest = pg_sys::NewGUCNestLevel();
         pg_sys::set_config_option(
@@ -175,6 +177,6 @@ pub fn set_local_on_workers(name: &CStr, value: &str) {
                 pgrx::error!("auth_jwt: SET LOCAL for Citus workers failed (SPI code {rc})");
             }
         });
-        pg_sys::AtEOXact_GUC(true, nest);
+        pg_sys::AtEOXact_GUC(false, nest);
     }
 }

@@ -3,49 +3,58 @@
 //!
 //! Citus sends a worker only the `SET LOCAL` commands it saw in the transaction block (and only
 //! with `citus.propagate_set_commands = 'local'`), never `set_config(..., true)`, and never
-//! PostgREST's `request.headers`. So at each statement boundary outside any executor call
-//! (`xact::Boundary::Statement`: before a client's statement starts or runs, a procedure's or DO
-//! block's own statements, COPY, FETCH and CALL), if the request's token has changed since it
-//! was last carried in this transaction, auth_jwt runs `SET LOCAL auth_jwt.token` with it
-//! through Citus's own propagation (`citus`): workers already in the transaction get it at once,
-//! and any worker Citus opens later gets it first thing. The workers verify the token
-//! themselves, against their own copy of the keys.
+//! PostgREST's `request.headers`. So at each statement boundary outside any planning, execution
+//! or procedure (`xact::Boundary::Statement`: before a client's statement is planned, started or
+//! run, a DO block's own statements, COPY, FETCH and CALL), if the request's token has changed
+//! since it was last carried in this transaction, auth_jwt runs `SET LOCAL auth_jwt.token` with
+//! it through Citus's own propagation (`citus`): workers already in the transaction get it at
+//! once, and any worker Citus opens later gets it first thing. The workers verify the token
+//! themselves, against their own copy of the keys. On this node the variable keeps its value: a
+//! token read from `request.headers` stays one, and goes when the headers change.
 //!
-//! Within a statement the token on the workers does not change: Citus sends the statement's work
-//! whenever its plan gets there, and a function the statement calls can take a token and give it
-//! back with nothing in between that auth_jwt could carry at (a PL/pgSQL assignment, a `SET`, the
-//! end of its SET clause; two reviews read and changed another user's rows that way, through
-//! UPDATE, DELETE, INSERT, LIMIT and cursors). So a statement nested in another's execution that
-//! finds the token changed since the statement boundary fails (28000) instead of running with
-//! either token: the workers run a statement's work with the token the transaction had when it
-//! began, which is the coordinator's at that point, never one only a function held. A value a
-//! function's SET clause gave the token is refused at a statement boundary too (a procedure's
-//! statements are at one): it ends with the call.
+//! Within a statement the token on the workers does not change. Citus sends a statement's work
+//! whenever its plan gets there, and a function or procedure the statement calls can take a
+//! token and give it back with nothing in between that auth_jwt could carry at (a PL/pgSQL
+//! assignment, a `SET`, the end of its SET clause, the planner running a STABLE function). Three
+//! reviews read and changed another user's rows through each way this was tried before. So:
+//! - a statement nested in another's planning or execution, or in a procedure, that finds the
+//!   token changed since the boundary fails (28000), instead of running with either token;
+//! - a `SET LOCAL` of the token or the headers that Citus would send on by itself (the caller
+//!   may set `citus.propagate_set_commands`) fails there too;
+//! - a value a function's SET clause gave the token is refused at a boundary as well (a function
+//!   a utility statement runs, an index expression's, is at one): it ends with the call.
+//!
+//! The workers run a statement's work with the token the transaction had when it began, never one
+//! only a function held.
 //!
 //! What is carried: the request's token as `token_source` reads it (`auth_jwt.token`, or the
 //! bearer token of `request.headers`), only when it passes the pooler rule. A token set for the
 //! session is never carried, so a worker never sees it as set for its transaction. An empty value
-//! is carried when the request drops a token carried earlier in the transaction. While
-//! `citus.log_remote_commands` is on, nothing is carried (28000): Citus would show the client
-//! every `SET LOCAL` it sends, token included.
+//! is carried when the request drops a token carried earlier in the transaction.
+//!
+//! Citus shows the client every command it sends when `citus.log_remote_commands` is on, and
+//! begins each worker connection it opens later in the transaction with the transaction's
+//! `SET LOCAL`s: no token is carried while it is on, and once one was, a check hook on it refuses
+//! to turn it on for the rest of the transaction (28000, 22023).
 //!
 //! Citus forgets a `SET LOCAL` made inside a subtransaction when that subtransaction ends, even
-//! when it commits (a savepoint released; a procedure's PL/pgSQL block with an EXCEPTION clause),
+//! when it commits (a savepoint released; a DO block's PL/pgSQL block with an EXCEPTION clause),
 //! so a token carried inside one is carried again once it has ended.
 //!
 //! The hooks are installed only where Citus is loaded; they need auth_jwt loaded in the backend
 //! before the statement, which `shared_preload_libraries = 'citus,auth_jwt'` guarantees
 //! (PostgREST's `pre_request` loads it too). Citus-internal backends on the workers carry
 //! nothing. Workers preload auth_jwt too, so that the `SET LOCAL` that carries the token shows in
-//! their `pg_stat_activity` with the token hidden (`settings`): every backend of the role could
-//! read it there otherwise, and Citus connects to the workers as the request's role, shared by
-//! all users.
+//! their `pg_stat_activity` with the token hidden (`settings`, `xact`): every backend of the role
+//! could read it there otherwise, and Citus connects to the workers as the request's role, shared
+//! by all users.
 
 use crate::citus;
 use crate::errors;
 use crate::settings;
 use crate::token_source::{self, HeadersVersion};
 use crate::xact::{self, Boundary};
+use pgrx::pg_sys;
 use std::cell::RefCell;
 
 /// What was carried last, and the state it was carried in.
@@ -64,6 +73,7 @@ struct Carried {
 
 thread_local! {
     static CARRIED: RefCell<Option<Carried>> = const { RefCell::new(None) };
+    static TOKEN_CARRIED_IN: std::cell::Cell<Option<u32>> = const { std::cell::Cell::new(None) };
     static BUSY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
@@ -71,8 +81,64 @@ thread_local! {
 pub fn init() {
     if citus::loaded() {
         xact::at_each_statement_boundary(at_boundary);
-        xact::set_text_sent_on_when(citus::propagates_set);
+        xact::on_token_set(token_set);
+        guard_remote_command_log();
     }
+}
+
+/// A `SET`/`RESET` of the token or the headers: Citus sends a `SET LOCAL` on to the workers at
+/// once (with `citus.propagate_set_commands = 'local'`, which any role may set). At a statement
+/// boundary that is a carry of the client's own; inside a statement it would change the workers'
+/// token mid-statement, as a function that sets and gives back a token would: refused.
+fn token_set(is_local: bool, b: Boundary) -> bool {
+    let sent_on = citus::propagates_set(is_local) && !BUSY.with(|b| b.get());
+    if sent_on && b == Boundary::Nested {
+        changed_within_statement();
+    }
+    citus::propagates_set(is_local)
+}
+
+/// The local transaction id in which a token (not an empty value) was last carried: Citus
+/// replays every `SET LOCAL` of the transaction to each worker it opens later.
+fn carried_a_token_in_this_transaction() -> bool {
+    TOKEN_CARRIED_IN.with(|t| t.get() == Some(xact::local_xid()))
+}
+
+/// No remote command log while a token has been carried in the transaction: Citus shows the
+/// client (NOTICE) every command it sends, and each connection it opens later begins with the
+/// transaction's `SET LOCAL`s, tokens included. A check hook on `citus.log_remote_commands`
+/// (which has none of its own) refuses to turn it on then, however it is set.
+fn guard_remote_command_log() {
+    if let Some(r) = settings::GucRecord::find(c"citus.log_remote_commands") {
+        // SAFETY: a live GUC record of a bool setting (checked); guc.c reads check_hook before
+        // each assignment and nothing else writes it; Citus defines it without a check hook.
+        unsafe {
+            if (*r.record).vartype == pg_sys::config_type::PGC_BOOL {
+                let conf = r.record as *mut pg_sys::config_bool;
+                if (*conf).check_hook.is_none() {
+                    (*conf).check_hook = Some(check_remote_command_log);
+                }
+            }
+        }
+    }
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn check_remote_command_log(
+    newval: *mut bool,
+    _extra: *mut *mut std::ffi::c_void,
+    _source: pg_sys::GucSource::Type,
+) -> bool {
+    // SAFETY: guc.c passes the proposed value; the detail string is palloc'd, as guc.c frees it.
+    unsafe {
+        if *newval && carried_a_token_in_this_transaction() {
+            pg_sys::GUC_check_errdetail_string = pg_sys::pstrdup(
+                c"auth_jwt carried the request's token to the Citus workers in this transaction; Citus would show it to the client.".as_ptr(),
+            );
+            return false;
+        }
+    }
+    true
 }
 
 /// The headers now, and whether they are the value `version` was taken of.
@@ -99,6 +165,9 @@ fn at_boundary(b: Boundary) {
         return;
     }
     if CARRIED.with(|c| c.borrow().as_ref().is_some_and(still_carried)) {
+        if carried_a_token_in_this_transaction() && citus::logs_remote_commands() {
+            remote_command_log();
+        }
         return;
     }
     BUSY.with(|b| b.set(true));
@@ -131,15 +200,14 @@ fn at_boundary(b: Boundary) {
                     "Set the token with set_config('auth_jwt.token', ..., true) or SET LOCAL, before the call.",
                 );
             }
-            if (token.is_some() || held.is_some()) && citus::logs_remote_commands() {
-                errors::unauthorized(
-                    "the request's token cannot be carried to the Citus workers while citus.log_remote_commands is on",
-                    "Citus would show the client every command it sends to the workers, the token's SET LOCAL included.",
-                    "Turn citus.log_remote_commands off for requests that carry a token.",
-                );
+            if (token.is_some() || carried_a_token_in_this_transaction()) && citus::logs_remote_commands() {
+                remote_command_log();
             }
             if token.is_some() || held.is_some() {
                 citus::set_local_on_workers(c"auth_jwt.token", token.as_deref().unwrap_or(""));
+            }
+            if token.is_some() {
+                TOKEN_CARRIED_IN.with(|t| t.set(Some(xact::local_xid())));
             }
             remember(token);
         }
@@ -157,6 +225,14 @@ fn remember(token: Option<String>) {
             token,
         })
     });
+}
+
+fn remote_command_log() -> ! {
+    errors::unauthorized(
+        "the request's token cannot be carried to the Citus workers while citus.log_remote_commands is on",
+        "Citus would show the client every command it sends to the workers, the token's SET LOCAL included, and replays it to each worker it opens later in the transaction.",
+        "Turn citus.log_remote_commands off for requests that carry a token.",
+    )
 }
 
 fn changed_within_statement() -> ! {

@@ -232,6 +232,7 @@ pub enum Boundary {
 }
 
 static AT_BOUNDARY: std::sync::OnceLock<fn(Boundary)> = std::sync::OnceLock::new();
+static mut PREV_PLANNER: pg_sys::planner_hook_type = None;
 static mut PREV_EXECUTOR_START: pg_sys::ExecutorStart_hook_type = None;
 static mut PREV_EXECUTOR_RUN: pg_sys::ExecutorRun_hook_type = None;
 static mut PREV_EXECUTOR_FINISH: pg_sys::ExecutorFinish_hook_type = None;
@@ -240,22 +241,26 @@ static mut PREV_PROCESS_UTILITY: pg_sys::ProcessUtility_hook_type = None;
 static mut PREV_POST_PARSE_ANALYZE: pg_sys::post_parse_analyze_hook_type = None;
 
 thread_local! {
-    /// Executor calls (start, run, finish, end) in progress in this backend.
+    /// Planner and executor calls (plan, start, run, finish, end) and CALLs in progress.
     static EXECUTOR_DEPTH: Cell<u32> = const { Cell::new(0) };
 }
 
-/// Call `f` at every statement boundary: before the executor starts each statement, before it
-/// runs one that no other executor call encloses (a portal's FETCH or Execute), and before the
-/// utility statements that read or write rows with no executor start of their own (COPY, FETCH
-/// and MOVE, CALL); saying whether the statement is nested in another's execution. The executor
-/// hooks count the nesting (an error inside unwinds through the count). Ahead of the hooks of
-/// libraries loaded before this one: Citus, which must be loaded first, opens its connections to
-/// the workers from its own ExecutorStart, executor nodes and ProcessUtility, and evaluates a
-/// modification's function calls on the coordinator while the executor starts.
+/// Call `f` at every statement boundary: before the planner plans a statement and the executor
+/// starts it, before the executor runs one that no other call encloses (a portal's FETCH or
+/// Execute), and before the utility statements that read or write rows with no executor start of
+/// their own (COPY, FETCH and MOVE, CALL); saying whether the statement is nested in another's
+/// planning or execution, or in a procedure (a CALL's statements are the procedure's, as a
+/// function's are; a DO block's are the client's own). The planner and executor hooks and CALL
+/// count the nesting (an error inside unwinds through the count). Ahead of the hooks of libraries
+/// loaded before this one: Citus, which must be loaded first, opens its connections to the
+/// workers from its own planner, ExecutorStart, executor nodes and ProcessUtility, and evaluates
+/// a modification's function calls on the coordinator while the executor starts.
 pub fn at_each_statement_boundary(f: fn(Boundary)) {
     if AT_BOUNDARY.set(f).is_ok() {
         // SAFETY: hooks are chained once per process, while the library loads.
         unsafe {
+            PREV_PLANNER = pg_sys::planner_hook;
+            pg_sys::planner_hook = Some(planner);
             PREV_EXECUTOR_START = pg_sys::ExecutorStart_hook;
             pg_sys::ExecutorStart_hook = Some(executor_start);
             PREV_EXECUTOR_RUN = pg_sys::ExecutorRun_hook;
@@ -273,6 +278,14 @@ fn boundary() -> Boundary {
         Boundary::Statement
     } else {
         Boundary::Nested
+    }
+}
+
+/// A boundary only where no planning, execution or procedure encloses this point (planning a
+/// client's statement, running a portal).
+fn at_statement_boundary() {
+    if boundary() == Boundary::Statement {
+        at_boundary(Boundary::Statement);
     }
 }
 
@@ -299,6 +312,23 @@ fn nested<R>(next: impl FnOnce() -> R) -> R {
 }
 
 #[pg_guard]
+unsafe extern "C-unwind" fn planner(
+    parse: *mut pg_sys::Query,
+    query_string: *const std::ffi::c_char,
+    cursor_options: i32,
+    bound_params: pg_sys::ParamListInfo,
+) -> *mut pg_sys::PlannedStmt {
+    at_statement_boundary();
+    // SAFETY: the hook chain as PostgreSQL defines it.
+    nested(|| unsafe {
+        match PREV_PLANNER {
+            Some(prev) => prev(parse, query_string, cursor_options, bound_params),
+            None => pg_sys::standard_planner(parse, query_string, cursor_options, bound_params),
+        }
+    })
+}
+
+#[pg_guard]
 unsafe extern "C-unwind" fn executor_start(query: *mut pg_sys::QueryDesc, eflags: i32) {
     if eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as i32 == 0 {
         at_boundary(boundary());
@@ -320,9 +350,7 @@ unsafe extern "C-unwind" fn executor_run(
     count: u64,
     execute_once: bool,
 ) {
-    if boundary() == Boundary::Statement {
-        at_boundary(Boundary::Statement);
-    }
+    at_statement_boundary();
     // SAFETY: the hook chain as PostgreSQL defines it.
     nested(|| unsafe {
         match PREV_EXECUTOR_RUN {
@@ -339,9 +367,7 @@ unsafe extern "C-unwind" fn executor_run(
     direction: pg_sys::ScanDirection::Type,
     count: u64,
 ) {
-    if boundary() == Boundary::Statement {
-        at_boundary(Boundary::Statement);
-    }
+    at_statement_boundary();
     // SAFETY: the hook chain as PostgreSQL defines it.
     nested(|| unsafe {
         match PREV_EXECUTOR_RUN {
@@ -423,20 +449,24 @@ unsafe extern "C-unwind" fn process_utility(
 ) {
     use pg_sys::NodeTag::*;
     // SAFETY: a planned utility statement, as ProcessUtility receives it; nodes read only.
-    let hidden = unsafe {
+    let (hidden, call) = unsafe {
         let stmt = (*pstmt).utilityStmt;
         match (*stmt).type_ {
-            T_CopyStmt | T_FetchStmt | T_CallStmt => {
+            T_CopyStmt | T_FetchStmt => {
                 at_boundary(boundary());
-                None
+                (None, false)
             }
-            T_VariableSetStmt => hide_token_in(stmt as *mut pg_sys::VariableSetStmt, query_string),
-            _ => None,
+            T_CallStmt => {
+                at_boundary(boundary());
+                (None, AT_BOUNDARY.get().is_some())
+            }
+            T_VariableSetStmt => (token_set(stmt as *mut pg_sys::VariableSetStmt, query_string), false),
+            _ => (None, false),
         }
     };
     let query_string = hidden.as_ref().map_or(query_string, |h| h.as_ptr());
     // SAFETY: the hook chain as PostgreSQL defines it; `hidden` outlives the call.
-    unsafe {
+    let next = || unsafe {
         match PREV_PROCESS_UTILITY {
             Some(prev) => prev(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc),
             None => pg_sys::standard_ProcessUtility(
@@ -450,31 +480,42 @@ unsafe extern "C-unwind" fn process_utility(
                 qc,
             ),
         }
+    };
+    if call {
+        nested(next)
+    } else {
+        next()
     }
 }
 
-static SENDS_SET_TEXT: std::sync::OnceLock<fn(bool) -> bool> = std::sync::OnceLock::new();
+static ON_TOKEN_SET: std::sync::OnceLock<fn(bool, Boundary) -> bool> = std::sync::OnceLock::new();
 
-/// `f(is_local)`: another library sends this `SET` on by its text (Citus propagates `SET LOCAL`
-/// to the workers so), which must then keep the token.
-pub fn set_text_sent_on_when(f: fn(bool) -> bool) {
-    let _ = SENDS_SET_TEXT.set(f);
+/// `f(is_local, where)` runs before a `SET`, `SET LOCAL` or `RESET` of `auth_jwt.token` or
+/// `request.headers`; it may raise, and says whether another library will send the statement on
+/// by its text (Citus propagates `SET LOCAL` to the workers so), which must then keep the token.
+pub fn on_token_set(f: fn(bool, Boundary) -> bool) {
+    let _ = ON_TOKEN_SET.set(f);
 }
 
-/// `SET [LOCAL] auth_jwt.token TO '<token>'`: the text with the token hidden, of the same length
-/// (libraries cut the statement out of a multi-statement text by offset).
-unsafe fn hide_token_in(
+/// A `SET` of the request's token or headers: what `on_token_set` says of it, and for
+/// `SET [LOCAL] auth_jwt.token TO '<token>'` not sent on, the text with the token hidden, of the
+/// same length (libraries cut the statement out of a multi-statement text by offset).
+unsafe fn token_set(
     stmt: *mut pg_sys::VariableSetStmt,
     query_string: *const std::ffi::c_char,
 ) -> Option<std::ffi::CString> {
     // SAFETY: the caller's statement node; ExtractSetVariableArgs returns a palloc'd string or NULL.
     unsafe {
-        if (*stmt).kind != pg_sys::VariableSetKind::VAR_SET_VALUE
-            || (*stmt).name.is_null()
-            || query_string.is_null()
-            || !std::ffi::CStr::from_ptr((*stmt).name).to_bytes().eq_ignore_ascii_case(b"auth_jwt.token")
-            || SENDS_SET_TEXT.get().is_some_and(|sent_on| sent_on((*stmt).is_local))
-        {
+        if (*stmt).name.is_null() {
+            return None;
+        }
+        let name = std::ffi::CStr::from_ptr((*stmt).name).to_bytes();
+        let token = name.eq_ignore_ascii_case(b"auth_jwt.token");
+        if !token && !name.eq_ignore_ascii_case(b"request.headers") {
+            return None;
+        }
+        let sent_on = ON_TOKEN_SET.get().is_some_and(|f| f((*stmt).is_local, boundary()));
+        if !token || sent_on || (*stmt).kind != pg_sys::VariableSetKind::VAR_SET_VALUE || query_string.is_null() {
             return None;
         }
         let value = pg_sys::ExtractSetVariableArgs(stmt);

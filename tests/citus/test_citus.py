@@ -259,7 +259,7 @@ def test_a_token_set_by_a_function_clause_is_refused(app):
             assert e.sqlstate == "28000" and CHANGED in e.diag.message_primary, e
             begin(c, tok)
             e = error_of(c, "CALL count_as_bob()")
-            assert e.sqlstate == "28000" and "function's SET clause" in e.diag.message_primary, e
+            assert e.sqlstate == "28000" and CHANGED in e.diag.message_primary, e
             begin(c, tok)
             if tok:  # dropping the token within the statement is a change too
                 e = error_of(c, "SELECT as_nobody()")
@@ -373,11 +373,118 @@ def test_a_function_that_changes_the_token_and_runs_a_statement_fails(app, peeks
         c.rollback()
 
 
-def test_a_cursor_fetched_after_a_function_changed_the_token(app, peeks):
+ROUND_THREE = """
+-- The function's own SET LOCAL, which Citus sends on to the workers at once when the caller has
+-- set citus.propagate_set_commands = 'local' (any role may); its SET clause gives it back.
+CREATE FUNCTION set_local_scoped() RETURNS int LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+  SET auth_jwt.token FROM CURRENT AS $$ BEGIN SET LOCAL auth_jwt.token = {bob}; RETURN 100; END $$;
+-- Swaps bob's headers in and the caller's back; STABLE, so the planner may run it for a LIMIT.
+CREATE FUNCTION swap_headers() RETURNS int LANGUAGE plpgsql STABLE SECURITY DEFINER AS $$
+  DECLARE old text := current_setting('request.headers', true); n bigint;
+  BEGIN
+    PERFORM set_config('request.headers', {headers}, true);
+    SELECT count(*) INTO n FROM tasks;
+    PERFORM set_config('request.headers', old, true);
+    RETURN 100;
+  END $$;
+-- A procedure's statements are the procedure's, as a function's are.
+CREATE PROCEDURE touch_as_bob() LANGUAGE plpgsql SECURITY DEFINER AS $$
+  DECLARE n bigint;
+  BEGIN
+    PERFORM set_config('auth_jwt.token', {bob}, true);
+    SELECT count(*) INTO n FROM tasks WHERE user_id = '00000000-0000-4000-8000-000000000b0b';
+    PERFORM set_config('auth_jwt.token', '', true);
+  END $$;
+GRANT EXECUTE ON FUNCTION set_local_scoped(), swap_headers() TO authenticated;
+GRANT EXECUTE ON PROCEDURE touch_as_bob() TO authenticated;
+"""
+
+
+@pytest.fixture
+def round_three(app):
+    b = bob()
+    with connect(app) as su:
+        su.execute(
+            sql.SQL(ROUND_THREE).format(bob=sql.Literal(b), headers=sql.Literal('{"authorization": "Bearer %s"}' % b))
+        )
+    yield
+    with connect(app) as su:
+        su.execute("DROP FUNCTION set_local_scoped(), swap_headers(); DROP PROCEDURE touch_as_bob()")
+        assert one(su, "SELECT count(*) FROM tasks WHERE user_id = %s AND title LIKE 'bob _'", BOB) == 5
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "WITH f AS MATERIALIZED (SELECT set_local_scoped() n) UPDATE tasks t SET title = 'x' FROM f WHERE f.n = 100 RETURNING t.user_id",
+        "SELECT user_id::text FROM tasks LIMIT set_local_scoped()",
+        "SELECT user_id::text FROM tasks LIMIT swap_headers()",
+        "UPDATE tasks SET title = 'x' WHERE id IN (SELECT id FROM tasks LIMIT swap_headers()) RETURNING user_id",
+        "CALL touch_as_bob()",
+    ],
+)
+def test_no_route_changes_the_token_within_a_statement(app, round_three, statement):
+    """A third review's forms: a function's SET LOCAL that Citus propagates at once; headers swapped
+    by a function the planner runs, which the carry then kept as the coordinator's own token for
+    the rest of the transaction; a procedure that takes a token and clears it."""
+    for how, tok in (("set_config", alice()), ("headers", None)):
+        c = as_user(app, tok, how)
+        if tok is None:  # PostgREST's headers with no authorization: an anonymous request
+            c.execute("""SELECT set_config('request.headers', '{"accept": "*/*"}', true)""")
+        c.execute("SET LOCAL citus.propagate_set_commands = 'local'")
+        if tok and "swap_headers" in statement:
+            # auth_jwt.token comes before the headers: the swap changes nothing, alice stays alice.
+            users = {str(r[0]) for r in c.execute(statement).fetchall()}
+            assert users == {ALICE}, (statement, users)
+            c.rollback()
+        else:
+            e = error_of(c, statement)
+            assert e.sqlstate == "28000" and CHANGED in e.diag.message_primary, (statement, e)
+        begin(c, tok, how)
+        assert seen(c) == ({ALICE: 5} if tok else {}), "the caller's own rows after"
+        c.rollback()
+
+
+def test_a_token_from_the_headers_goes_when_the_headers_go(app):
+    """Carrying a token read from request.headers no longer sets auth_jwt.token on the coordinator:
+    when the headers change, the next statement carries what they hold now."""
+    c = as_user(app, alice(), "headers")
+    assert seen(c) == {ALICE: 5}
+    c.execute("""SELECT set_config('request.headers', '{"accept": "*/*"}', true)""")
+    assert seen(c) == {}, "anonymous again"
+    assert one(c, "SELECT auth_jwt.jwt_claim_uuid()") is None
+    c.rollback()
+
+
+def test_the_remote_command_log_stays_off_once_a_token_was_carried(app, round_three):
+    """Citus begins each worker connection it opens later in the transaction with the
+    transaction's SET LOCALs, tokens included, and shows them to the client when
+    citus.log_remote_commands is on: after a carry it cannot be turned on, however it is set."""
     c = as_user(app, alice())
-    c.execute("DECLARE cur CURSOR FOR SELECT user_id::text FROM tasks LIMIT peek_assign()")
-    e = error_of(c, "FETCH 2 FROM cur")
-    assert e.sqlstate == "28000" and CHANGED in e.diag.message_primary, e
+    assert seen(c, "user_id = %s", ALICE) == {ALICE: 5}  # one worker so far
+    for turn_on in (
+        "SET LOCAL citus.log_remote_commands = on",
+        "SELECT set_config('citus.log_remote_commands', 'on', true)",
+        "WITH s AS MATERIALIZED (SELECT set_config('citus.log_remote_commands', 'on', true)) SELECT count(*) FROM tasks, s",
+    ):
+        e = error_of(c, turn_on)
+        assert e.sqlstate == "22023" and "auth_jwt" in (e.diag.message_detail or ""), (turn_on, e)
+        begin(c, alice())
+        assert seen(c, "user_id = %s", ALICE) == {ALICE: 5}
+    c.rollback()
+
+
+def test_a_cursor_fetched_after_a_function_changed_the_token(app, peeks):
+    """(The planner runs a STABLE function to estimate a LIMIT, so the DECLARE may be where it
+    fails; a VOLATILE one runs at the FETCH.)"""
+    for peek in ("peek_assign()", "peek_perform()"):
+        c = as_user(app, alice())
+        with pytest.raises(psycopg.Error) as raised:
+            c.execute(f"DECLARE cur CURSOR FOR SELECT user_id::text FROM tasks LIMIT {peek}")
+            c.execute("FETCH 2 FROM cur")
+        e = raised.value
+        assert e.sqlstate == "28000" and CHANGED in e.diag.message_primary, (peek, e)
+        c.rollback()
 
 
 def test_a_token_taken_and_dropped_with_no_statement_between_runs_nothing_with_it(app, peeks):
