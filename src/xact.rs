@@ -242,7 +242,7 @@ static mut PREV_POST_PARSE_ANALYZE: pg_sys::post_parse_analyze_hook_type = None;
 
 thread_local! {
     /// Planner and executor calls (plan, start, run, finish, end) and CALLs in progress.
-    static EXECUTOR_DEPTH: Cell<u32> = const { Cell::new(0) };
+    static DEPTH: Cell<u32> = const { Cell::new(0) };
 }
 
 /// Call `f` at every statement boundary: before the planner plans a statement and the executor
@@ -274,7 +274,7 @@ pub fn at_each_statement_boundary(f: fn(Boundary)) {
 }
 
 fn boundary() -> Boundary {
-    if EXECUTOR_DEPTH.with(Cell::get) == 0 {
+    if DEPTH.with(Cell::get) == 0 {
         Boundary::Statement
     } else {
         Boundary::Nested
@@ -295,20 +295,38 @@ fn at_boundary(b: Boundary) {
     }
 }
 
-/// Run the next executor hook as one level of nesting; an ERROR inside unwinds through the count.
-fn nested<R>(next: impl FnOnce() -> R) -> R {
-    struct Level;
-    impl Drop for Level {
-        fn drop(&mut self) {
-            EXECUTOR_DEPTH.with(|d| d.set(d.get() - 1));
+unsafe extern "C-unwind" {
+    /// elog.c's PG_RE_THROW (pgrx's bindings leave it out): the current error, to the handler
+    /// that `PG_exception_stack` names.
+    fn pg_re_throw() -> !;
+}
+
+/// Run the next hook as one level of nesting, in PostgreSQL's own PG_TRY / PG_RE_THROW: an
+/// ERROR inside restores the count and goes on untouched, every field of it (constraint and table
+/// names, position, context) as the next catcher expects. Nothing with a destructor lives across
+/// the jump.
+fn nested<R: Copy>(next: impl FnOnce() -> R) -> R {
+    DEPTH.with(|d| d.set(d.get() + 1));
+    let mut out = std::mem::MaybeUninit::<R>::uninit();
+    // SAFETY: as PG_TRY: the exception stack points at this jump buffer while `next` runs and is
+    // restored, with the error context stack, on both ways out; pg_re_throw jumps to the outer
+    // handler with the error state as it was raised. `out` is written before the only 0 return.
+    unsafe {
+        let prev_exception_stack = pg_sys::PG_exception_stack;
+        let prev_error_context = pg_sys::error_context_stack;
+        let jumped = cee_scape::call_with_sigsetjmp(false, |buffer| {
+            pg_sys::PG_exception_stack = buffer as *const _ as *mut _;
+            out.write(next());
+            0
+        });
+        pg_sys::PG_exception_stack = prev_exception_stack;
+        pg_sys::error_context_stack = prev_error_context;
+        DEPTH.with(|d| d.set(d.get() - 1));
+        if jumped != 0 {
+            pg_re_throw();
         }
+        out.assume_init()
     }
-    EXECUTOR_DEPTH.with(|d| d.set(d.get() + 1));
-    let _level = Level;
-    // SAFETY: called from a hook, on the backend's thread; `next` holds no Rust value that needs
-    // dropping, and an ERROR raised in it becomes a Rust panic here (and an ERROR again at the
-    // hook's own boundary, after the count is restored).
-    unsafe { pg_sys::ffi::pg_guard_ffi_boundary(next) }
 }
 
 #[pg_guard]
@@ -464,8 +482,9 @@ unsafe extern "C-unwind" fn process_utility(
             _ => (None, false),
         }
     };
-    let query_string = hidden.as_ref().map_or(query_string, |h| h.as_ptr());
-    // SAFETY: the hook chain as PostgreSQL defines it; `hidden` outlives the call.
+    // SAFETY: pstrdup copies into the current memory context, which outlives the call.
+    let query_string = hidden.map_or(query_string, |h| unsafe { pg_sys::pstrdup(h.as_ptr()) });
+    // SAFETY: the hook chain as PostgreSQL defines it.
     let next = || unsafe {
         match PREV_PROCESS_UTILITY {
             Some(prev) => prev(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc),

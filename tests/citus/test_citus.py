@@ -514,6 +514,35 @@ def test_no_token_is_carried_while_citus_shows_remote_commands(app):
     c.rollback()
 
 
+def test_errors_pass_the_statement_hooks_whole(app):
+    """The hooks that count statement nesting catch an ERROR only to keep the count, and throw it
+    on untouched: a client still gets the constraint and table of a unique violation, and a
+    caught error leaves the next statement a statement boundary, where a new token is carried."""
+    with connect(app) as su:
+        su.execute("CREATE TABLE local_items (id int PRIMARY KEY)")
+        su.execute("GRANT INSERT ON local_items TO authenticated")
+        su.execute(
+            """CREATE FUNCTION count_or_zero() RETURNS bigint LANGUAGE plpgsql AS $$
+               BEGIN RETURN (SELECT count(*) FROM tasks WHERE 1 / 0 = 1);
+               EXCEPTION WHEN division_by_zero THEN RETURN 0; END $$"""
+        )
+        su.execute("GRANT EXECUTE ON FUNCTION count_or_zero() TO authenticated")
+    try:
+        c = as_user(app, alice())
+        c.execute("INSERT INTO local_items VALUES (1)")
+        e = error_of(c, "INSERT INTO local_items VALUES (1), (1)")
+        assert e.sqlstate == "23505", e
+        assert (e.diag.constraint_name, e.diag.table_name) == ("local_items_pkey", "local_items"), e
+        begin(c, alice())
+        assert one(c, "SELECT count_or_zero()") == 0
+        c.execute("SELECT set_config('auth_jwt.token', %s, true)", (bob(),))
+        assert seen(c) == {BOB: 5}, "carried at the next statement boundary, no error"
+        c.rollback()
+    finally:
+        with connect(app) as su:
+            su.execute("DROP TABLE local_items; DROP FUNCTION count_or_zero()")
+
+
 def test_copy_and_fetch_run_with_the_token_in_force(app):
     """COPY and FETCH reach the workers without an executor start of their own: the token is
     carried before them too. SET LOCAL is a utility statement, so nothing else carries it first."""
