@@ -3,9 +3,9 @@
 //!
 //! Citus sends a worker only the `SET LOCAL` commands it saw in the transaction block (and only
 //! with `citus.propagate_set_commands = 'local'`), never `set_config(..., true)`, and never
-//! PostgREST's `request.headers`. So at each statement boundary outside any planning, execution
-//! or procedure (`xact::Boundary::Statement`: before a client's statement is planned, started or
-//! run, a DO block's own statements, COPY, FETCH and CALL), if the request's token has changed
+//! PostgREST's `request.headers`. So at each boundary of a statement the client sent
+//! (`xact::Boundary::Statement`: before it is planned, started or run, or, a utility statement,
+//! processed), if the request's token has changed
 //! since it was last carried in this transaction, auth_jwt runs `SET LOCAL auth_jwt.token` with
 //! it through Citus's own propagation (`citus`): workers already in the transaction get it at
 //! once, and any worker Citus opens later gets it first thing. The workers verify the token
@@ -17,12 +17,14 @@
 //! token and give it back with nothing in between that auth_jwt could carry at (a PL/pgSQL
 //! assignment, a `SET`, the end of its SET clause, the planner running a STABLE function). Three
 //! reviews read and changed another user's rows through each way this was tried before. So:
-//! - a statement nested in another's planning or execution, or in a procedure, that finds the
-//!   token changed since the boundary fails (28000), instead of running with either token;
+//! - a statement nested in another's planning, execution or utility processing (a function's,
+//!   a procedure's, a DO block's, one a PL/pgSQL assignment's function runs without the
+//!   executor), or in a trigger (deferred ones fire at COMMIT), that finds the token changed
+//!   since the boundary fails (28000), instead of running with either token;
 //! - a `SET LOCAL` of the token or the headers that Citus would send on by itself (the caller
 //!   may set `citus.propagate_set_commands`) fails there too;
-//! - a value a function's SET clause gave the token is refused at a boundary as well (a function
-//!   a utility statement runs, an index expression's, is at one): it ends with the call.
+//! - a value a function's SET clause gave the token is refused at a boundary as well: it ends
+//!   with the call.
 //!
 //! The workers run a statement's work with the token the transaction had when it began, never one
 //! only a function held.
@@ -34,12 +36,13 @@
 //!
 //! Citus shows the client every command it sends when `citus.log_remote_commands` is on, and
 //! begins each worker connection it opens later in the transaction with the transaction's
-//! `SET LOCAL`s: no token is carried while it is on, and once one was, a check hook on it refuses
-//! to turn it on for the rest of the transaction (28000, 22023).
+//! `SET LOCAL`s: once a token was carried in the transaction, every statement boundary, nested or
+//! not, refuses while it is on (28000), and a check hook on it refuses to turn it on (22023; a
+//! RESET to a connection's own value skips check hooks, the boundaries do not).
 //!
 //! Citus forgets a `SET LOCAL` made inside a subtransaction when that subtransaction ends, even
-//! when it commits (a savepoint released; a DO block's PL/pgSQL block with an EXCEPTION clause),
-//! so a token carried inside one is carried again once it has ended.
+//! when it commits (a savepoint released), so a token carried inside one is carried again once
+//! it has ended.
 //!
 //! The hooks are installed only where Citus is loaded; they need auth_jwt loaded in the backend
 //! before the statement, which `shared_preload_libraries = 'citus,auth_jwt'` guarantees
@@ -161,13 +164,15 @@ fn still_carried(c: &Carried) -> bool {
 }
 
 fn at_boundary(b: Boundary) {
-    if BUSY.with(|b| b.get()) || xact::is_parallel_worker() || citus::internal_backend() {
+    if BUSY.with(|b| b.get()) || xact::is_parallel_worker() || citus::internal_backend() || !xact::in_progress() {
         return;
     }
+    // Before anything that may open a worker connection: the log shows the transaction's SET
+    // LOCALs, however it was turned on (a RESET to a connection option skips the check hook).
+    if carried_a_token_in_this_transaction() && citus::logs_remote_commands() {
+        remote_command_log();
+    }
     if CARRIED.with(|c| c.borrow().as_ref().is_some_and(still_carried)) {
-        if carried_a_token_in_this_transaction() && citus::logs_remote_commands() {
-            remote_command_log();
-        }
         return;
     }
     BUSY.with(|b| b.set(true));

@@ -208,6 +208,12 @@ pub fn accept_invalidations() {
     unsafe { pg_sys::AcceptInvalidationMessages() }
 }
 
+/// A transaction is in progress and can run statements (not aborted, not committing).
+pub fn in_progress() -> bool {
+    // SAFETY: plain reads of the transaction state.
+    unsafe { pg_sys::IsTransactionState() && !pg_sys::IsAbortedTransactionBlockState() }
+}
+
 /// The (sub)transaction the current statement runs in: 1 at the top level of a transaction.
 pub fn subxact() -> u32 {
     // SAFETY: a plain read of the transaction state.
@@ -224,10 +230,11 @@ pub fn subxact_active(id: u32) -> bool {
 /// Where a statement boundary is.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Boundary {
-    /// A statement the client sent (or a procedure's or DO block's own statement, or a COPY,
-    /// FETCH or CALL), outside any executor call: before the executor starts or runs it.
+    /// A statement the client sent, before it is planned, started, run, or (a utility statement)
+    /// processed: no planning, execution, utility statement or trigger encloses it.
     Statement,
-    /// A statement inside another one's execution: a function's, a trigger's, Citus's subplans.
+    /// Anything inside one: a function's statement, a procedure's or DO block's, a trigger's
+    /// (deferred ones fire at COMMIT, outside any statement), Citus's subplans.
     Nested,
 }
 
@@ -247,14 +254,13 @@ thread_local! {
 
 /// Call `f` at every statement boundary: before the planner plans a statement and the executor
 /// starts it, before the executor runs one that no other call encloses (a portal's FETCH or
-/// Execute), and before the utility statements that read or write rows with no executor start of
-/// their own (COPY, FETCH and MOVE, CALL); saying whether the statement is nested in another's
-/// planning or execution, or in a procedure (a CALL's statements are the procedure's, as a
-/// function's are; a DO block's are the client's own). The planner and executor hooks and CALL
-/// count the nesting (an error inside unwinds through the count). Ahead of the hooks of libraries
-/// loaded before this one: Citus, which must be loaded first, opens its connections to the
-/// workers from its own planner, ExecutorStart, executor nodes and ProcessUtility, and evaluates
-/// a modification's function calls on the coordinator while the executor starts.
+/// Execute), and before each utility statement but transaction control and SET/SHOW; saying
+/// whether the statement is the client's (`Boundary::Statement`) or nested in another's planning,
+/// execution or utility processing, or in a trigger. The planner, executor and utility hooks
+/// count the nesting (an ERROR inside restores the count). Ahead of the hooks of libraries loaded
+/// before this one: Citus, which must be loaded first, opens its connections to the workers from
+/// its own planner, ExecutorStart, executor nodes and ProcessUtility, and evaluates a
+/// modification's function calls on the coordinator while the executor starts.
 pub fn at_each_statement_boundary(f: fn(Boundary)) {
     if AT_BOUNDARY.set(f).is_ok() {
         // SAFETY: hooks are chained once per process, while the library loads.
@@ -273,8 +279,19 @@ pub fn at_each_statement_boundary(f: fn(Boundary)) {
     }
 }
 
+/// `pg_trigger_depth()`: triggers being fired now (deferred ones fire at COMMIT, outside any
+/// planning or execution).
+fn trigger_depth() -> i32 {
+    unsafe fn depth(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+        // SAFETY: a version-1 function that reads a counter; fcinfo is direct_function_call's.
+        unsafe { pg_sys::pg_trigger_depth(fcinfo) }
+    }
+    // SAFETY: no arguments, an int4 result.
+    unsafe { pgrx::direct_function_call::<i32>(depth, &[]) }.unwrap_or(0)
+}
+
 fn boundary() -> Boundary {
-    if DEPTH.with(Cell::get) == 0 {
+    if DEPTH.with(Cell::get) == 0 && trigger_depth() == 0 {
         Boundary::Statement
     } else {
         Boundary::Nested
@@ -467,21 +484,21 @@ unsafe extern "C-unwind" fn process_utility(
 ) {
     use pg_sys::NodeTag::*;
     // SAFETY: a planned utility statement, as ProcessUtility receives it; nodes read only.
-    let (hidden, call) = unsafe {
+    let hidden = unsafe {
         let stmt = (*pstmt).utilityStmt;
         match (*stmt).type_ {
-            T_CopyStmt | T_FetchStmt => {
+            T_VariableSetStmt => token_set(stmt as *mut pg_sys::VariableSetStmt, query_string),
+            T_TransactionStmt | T_VariableShowStmt => None,
+            _ => {
                 at_boundary(boundary());
-                (None, false)
+                None
             }
-            T_CallStmt => {
-                at_boundary(boundary());
-                (None, AT_BOUNDARY.get().is_some())
-            }
-            T_VariableSetStmt => (token_set(stmt as *mut pg_sys::VariableSetStmt, query_string), false),
-            _ => (None, false),
         }
     };
+    // Where boundaries count, what a utility statement runs is nested in it: a DO block's or a
+    // procedure's statements, the functions a PL/pgSQL assignment calls without the executor,
+    // COPY's triggers and defaults, index expressions.
+    let call = AT_BOUNDARY.get().is_some();
     // SAFETY: pstrdup copies into the current memory context, which outlives the call.
     let query_string = hidden.map_or(query_string, |h| unsafe { pg_sys::pstrdup(h.as_ptr()) });
     // SAFETY: the hook chain as PostgreSQL defines it.

@@ -335,6 +335,8 @@ PEEKS = [
     "SELECT user_id::text, count(*) OVER (ORDER BY title ROWS BETWEEN peek_assign() PRECEDING AND CURRENT ROW) FROM tasks",
     "SELECT user_id::text FROM (SELECT user_id FROM tasks LIMIT peek_set_local()) s",
     "SELECT user_id::text FROM (SELECT user_id FROM tasks LIMIT peek_headers()) s",
+    # PL/pgSQL evaluates an assignment's expression without the executor (a fourth review).
+    "DO $$ DECLARE n int; BEGIN n := peek_assign(); END $$",
 ]
 
 
@@ -472,6 +474,81 @@ def test_the_remote_command_log_stays_off_once_a_token_was_carried(app, round_th
         begin(c, alice())
         assert seen(c, "user_id = %s", ALICE) == {ALICE: 5}
     c.rollback()
+
+
+def test_a_deferred_trigger_that_changes_the_token_fails_the_commit(app, peeks):
+    """Deferred triggers fire at COMMIT, outside any statement: a trigger's statements are nested
+    all the same, and one that finds the token changed fails the commit."""
+    with connect(app) as su:
+        su.execute(
+            """CREATE TABLE local_marks (k int);
+               GRANT INSERT ON local_marks TO authenticated;
+               CREATE FUNCTION mark_as_bob() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
+                 BEGIN
+                   PERFORM set_config('auth_jwt.token', current_setting('app.bob'), true);
+                   PERFORM count(*) FROM tasks;
+                   PERFORM set_config('auth_jwt.token', '', true);
+                   RETURN NULL;
+                 END $$;
+               CREATE CONSTRAINT TRIGGER as_bob AFTER INSERT ON local_marks
+                 DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION mark_as_bob()"""
+        )
+    try:
+        c = as_user(app, alice())
+        c.execute("SELECT set_config('app.bob', %s, true)", (bob(),))  # what the trigger takes
+        assert seen(c) == {ALICE: 5}
+        c.execute("INSERT INTO local_marks VALUES (1)")
+        with pytest.raises(psycopg.Error) as raised:
+            c.commit()
+        e = raised.value
+        assert e.sqlstate == "28000" and CHANGED in e.diag.message_primary, e
+    finally:
+        with connect(app) as su:
+            su.execute("DROP TABLE local_marks; DROP FUNCTION mark_as_bob()")
+
+
+def test_the_remote_command_log_turned_on_by_reset_is_refused(app):
+    """RESET goes back to the connection's own value without the check hook: the next statement
+    boundary, nested or not, refuses before Citus opens a connection and replays the SET LOCALs."""
+    c = connect(app, user="authenticator", autocommit=False, options="-c citus.log_remote_commands=on")
+    sent = []
+    c.add_notice_handler(lambda d: sent.append(d.message_primary))
+    c.execute("SET LOCAL ROLE authenticated")
+    c.execute("SET LOCAL citus.log_remote_commands = off")
+    c.execute("SELECT set_config('auth_jwt.token', %s, true)", (alice(),))
+    assert seen(c, "user_id = %s", ALICE) == {ALICE: 5}
+    c.execute("RESET citus.log_remote_commands")
+    e = error_of(c, "SELECT count(*) FROM tasks")
+    assert e.sqlstate == "28000" and "log_remote_commands" in e.diag.message_primary, e
+    # Inside a function, with the token assigned again (the same value: no change to refuse) and
+    # more connections allowed, so that Citus opens new ones and begins each with the SET LOCALs.
+    tok = alice()
+    with connect(app) as su:
+        su.execute(
+            """CREATE FUNCTION reassign_and_count(tok text) RETURNS bigint LANGUAGE plpgsql AS $$
+               DECLARE n bigint;
+               BEGIN
+                 PERFORM set_config('auth_jwt.token', tok, true);
+                 RESET citus.log_remote_commands;
+                 SET LOCAL citus.max_adaptive_executor_pool_size = 16;
+                 SELECT count(*) INTO n FROM tasks;
+                 RETURN n;
+               END $$;
+               GRANT EXECUTE ON FUNCTION reassign_and_count(text) TO authenticated"""
+        )
+    try:
+        c.execute("SET LOCAL ROLE authenticated")
+        c.execute("SET LOCAL citus.log_remote_commands = off")
+        c.execute("SET LOCAL citus.max_adaptive_executor_pool_size = 1")
+        c.execute("SELECT set_config('auth_jwt.token', %s, true)", (tok,))
+        assert seen(c) == {ALICE: 5}
+        e = error_of(c, "SELECT reassign_and_count(%s)", tok)
+        assert e.sqlstate == "28000" and "log_remote_commands" in e.diag.message_primary, e
+        assert not [m for m in sent if "auth_jwt.token" in m], sent
+    finally:
+        c.close()
+        with connect(app) as su:
+            su.execute("DROP FUNCTION reassign_and_count(text)")
 
 
 def test_a_cursor_fetched_after_a_function_changed_the_token(app, peeks):
