@@ -17,10 +17,11 @@
 //! token and give it back with nothing in between that auth_jwt could carry at (a PL/pgSQL
 //! assignment, a `SET`, the end of its SET clause, the planner running a STABLE function). Three
 //! reviews read and changed another user's rows through each way this was tried before. So:
-//! - a statement nested in another's planning, execution or utility processing (a function's,
-//!   a procedure's, a DO block's, one a PL/pgSQL assignment's function runs without the
-//!   executor), or in a trigger (deferred ones fire at COMMIT), that finds the token changed
-//!   since the boundary fails (28000), instead of running with either token;
+//! - a statement nested in another's planning, execution or utility processing, or in a call of
+//!   a function written in SQL or a procedural language however it is called (a PL/pgSQL
+//!   assignment, a domain's CHECK while a statement is parsed or bound), or in a trigger
+//!   (deferred ones fire at COMMIT), that finds the token changed since the boundary fails
+//!   (28000), instead of running with either token;
 //! - a `SET LOCAL` of the token or the headers that Citus would send on by itself (the caller
 //!   may set `citus.propagate_set_commands`) fails there too;
 //! - a value a function's SET clause gave the token is refused at a boundary as well: it ends
@@ -40,9 +41,13 @@
 //! not, refuses while it is on (28000), and a check hook on it refuses to turn it on (22023; a
 //! RESET to a connection's own value skips check hooks, the boundaries do not).
 //!
+//! (A function's own statements are thus never boundaries: `xact` counts those calls through
+//! fmgr's hook, which PostgreSQL calls on the way into and out of them, errors included.)
+//!
 //! Citus forgets a `SET LOCAL` made inside a subtransaction when that subtransaction ends, even
-//! when it commits (a savepoint released), so a token carried inside one is carried again once
-//! it has ended.
+//! when it commits (a savepoint released), for the connections it opens later; those already in
+//! the transaction keep it. So once the subtransaction of the last carry has ended, the next
+//! statement boundary carries again, the token or an empty value, whatever the token is now.
 //!
 //! The hooks are installed only where Citus is loaded; they need auth_jwt loaded in the backend
 //! before the statement, which `shared_preload_libraries = 'citus,auth_jwt'` guarantees
@@ -178,12 +183,17 @@ fn at_boundary(b: Boundary) {
     BUSY.with(|b| b.set(true));
     let _done = scopeguard(|| BUSY.with(|b| b.set(false)));
     let token = token_source::for_this_transaction();
+    // What the workers hold, as far as this node knows: the last carry while its subtransaction
+    // lasts. Once that has ended, workers already in the transaction may still hold a token
+    // carried in it (a released savepoint keeps their SET LOCAL; only Citus's replay list for
+    // new connections forgets it), so "nothing known" is not "nothing held".
     let before: Option<Option<String>> =
         CARRIED.with(|c| c.borrow().as_ref().filter(|c| current(c)).map(|c| c.token.clone()));
+    let maybe_held = carried_a_token_in_this_transaction();
     match b {
         Boundary::Nested => {
             // Never carried mid-statement: the workers must already hold this token.
-            if before.as_ref().map_or(token.is_some(), |held| *held != token) {
+            if before.as_ref().map_or(token.is_some() || maybe_held, |held| *held != token) {
                 changed_within_statement();
             }
             // The same value assigned again: note its sources' versions, for O(1) next time (the
@@ -208,7 +218,7 @@ fn at_boundary(b: Boundary) {
             if (token.is_some() || carried_a_token_in_this_transaction()) && citus::logs_remote_commands() {
                 remote_command_log();
             }
-            if token.is_some() || held.is_some() {
+            if token.is_some() || held.is_some() || maybe_held {
                 citus::set_local_on_workers(c"auth_jwt.token", token.as_deref().unwrap_or(""));
             }
             if token.is_some() {

@@ -240,6 +240,8 @@ pub enum Boundary {
 
 static AT_BOUNDARY: std::sync::OnceLock<fn(Boundary)> = std::sync::OnceLock::new();
 static mut PREV_PLANNER: pg_sys::planner_hook_type = None;
+static mut PREV_NEEDS_FMGR_HOOK: pg_sys::needs_fmgr_hook_type = None;
+static mut PREV_FMGR_HOOK: pg_sys::fmgr_hook_type = None;
 static mut PREV_EXECUTOR_START: pg_sys::ExecutorStart_hook_type = None;
 static mut PREV_EXECUTOR_RUN: pg_sys::ExecutorRun_hook_type = None;
 static mut PREV_EXECUTOR_FINISH: pg_sys::ExecutorFinish_hook_type = None;
@@ -250,6 +252,8 @@ static mut PREV_POST_PARSE_ANALYZE: pg_sys::post_parse_analyze_hook_type = None;
 thread_local! {
     /// Planner and executor calls (plan, start, run, finish, end) and CALLs in progress.
     static DEPTH: Cell<u32> = const { Cell::new(0) };
+    /// Calls of functions written in SQL or a procedural language in progress.
+    static FUNCTION_DEPTH: Cell<u32> = const { Cell::new(0) };
 }
 
 /// Call `f` at every statement boundary: before the planner plans a statement and the executor
@@ -265,6 +269,10 @@ pub fn at_each_statement_boundary(f: fn(Boundary)) {
     if AT_BOUNDARY.set(f).is_ok() {
         // SAFETY: hooks are chained once per process, while the library loads.
         unsafe {
+            PREV_NEEDS_FMGR_HOOK = pg_sys::needs_fmgr_hook;
+            pg_sys::needs_fmgr_hook = Some(needs_fmgr_hook);
+            PREV_FMGR_HOOK = pg_sys::fmgr_hook;
+            pg_sys::fmgr_hook = Some(fmgr_hook);
             PREV_PLANNER = pg_sys::planner_hook;
             pg_sys::planner_hook = Some(planner);
             PREV_EXECUTOR_START = pg_sys::ExecutorStart_hook;
@@ -290,8 +298,54 @@ fn trigger_depth() -> i32 {
     unsafe { pgrx::direct_function_call::<i32>(depth, &[]) }.unwrap_or(0)
 }
 
+/// A function whose calls count as nesting: written in SQL or a procedural language (someone's
+/// code, whatever calls it: the executor, a PL/pgSQL assignment, a domain's CHECK while a
+/// statement is parsed or its parameters bound, a trigger). Not C or internal ones (auth_jwt's
+/// own, per row, stay direct calls), and not procedures (CALL counts; routing a procedure through
+/// fmgr's hook would make its COMMIT run inside the hook's PG_TRY).
+fn user_function(fn_oid: pg_sys::Oid) -> bool {
+    // SAFETY: a syscache lookup, released below; the tuple's data is a pg_proc row.
+    unsafe {
+        let tuple = pg_sys::SearchSysCache1(pg_sys::SysCacheIdentifier::PROCOID as i32, pg_sys::Datum::from(fn_oid));
+        if tuple.is_null() {
+            return false;
+        }
+        let data = (*tuple).t_data;
+        let proc = (data as *const u8).add((*data).t_hoff as usize) as *const pg_sys::FormData_pg_proc;
+        let user = !matches!(u32::from((*proc).prolang), 12 | 13) // internal, C
+            && matches!((*proc).prokind as u8, pg_sys::PROKIND_FUNCTION | pg_sys::PROKIND_WINDOW);
+        pg_sys::ReleaseSysCache(tuple);
+        user
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn needs_fmgr_hook(fn_oid: pg_sys::Oid) -> bool {
+    // SAFETY: the hook chain as PostgreSQL defines it.
+    unsafe { PREV_NEEDS_FMGR_HOOK.is_some_and(|prev| prev(fn_oid)) || user_function(fn_oid) }
+}
+
+/// fmgr calls it on the way into and out of such a function, also when an ERROR leaves it.
+#[pg_guard]
+unsafe extern "C-unwind" fn fmgr_hook(
+    event: pg_sys::FmgrHookEventType::Type,
+    flinfo: *mut pg_sys::FmgrInfo,
+    arg: *mut pg_sys::Datum,
+) {
+    match event {
+        pg_sys::FmgrHookEventType::FHET_START => FUNCTION_DEPTH.with(|d| d.set(d.get() + 1)),
+        _ => FUNCTION_DEPTH.with(|d| d.set(d.get().saturating_sub(1))),
+    }
+    // SAFETY: the hook chain as PostgreSQL defines it.
+    unsafe {
+        if let Some(prev) = PREV_FMGR_HOOK {
+            prev(event, flinfo, arg);
+        }
+    }
+}
+
 fn boundary() -> Boundary {
-    if DEPTH.with(Cell::get) == 0 && trigger_depth() == 0 {
+    if DEPTH.with(Cell::get) == 0 && FUNCTION_DEPTH.with(Cell::get) == 0 && trigger_depth() == 0 {
         Boundary::Statement
     } else {
         Boundary::Nested
