@@ -21,7 +21,6 @@
 //! propagation, which is how the request's token reaches the shards (`token_forward`).
 
 use pgrx::pg_sys;
-use pgrx::prelude::*;
 use std::cell::Cell;
 use std::ffi::{CStr, CString};
 
@@ -140,8 +139,14 @@ pub fn logs_remote_commands() -> bool {
 
 /// Run `SET LOCAL <name> TO <value>` so that Citus sends it to every worker this transaction
 /// uses: to those already in the transaction now, and first thing to any it opens later. Here the
-/// variable keeps its value. `citus.propagate_set_commands` is `local` for this
-/// one statement only (Citus propagates only within a transaction block).
+/// variable keeps its value. `citus.propagate_set_commands` is `local` for this one statement
+/// only (Citus propagates only within a transaction block).
+///
+/// The statement goes straight to ProcessUtility, as a raw parse tree, not through SPI: its text
+/// holds the value (a token), and SPI's parse analysis prints the tree to the client under
+/// `debug_print_parse`, and an error would quote the text in its CONTEXT; `pg_stat_statements`
+/// does not record it either (`track_utility` off for the statement: the text Citus needs cannot
+/// be hidden).
 pub fn set_local_on_workers(name: &CStr, value: &str) {
     let value = CString::new(value).unwrap_or_default();
     // SAFETY: quote_identifier and quote_literal_cstr return palloc'd, NUL-terminated strings.
@@ -152,31 +157,53 @@ pub fn set_local_on_workers(name: &CStr, value: &str) {
             CStr::from_ptr(pg_sys::quote_literal_cstr(value.as_ptr())).to_string_lossy()
         )
     };
-    let sql = CString::new(sql).unwrap_or_default();
+    // palloc'd: nothing with a destructor lives across the calls below, which may raise.
+    // SAFETY: pstrdup copies the NUL-terminated text into the current memory context.
+    let sql = unsafe { pg_sys::pstrdup(CString::new(sql).unwrap_or_default().as_ptr()) };
     // SAFETY: a GUC nest level popped below as an abort pops it (as VACUUM and REFRESH
-    // MATERIALIZED VIEW roll back what index functions set): the user's propagate setting and the
-    // variable itself get their values back here, so the SET reaches the workers (Citus sent it,
-    // and replays it to workers it opens later) without changing what this node reads (a token
-    // from request.headers stays one, and goes when the headers go). SPI_execute of a utility
-    // statement, not read-only, assigns no XID.
+    // MATERIALIZED VIEW roll back what index functions set): the pinned settings and the variable
+    // itself get their values back here, so the SET reaches the workers (Citus sent it, and
+    // replays it to workers it opens later) without changing what this node reads (a token from
+    // request.headers stays one, and goes when the headers go). raw_parser gives one RawStmt for
+    // one statement; ProcessUtility runs a utility PlannedStmt as SPI would build it.
     unsafe {
         let nest = pg_sys::NewGUCNestLevel();
-        pg_sys::set_config_option(
-            c"citus.propagate_set_commands".as_ptr(),
-            c"local".as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SAVE,
-            true,
-            0,
+        let pin = |setting: &CStr, value: &CStr, context| {
+            pg_sys::set_config_option(
+                setting.as_ptr(),
+                value.as_ptr(),
+                context,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_SAVE,
+                true,
+                0,
+                false,
+            );
+        };
+        pin(c"citus.propagate_set_commands", c"local", pg_sys::GucContext::PGC_USERSET);
+        if !pg_sys::GetConfigOption(c"pg_stat_statements.track_utility".as_ptr(), true, false).is_null() {
+            pin(c"pg_stat_statements.track_utility", c"off", pg_sys::GucContext::PGC_SUSET);
+        }
+        let parsed = pg_sys::raw_parser(sql, pg_sys::RawParseMode::RAW_PARSE_DEFAULT);
+        let raw = (*(*parsed).elements).ptr_value as *mut pg_sys::RawStmt;
+        let stmt = pg_sys::palloc0(std::mem::size_of::<pg_sys::PlannedStmt>()) as *mut pg_sys::PlannedStmt;
+        (*stmt).type_ = pg_sys::NodeTag::T_PlannedStmt;
+        (*stmt).commandType = pg_sys::CmdType::CMD_UTILITY;
+        (*stmt).canSetTag = true;
+        (*stmt).utilityStmt = (*raw).stmt;
+        (*stmt).stmt_location = (*raw).stmt_location;
+        (*stmt).stmt_len = (*raw).stmt_len;
+        let qc = pg_sys::palloc0(std::mem::size_of::<pg_sys::QueryCompletion>()) as *mut pg_sys::QueryCompletion;
+        pg_sys::ProcessUtility(
+            stmt,
+            sql,
             false,
+            pg_sys::ProcessUtilityContext::PROCESS_UTILITY_QUERY,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            pg_sys::None_Receiver,
+            qc,
         );
-        Spi::connect(|_| {
-            let rc = pg_sys::SPI_execute(sql.as_ptr(), false, 0);
-            if rc != pg_sys::SPI_OK_UTILITY as i32 {
-                pgrx::error!("auth_jwt: SET LOCAL for Citus workers failed (SPI code {rc})");
-            }
-        });
         pg_sys::AtEOXact_GUC(false, nest);
     }
 }

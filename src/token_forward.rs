@@ -17,11 +17,10 @@
 //! token and give it back with nothing in between that auth_jwt could carry at (a PL/pgSQL
 //! assignment, a `SET`, the end of its SET clause, the planner running a STABLE function). Three
 //! reviews read and changed another user's rows through each way this was tried before. So:
-//! - a statement nested in another's planning, execution or utility processing, or in a call of
-//!   a function written in SQL or a procedural language however it is called (a PL/pgSQL
-//!   assignment, a domain's CHECK while a statement is parsed or bound), or in a trigger
-//!   (deferred ones fire at COMMIT), that finds the token changed since the boundary fails
-//!   (28000), instead of running with either token;
+//! - any statement but the client's own (`xact` tells them apart by their text: a function's,
+//!   a procedure's, a DO block's, a trigger's at COMMIT, a domain CHECK's while a statement is
+//!   parsed or bound, each has a text of its own, whoever calls it) that finds the token changed
+//!   since the client statement's boundary fails (28000), instead of running with either token;
 //! - a `SET LOCAL` of the token or the headers that Citus would send on by itself (the caller
 //!   may set `citus.propagate_set_commands`) fails there too;
 //! - a value a function's SET clause gave the token is refused at a boundary as well: it ends
@@ -41,8 +40,12 @@
 //! not, refuses while it is on (28000), and a check hook on it refuses to turn it on (22023; a
 //! RESET to a connection's own value skips check hooks, the boundaries do not).
 //!
-//! (A function's own statements are thus never boundaries: `xact` counts those calls through
-//! fmgr's hook, which PostgreSQL calls on the way into and out of them, errors included.)
+//! Before the client's statement has reached its own boundary (while it is parsed, or planned in
+//! a backend that loaded auth_jwt only then), a nested point carries as a boundary does: nothing
+//! of the statement has run yet, and its boundary, still to come, carries what the token is then.
+//!
+//! The carrying `SET LOCAL` goes straight to ProcessUtility (`citus`), not through SPI, whose
+//! parse analysis prints the statement, token included, under `debug_print_parse`.
 //!
 //! Citus forgets a `SET LOCAL` made inside a subtransaction when that subtransaction ends, even
 //! when it commits (a savepoint released), for the connections it opens later; those already in
@@ -82,6 +85,8 @@ struct Carried {
 thread_local! {
     static CARRIED: RefCell<Option<Carried>> = const { RefCell::new(None) };
     static TOKEN_CARRIED_IN: std::cell::Cell<Option<u32>> = const { std::cell::Cell::new(None) };
+    /// The client statement (`client_statement`) whose boundary was passed last.
+    static PASSED: std::cell::Cell<Option<(usize, i64)>> = const { std::cell::Cell::new(None) };
     static BUSY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
@@ -168,7 +173,27 @@ fn still_carried(c: &Carried) -> bool {
     current(c) && c.token_generation == settings::token_generation() && headers_same(&c.headers)
 }
 
+/// The client statement now running (its text and start time: a multi-statement string's
+/// statements share both), for telling whether it has passed a statement boundary yet.
+fn client_statement() -> (usize, i64) {
+    // SAFETY: plain reads of the traffic cop's globals.
+    unsafe { (pg_sys::debug_query_string as usize, pg_sys::GetCurrentStatementStartTimestamp()) }
+}
+
 fn at_boundary(b: Boundary) {
+    // A nested point before the client's statement has passed its own boundary (while it is
+    // parsed, or planned before auth_jwt was loaded into the backend): what runs there runs before
+    // any of the statement's work, and its boundary, still to come, carries what the token is
+    // then. So it carries as a boundary does, instead of refusing a change the client made in
+    // its previous statement.
+    let b = if b == Boundary::Nested && PASSED.with(|p| p.get()) != Some(client_statement()) {
+        Boundary::Statement
+    } else {
+        b
+    };
+    if b == Boundary::Statement {
+        PASSED.with(|p| p.set(Some(client_statement())));
+    }
     if BUSY.with(|b| b.get()) || xact::is_parallel_worker() || citus::internal_backend() || !xact::in_progress() {
         return;
     }

@@ -240,8 +240,6 @@ pub enum Boundary {
 
 static AT_BOUNDARY: std::sync::OnceLock<fn(Boundary)> = std::sync::OnceLock::new();
 static mut PREV_PLANNER: pg_sys::planner_hook_type = None;
-static mut PREV_NEEDS_FMGR_HOOK: pg_sys::needs_fmgr_hook_type = None;
-static mut PREV_FMGR_HOOK: pg_sys::fmgr_hook_type = None;
 static mut PREV_EXECUTOR_START: pg_sys::ExecutorStart_hook_type = None;
 static mut PREV_EXECUTOR_RUN: pg_sys::ExecutorRun_hook_type = None;
 static mut PREV_EXECUTOR_FINISH: pg_sys::ExecutorFinish_hook_type = None;
@@ -252,8 +250,6 @@ static mut PREV_POST_PARSE_ANALYZE: pg_sys::post_parse_analyze_hook_type = None;
 thread_local! {
     /// Planner and executor calls (plan, start, run, finish, end) and CALLs in progress.
     static DEPTH: Cell<u32> = const { Cell::new(0) };
-    /// Calls of functions written in SQL or a procedural language in progress.
-    static FUNCTION_DEPTH: Cell<u32> = const { Cell::new(0) };
 }
 
 /// Call `f` at every statement boundary: before the planner plans a statement and the executor
@@ -269,10 +265,6 @@ pub fn at_each_statement_boundary(f: fn(Boundary)) {
     if AT_BOUNDARY.set(f).is_ok() {
         // SAFETY: hooks are chained once per process, while the library loads.
         unsafe {
-            PREV_NEEDS_FMGR_HOOK = pg_sys::needs_fmgr_hook;
-            pg_sys::needs_fmgr_hook = Some(needs_fmgr_hook);
-            PREV_FMGR_HOOK = pg_sys::fmgr_hook;
-            pg_sys::fmgr_hook = Some(fmgr_hook);
             PREV_PLANNER = pg_sys::planner_hook;
             pg_sys::planner_hook = Some(planner);
             PREV_EXECUTOR_START = pg_sys::ExecutorStart_hook;
@@ -287,65 +279,14 @@ pub fn at_each_statement_boundary(f: fn(Boundary)) {
     }
 }
 
-/// `pg_trigger_depth()`: triggers being fired now (deferred ones fire at COMMIT, outside any
-/// planning or execution).
-fn trigger_depth() -> i32 {
-    unsafe fn depth(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-        // SAFETY: a version-1 function that reads a counter; fcinfo is direct_function_call's.
-        unsafe { pg_sys::pg_trigger_depth(fcinfo) }
-    }
-    // SAFETY: no arguments, an int4 result.
-    unsafe { pgrx::direct_function_call::<i32>(depth, &[]) }.unwrap_or(0)
-}
-
-/// A function whose calls count as nesting: written in SQL or a procedural language (someone's
-/// code, whatever calls it: the executor, a PL/pgSQL assignment, a domain's CHECK while a
-/// statement is parsed or its parameters bound, a trigger). Not C or internal ones (auth_jwt's
-/// own, per row, stay direct calls), and not procedures (CALL counts; routing a procedure through
-/// fmgr's hook would make its COMMIT run inside the hook's PG_TRY).
-fn user_function(fn_oid: pg_sys::Oid) -> bool {
-    // SAFETY: a syscache lookup, released below; the tuple's data is a pg_proc row.
-    unsafe {
-        let tuple = pg_sys::SearchSysCache1(pg_sys::SysCacheIdentifier::PROCOID as i32, pg_sys::Datum::from(fn_oid));
-        if tuple.is_null() {
-            return false;
-        }
-        let data = (*tuple).t_data;
-        let proc = (data as *const u8).add((*data).t_hoff as usize) as *const pg_sys::FormData_pg_proc;
-        let user = !matches!(u32::from((*proc).prolang), 12 | 13) // internal, C
-            && matches!((*proc).prokind as u8, pg_sys::PROKIND_FUNCTION | pg_sys::PROKIND_WINDOW);
-        pg_sys::ReleaseSysCache(tuple);
-        user
-    }
-}
-
-#[pg_guard]
-unsafe extern "C-unwind" fn needs_fmgr_hook(fn_oid: pg_sys::Oid) -> bool {
-    // SAFETY: the hook chain as PostgreSQL defines it.
-    unsafe { PREV_NEEDS_FMGR_HOOK.is_some_and(|prev| prev(fn_oid)) || user_function(fn_oid) }
-}
-
-/// fmgr calls it on the way into and out of such a function, also when an ERROR leaves it.
-#[pg_guard]
-unsafe extern "C-unwind" fn fmgr_hook(
-    event: pg_sys::FmgrHookEventType::Type,
-    flinfo: *mut pg_sys::FmgrInfo,
-    arg: *mut pg_sys::Datum,
-) {
-    match event {
-        pg_sys::FmgrHookEventType::FHET_START => FUNCTION_DEPTH.with(|d| d.set(d.get() + 1)),
-        _ => FUNCTION_DEPTH.with(|d| d.set(d.get().saturating_sub(1))),
-    }
-    // SAFETY: the hook chain as PostgreSQL defines it.
-    unsafe {
-        if let Some(prev) = PREV_FMGR_HOOK {
-            prev(event, flinfo, arg);
-        }
-    }
-}
-
-fn boundary() -> Boundary {
-    if DEPTH.with(Cell::get) == 0 && FUNCTION_DEPTH.with(Cell::get) == 0 && trigger_depth() == 0 {
+/// A boundary of the client's own statement: no planning, execution or utility statement encloses
+/// this point, and the statement's text is the one the client sent (`debug_query_string`, the
+/// same pointer: a function's statements, a domain CHECK's while a statement is parsed or bound,
+/// a trigger's at COMMIT, each carry a text of their own, whoever calls them).
+fn boundary(text: *const std::ffi::c_char) -> Boundary {
+    // SAFETY: a plain read of the global the traffic cop sets for each client statement.
+    let client = !text.is_null() && std::ptr::eq(text, unsafe { pg_sys::debug_query_string });
+    if client && DEPTH.with(Cell::get) == 0 {
         Boundary::Statement
     } else {
         Boundary::Nested
@@ -354,8 +295,8 @@ fn boundary() -> Boundary {
 
 /// A boundary only where no planning, execution or procedure encloses this point (planning a
 /// client's statement, running a portal).
-fn at_statement_boundary() {
-    if boundary() == Boundary::Statement {
+fn at_statement_boundary(text: *const std::ffi::c_char) {
+    if boundary(text) == Boundary::Statement {
         at_boundary(Boundary::Statement);
     }
 }
@@ -407,7 +348,7 @@ unsafe extern "C-unwind" fn planner(
     cursor_options: i32,
     bound_params: pg_sys::ParamListInfo,
 ) -> *mut pg_sys::PlannedStmt {
-    at_statement_boundary();
+    at_statement_boundary(query_string);
     // SAFETY: the hook chain as PostgreSQL defines it.
     nested(|| unsafe {
         match PREV_PLANNER {
@@ -420,7 +361,8 @@ unsafe extern "C-unwind" fn planner(
 #[pg_guard]
 unsafe extern "C-unwind" fn executor_start(query: *mut pg_sys::QueryDesc, eflags: i32) {
     if eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as i32 == 0 {
-        at_boundary(boundary());
+        // SAFETY: the QueryDesc the executor is given.
+        at_boundary(boundary(unsafe { (*query).sourceText }));
     }
     // SAFETY: the hook chain as PostgreSQL defines it.
     nested(|| unsafe {
@@ -439,7 +381,8 @@ unsafe extern "C-unwind" fn executor_run(
     count: u64,
     execute_once: bool,
 ) {
-    at_statement_boundary();
+    // SAFETY: the QueryDesc the executor is given.
+    at_statement_boundary(unsafe { (*query).sourceText });
     // SAFETY: the hook chain as PostgreSQL defines it.
     nested(|| unsafe {
         match PREV_EXECUTOR_RUN {
@@ -456,7 +399,8 @@ unsafe extern "C-unwind" fn executor_run(
     direction: pg_sys::ScanDirection::Type,
     count: u64,
 ) {
-    at_statement_boundary();
+    // SAFETY: the QueryDesc the executor is given.
+    at_statement_boundary(unsafe { (*query).sourceText });
     // SAFETY: the hook chain as PostgreSQL defines it.
     nested(|| unsafe {
         match PREV_EXECUTOR_RUN {
@@ -542,16 +486,26 @@ unsafe extern "C-unwind" fn process_utility(
         let stmt = (*pstmt).utilityStmt;
         match (*stmt).type_ {
             T_VariableSetStmt => token_set(stmt as *mut pg_sys::VariableSetStmt, query_string),
-            T_TransactionStmt | T_VariableShowStmt => None,
+            T_VariableShowStmt => None,
+            // COMMIT fires deferred triggers (a foreign key's checks among them) after this
+            // returns: the client's last change of the token is carried before, as at any
+            // statement; nothing before BEGIN, ROLLBACK and the like.
+            T_TransactionStmt
+                if !matches!(
+                    (*(stmt as *mut pg_sys::TransactionStmt)).kind,
+                    pg_sys::TransactionStmtKind::TRANS_STMT_COMMIT | pg_sys::TransactionStmtKind::TRANS_STMT_PREPARE
+                ) =>
+            {
+                None
+            }
             _ => {
-                at_boundary(boundary());
+                at_boundary(boundary(query_string));
                 None
             }
         }
     };
     // Where boundaries count, what a utility statement runs is nested in it: a DO block's or a
-    // procedure's statements, the functions a PL/pgSQL assignment calls without the executor,
-    // COPY's triggers and defaults, index expressions.
+    // procedure's statements, COPY's triggers and defaults, index expressions.
     let call = AT_BOUNDARY.get().is_some();
     // SAFETY: pstrdup copies into the current memory context, which outlives the call.
     let query_string = hidden.map_or(query_string, |h| unsafe { pg_sys::pstrdup(h.as_ptr()) });
@@ -604,7 +558,7 @@ unsafe fn token_set(
         if !token && !name.eq_ignore_ascii_case(b"request.headers") {
             return None;
         }
-        let sent_on = ON_TOKEN_SET.get().is_some_and(|f| f((*stmt).is_local, boundary()));
+        let sent_on = ON_TOKEN_SET.get().is_some_and(|f| f((*stmt).is_local, boundary(query_string)));
         if !token || sent_on || (*stmt).kind != pg_sys::VariableSetKind::VAR_SET_VALUE || query_string.is_null() {
             return None;
         }

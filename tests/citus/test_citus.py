@@ -612,6 +612,58 @@ def test_a_token_carried_in_a_released_savepoint_is_dropped_when_the_request_dro
     c.rollback()
 
 
+def test_the_carry_prints_no_token_and_keeps_sql_functions_inlined(app):
+    """The carrying SET LOCAL goes to ProcessUtility as a parse tree: debug_print_parse (any role
+    may set it) printed it, token and all, to the client, which could so read a token only a
+    SECURITY DEFINER function had set (a sixth review). And statements are told apart by their
+    text, not by counting calls through fmgr's hook, which kept the planner from inlining every
+    SQL function on a Citus node."""
+    tok = alice()
+    c = as_user(app, None)
+    sent = []
+    c.add_notice_handler(lambda d: sent.append(f"{d.message_primary} {d.message_detail} {d.context}"))
+    c.execute("SET LOCAL client_min_messages = log")
+    c.execute("SET LOCAL debug_print_parse = on")
+    c.execute("SET LOCAL debug_print_rewritten = on")
+    c.execute("SELECT set_config('auth_jwt.token', %s, true)", (tok,))
+    assert seen(c) == {ALICE: 5}
+    assert sent, "the parse trees were printed"
+    assert not [m for m in sent if tok.rsplit(".", 1)[1][:20] in m.replace(" ", "").replace("\n", "")], sent
+    c.rollback()
+    with connect(app) as su:
+        su.execute("CREATE FUNCTION add_one(i int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT i + 1'")
+        try:
+            plan = "\n".join(r[0] for r in su.execute("EXPLAIN (VERBOSE, COSTS OFF) SELECT add_one(g) FROM generate_series(1, 3) g"))
+            assert "(g + 1)" in plan and "add_one" not in plan, plan
+        finally:
+            su.execute("DROP FUNCTION add_one(int)")
+
+
+def test_a_deferred_foreign_key_checks_at_commit_after_the_token_changed(app):
+    """A foreign key's deferred check runs SQL of its own at COMMIT: the client's last change of the
+    token is carried before COMMIT, as before any statement, and the check is not refused."""
+    with connect(app) as su:
+        su.execute(
+            """CREATE TABLE fk_parent (id int PRIMARY KEY);
+               CREATE TABLE fk_child (pid int REFERENCES fk_parent DEFERRABLE INITIALLY DEFERRED);
+               INSERT INTO fk_parent VALUES (1);
+               GRANT SELECT ON fk_parent TO authenticated;
+               GRANT INSERT ON fk_child TO authenticated"""
+        )
+    try:
+        for change in ("SELECT set_config('auth_jwt.token', '', true)", "SET LOCAL auth_jwt.token = ''"):
+            c = as_user(app, alice())
+            assert seen(c) == {ALICE: 5}
+            c.execute("INSERT INTO fk_child VALUES (1)")
+            c.execute(change)
+            c.commit()
+        with connect(app) as su:
+            assert one(su, "SELECT count(*) FROM fk_child") == 2
+    finally:
+        with connect(app) as su:
+            su.execute("DROP TABLE fk_child, fk_parent")
+
+
 def test_a_cursor_fetched_after_a_function_changed_the_token(app, peeks):
     """(The planner runs a STABLE function to estimate a LIMIT, so the DECLARE may be where it
     fails; a VOLATILE one runs at the FETCH.)"""
