@@ -98,8 +98,9 @@ pub fn is_coordinator() -> bool {
         .unwrap_or(false)
 }
 
-/// This backend runs commands Citus sent from another node (a shard query, a propagated command):
-/// what it was given to run is already distributed.
+/// This backend says it runs commands Citus sent from another node (a shard query, a propagated
+/// command): what it was given to run is already distributed. Any role can say so (it is
+/// application_name), so it only spares work, never a check.
 pub fn internal_backend() -> bool {
     // SAFETY: application_name is a string GUC variable that is never NULL once GUCs are set up.
     let app = unsafe {
@@ -115,12 +116,12 @@ pub fn internal_backend() -> bool {
         || app.starts_with(b"citus_shard_")
 }
 
-/// Citus will send this `SET` to the workers by its text: a `SET LOCAL` with
-/// `citus.propagate_set_commands = 'local'`, outside a backend Citus itself runs commands in.
+/// Citus will send this `SET` to the workers it has in the transaction by its text: a `SET
+/// LOCAL` with `citus.propagate_set_commands = 'local'` (whatever the backend's application_name
+/// claims it is).
 pub fn propagates_set(is_local: bool) -> bool {
     // SAFETY: GetConfigOption returns the current value or NULL (missing_ok).
     is_local
-        && !internal_backend()
         && unsafe {
             let p = pg_sys::GetConfigOption(c"citus.propagate_set_commands".as_ptr(), true, false);
             !p.is_null() && CStr::from_ptr(p).to_bytes() == b"local"

@@ -55,7 +55,8 @@
 //! The hooks are installed only where Citus is loaded; they need auth_jwt loaded in the backend
 //! before the statement, which `shared_preload_libraries = 'citus,auth_jwt'` guarantees
 //! (PostgREST's `pre_request` loads it too). Citus-internal backends on the workers carry
-//! nothing. Workers preload auth_jwt too, so that the `SET LOCAL` that carries the token shows in
+//! nothing on (their token came from the coordinator), and are checked like any other: any role
+//! can claim to be one through `application_name`. Workers preload auth_jwt too, so that the `SET LOCAL` that carries the token shows in
 //! their `pg_stat_activity` with the token hidden (`settings`, `xact`): every backend of the role
 //! could read it there otherwise, and Citus connects to the workers as the request's role, shared
 //! by all users.
@@ -104,11 +105,14 @@ pub fn init() {
 /// boundary that is a carry of the client's own; inside a statement it would change the workers'
 /// token mid-statement, as a function that sets and gives back a token would: refused.
 fn token_set(is_local: bool, b: Boundary) -> bool {
-    let sent_on = citus::propagates_set(is_local) && !BUSY.with(|b| b.get());
-    if sent_on && b == Boundary::Nested {
+    let ours = BUSY.with(|b| b.get());
+    if !ours && b == Boundary::Nested && citus::propagates_set(is_local) {
         changed_within_statement();
     }
-    citus::propagates_set(is_local)
+    // Only the carry's own text goes on as it is; any other is hidden before Citus (or anything
+    // else) sees it: a client's own propagated SET LOCAL then reaches the workers hidden, and the
+    // next statement boundary carries the token itself.
+    ours
 }
 
 /// The local transaction id in which a token (not an empty value) was last carried: Citus
@@ -194,9 +198,12 @@ fn at_boundary(b: Boundary) {
     if b == Boundary::Statement {
         PASSED.with(|p| p.set(Some(client_statement())));
     }
-    if BUSY.with(|b| b.get()) || xact::is_parallel_worker() || citus::internal_backend() || !xact::in_progress() {
+    if BUSY.with(|b| b.get()) || xact::is_parallel_worker() || !xact::in_progress() {
         return;
     }
+    // A backend running what Citus sent it (on a worker) is given its token by the coordinator:
+    // it carries nothing on, and checks all the same (any role may claim to be one).
+    let internal = citus::internal_backend();
     // Before anything that may open a worker connection: the log shows the transaction's SET
     // LOCALs, however it was turned on (a RESET to a connection option skips the check hook).
     if carried_a_token_in_this_transaction() && citus::logs_remote_commands() {
@@ -243,10 +250,10 @@ fn at_boundary(b: Boundary) {
             if (token.is_some() || carried_a_token_in_this_transaction()) && citus::logs_remote_commands() {
                 remote_command_log();
             }
-            if token.is_some() || held.is_some() || maybe_held {
+            if !internal && (token.is_some() || held.is_some() || maybe_held) {
                 citus::set_local_on_workers(c"auth_jwt.token", token.as_deref().unwrap_or(""));
             }
-            if token.is_some() {
+            if !internal && token.is_some() {
                 TOKEN_CARRIED_IN.with(|t| t.set(Some(xact::local_xid())));
             }
             remember(token);

@@ -536,7 +536,8 @@ static ON_TOKEN_SET: std::sync::OnceLock<fn(bool, Boundary) -> bool> = std::sync
 
 /// `f(is_local, where)` runs before a `SET`, `SET LOCAL` or `RESET` of `auth_jwt.token` or
 /// `request.headers`; it may raise, and says whether another library will send the statement on
-/// by its text (Citus propagates `SET LOCAL` to the workers so), which must then keep the token.
+/// by its text and must keep the token in it (only the carry's own `SET LOCAL`, which Citus
+/// propagates so).
 pub fn on_token_set(f: fn(bool, Boundary) -> bool) {
     let _ = ON_TOKEN_SET.set(f);
 }

@@ -664,6 +664,47 @@ def test_a_deferred_foreign_key_checks_at_commit_after_the_token_changed(app):
             su.execute("DROP TABLE fk_child, fk_parent")
 
 
+def test_an_application_name_that_claims_to_be_citus_spares_no_check(app):
+    """Any role may set application_name to what Citus's own connections use: it spared the
+    backend every check, and a function's propagated SET LOCAL of bob's token (or headers) then
+    stayed on the workers, or showed the client bob's token in the remote-command log (a seventh
+    review). Now it spares the carrying only."""
+    b = bob()
+    escaped = b.replace(".", "\\x2e")  # a spelling the text hiding would not recognise
+    with connect(app) as su:
+        su.execute(
+            sql.SQL(
+                """CREATE FUNCTION tok_scoped() RETURNS int LANGUAGE plpgsql SECURITY DEFINER
+                     SET auth_jwt.token = '' AS $f$
+                     BEGIN EXECUTE 'SET LOCAL auth_jwt.token = E''' || {esc} || ''''; RETURN 100; END $f$;
+                   CREATE FUNCTION hdr_scoped() RETURNS int LANGUAGE plpgsql SECURITY DEFINER
+                     SET request.headers = '{{}}' AS $f$
+                     BEGIN EXECUTE format('SET LOCAL request.headers = %L', {hdr}); RETURN 100; END $f$;
+                   GRANT EXECUTE ON FUNCTION tok_scoped(), hdr_scoped() TO authenticated"""
+            ).format(esc=sql.Literal(escaped), hdr=sql.Literal('{"authorization": "Bearer %s"}' % b))
+        )
+    try:
+        for caller in (None, alice()):
+            for fn in ("tok_scoped()", "hdr_scoped()"):
+                c = as_user(app, caller)
+                sent = []
+                c.add_notice_handler(lambda d: sent.append(d.message_primary))
+                assert seen(c) == ({ALICE: 5} if caller else {})
+                c.execute("SELECT set_config('application_name', 'citus_run_command gpid=10000000001', false)")
+                c.execute("SET LOCAL citus.propagate_set_commands = 'local'")
+                if caller is None:
+                    c.execute("SET LOCAL citus.log_remote_commands = on")
+                e = error_of(c, f"SELECT {fn}")
+                assert e.sqlstate == "28000" and CHANGED in e.diag.message_primary, (fn, e)
+                assert not [m for m in sent if b.rsplit(".", 1)[1][:20] in m.replace("\\x2e", ".")], sent
+                begin(c, caller)
+                assert seen(c) == ({ALICE: 5} if caller else {}), "the caller's own rows after"
+                c.close()
+    finally:
+        with connect(app) as su:
+            su.execute("DROP FUNCTION tok_scoped(), hdr_scoped()")
+
+
 def test_a_cursor_fetched_after_a_function_changed_the_token(app, peeks):
     """(The planner runs a STABLE function to estimate a LIMIT, so the DECLARE may be where it
     fails; a VOLATILE one runs at the FETCH.)"""
