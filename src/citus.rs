@@ -117,11 +117,12 @@ pub fn internal_backend() -> bool {
 }
 
 /// Citus will send this `SET` to the workers it has in the transaction by its text: a `SET
-/// LOCAL` with `citus.propagate_set_commands = 'local'` (whatever the backend's application_name
-/// claims it is).
-pub fn propagates_set(is_local: bool) -> bool {
+/// LOCAL`, a `RESET` or `RESET ALL`, with `citus.propagate_set_commands = 'local'` (whatever the
+/// backend's application_name claims it is).
+pub fn propagates_set(kind: pg_sys::VariableSetKind::Type, is_local: bool) -> bool {
+    use pg_sys::VariableSetKind::{VAR_RESET, VAR_RESET_ALL};
     // SAFETY: GetConfigOption returns the current value or NULL (missing_ok).
-    is_local
+    (is_local || matches!(kind, VAR_RESET | VAR_RESET_ALL)) // Citus sends RESETs on too
         && unsafe {
             let p = pg_sys::GetConfigOption(c"citus.propagate_set_commands".as_ptr(), true, false);
             !p.is_null() && CStr::from_ptr(p).to_bytes() == b"local"

@@ -40,9 +40,13 @@
 //! not, refuses while it is on (28000), and a check hook on it refuses to turn it on (22023; a
 //! RESET to a connection's own value skips check hooks, the boundaries do not).
 //!
-//! Before the client's statement has reached its own boundary (while it is parsed, or planned in
-//! a backend that loaded auth_jwt only then), a nested point carries as a boundary does: nothing
-//! of the statement has run yet, and its boundary, still to come, carries what the token is then.
+//! Before the client's statement has reached its own boundary (while it is parsed or its
+//! parameters bound, when a domain's CHECK may run a function), a nested point carries as a
+//! boundary does if the token is as the client's previous statement left it (a change since the
+//! last carry is then the client's own); if it changed since, something run while parsing
+//! changed it, and the point is checked as any nested one. In a backend that loaded auth_jwt
+//! during the statement, such points neither carry nor refuse. Nested runs (a function's FETCH)
+//! are checked as nested starts are.
 //!
 //! The carrying `SET LOCAL` goes straight to ProcessUtility (`citus`), not through SPI, whose
 //! parse analysis prints the statement, token included, under `debug_print_parse`.
@@ -88,13 +92,18 @@ thread_local! {
     static TOKEN_CARRIED_IN: std::cell::Cell<Option<u32>> = const { std::cell::Cell::new(None) };
     /// The client statement (`client_statement`) whose boundary was passed last.
     static PASSED: std::cell::Cell<Option<(usize, i64)>> = const { std::cell::Cell::new(None) };
+    /// The client statement during which the hooks went in (auth_jwt loaded then, not preloaded).
+    static HOOKED_IN: std::cell::Cell<Option<(usize, i64)>> = const { std::cell::Cell::new(None) };
+    /// The token's sources as the client's last statement (or step of one) left them.
+    static LEFT: RefCell<Option<Versions>> = const { RefCell::new(None) };
     static BUSY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// Install the hooks where Citus is loaded (from `_PG_init`).
 pub fn init() {
     if citus::loaded() {
-        xact::at_each_statement_boundary(at_boundary);
+        HOOKED_IN.with(|h| h.set(Some(client_statement())));
+        xact::at_each_statement_boundary(at_boundary, after_client_statement);
         xact::on_token_set(token_set);
         guard_remote_command_log();
     }
@@ -104,9 +113,9 @@ pub fn init() {
 /// once (with `citus.propagate_set_commands = 'local'`, which any role may set). At a statement
 /// boundary that is a carry of the client's own; inside a statement it would change the workers'
 /// token mid-statement, as a function that sets and gives back a token would: refused.
-fn token_set(is_local: bool, b: Boundary) -> bool {
+fn token_set(kind: pg_sys::VariableSetKind::Type, is_local: bool, b: Boundary) -> bool {
     let ours = BUSY.with(|b| b.get());
-    if !ours && b == Boundary::Nested && citus::propagates_set(is_local) {
+    if !ours && b == Boundary::Nested && citus::propagates_set(kind, is_local) {
         changed_within_statement();
     }
     // Only the carry's own text goes on as it is; any other is hidden before Citus (or anything
@@ -158,6 +167,37 @@ unsafe extern "C-unwind" fn check_remote_command_log(
     true
 }
 
+/// The token's sources at one point of a transaction: equal versions mean the same values.
+struct Versions {
+    lxid: u32,
+    token_generation: u64,
+    headers: Option<HeadersVersion>,
+}
+
+impl Versions {
+    fn now() -> Versions {
+        Versions {
+            lxid: xact::local_xid(),
+            token_generation: settings::token_generation(),
+            headers: token_source::request_headers_bytes().map(token_source::headers_version),
+        }
+    }
+
+    fn current(&self) -> bool {
+        self.lxid == xact::local_xid()
+            && self.token_generation == settings::token_generation()
+            && headers_same(&self.headers)
+    }
+}
+
+/// The client's statement (or a step of it) returned: what comes next, until the next boundary,
+/// is before the next statement's boundary (a query string's statements share its text and start
+/// time), and a change since is not the client's.
+fn after_client_statement() {
+    LEFT.with(|l| *l.borrow_mut() = Some(Versions::now()));
+    PASSED.with(|p| p.set(None));
+}
+
 /// The headers now, and whether they are the value `version` was taken of.
 fn headers_same(version: &Option<HeadersVersion>) -> bool {
     match version {
@@ -191,7 +231,21 @@ fn at_boundary(b: Boundary) {
     // then. So it carries as a boundary does, instead of refusing a change the client made in
     // its previous statement.
     let b = if b == Boundary::Nested && PASSED.with(|p| p.get()) != Some(client_statement()) {
-        Boundary::Statement
+        if HOOKED_IN.with(|h| h.get()) == Some(client_statement()) {
+            // Loaded during this statement: what changed before cannot be told apart; nothing is
+            // carried or refused until its boundary (what runs here runs with the token the
+            // workers already hold, one the transaction had).
+            return;
+        }
+        if LEFT.with(|l| l.borrow().as_ref().is_some_and(Versions::current)) {
+            // The token is as the client's previous statement left it: a change since the last
+            // carry is the client's own, carried here as at a boundary.
+            Boundary::Statement
+        } else {
+            // Changed since, before this statement's boundary: by a function run while it was
+            // parsed or bound. Checked as any nested point.
+            Boundary::Nested
+        }
     } else {
         b
     };

@@ -239,6 +239,7 @@ pub enum Boundary {
 }
 
 static AT_BOUNDARY: std::sync::OnceLock<fn(Boundary)> = std::sync::OnceLock::new();
+static AFTER_STATEMENT: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
 static mut PREV_PLANNER: pg_sys::planner_hook_type = None;
 static mut PREV_EXECUTOR_START: pg_sys::ExecutorStart_hook_type = None;
 static mut PREV_EXECUTOR_RUN: pg_sys::ExecutorRun_hook_type = None;
@@ -261,7 +262,8 @@ thread_local! {
 /// before this one: Citus, which must be loaded first, opens its connections to the workers from
 /// its own planner, ExecutorStart, executor nodes and ProcessUtility, and evaluates a
 /// modification's function calls on the coordinator while the executor starts.
-pub fn at_each_statement_boundary(f: fn(Boundary)) {
+pub fn at_each_statement_boundary(f: fn(Boundary), after: fn()) {
+    let _ = AFTER_STATEMENT.set(after);
     if AT_BOUNDARY.set(f).is_ok() {
         // SAFETY: hooks are chained once per process, while the library loads.
         unsafe {
@@ -298,6 +300,13 @@ fn boundary(text: *const std::ffi::c_char) -> Boundary {
 fn at_statement_boundary(text: *const std::ffi::c_char) {
     if boundary(text) == Boundary::Statement {
         at_boundary(Boundary::Statement);
+    }
+}
+
+/// The client's statement (or a step of it: a portal's run, its end) has just returned.
+fn after_statement() {
+    if let Some(f) = AFTER_STATEMENT.get() {
+        f();
     }
 }
 
@@ -382,14 +391,20 @@ unsafe extern "C-unwind" fn executor_run(
     execute_once: bool,
 ) {
     // SAFETY: the QueryDesc the executor is given.
-    at_statement_boundary(unsafe { (*query).sourceText });
+    let b = boundary(unsafe { (*query).sourceText });
+    // Nested runs are checked too: a function's FETCH from a cursor runs the cursor's query with
+    // no executor start.
+    at_boundary(b);
     // SAFETY: the hook chain as PostgreSQL defines it.
     nested(|| unsafe {
         match PREV_EXECUTOR_RUN {
             Some(prev) => prev(query, direction, count, execute_once),
             None => pg_sys::standard_ExecutorRun(query, direction, count, execute_once),
         }
-    })
+    });
+    if b == Boundary::Statement {
+        after_statement();
+    }
 }
 
 #[cfg(feature = "pg18")]
@@ -400,14 +415,18 @@ unsafe extern "C-unwind" fn executor_run(
     count: u64,
 ) {
     // SAFETY: the QueryDesc the executor is given.
-    at_statement_boundary(unsafe { (*query).sourceText });
+    let b = boundary(unsafe { (*query).sourceText });
+    at_boundary(b);
     // SAFETY: the hook chain as PostgreSQL defines it.
     nested(|| unsafe {
         match PREV_EXECUTOR_RUN {
             Some(prev) => prev(query, direction, count),
             None => pg_sys::standard_ExecutorRun(query, direction, count),
         }
-    })
+    });
+    if b == Boundary::Statement {
+        after_statement();
+    }
 }
 
 #[pg_guard]
@@ -423,13 +442,18 @@ unsafe extern "C-unwind" fn executor_finish(query: *mut pg_sys::QueryDesc) {
 
 #[pg_guard]
 unsafe extern "C-unwind" fn executor_end(query: *mut pg_sys::QueryDesc) {
+    // SAFETY: the QueryDesc the executor is given.
+    let b = boundary(unsafe { (*query).sourceText });
     // SAFETY: the hook chain as PostgreSQL defines it.
     nested(|| unsafe {
         match PREV_EXECUTOR_END {
             Some(prev) => prev(query),
             None => pg_sys::standard_ExecutorEnd(query),
         }
-    })
+    });
+    if b == Boundary::Statement {
+        after_statement();
+    }
 }
 
 /// Installed in every backend (from `init`): a client's query string that holds tokens (a
@@ -507,6 +531,7 @@ unsafe extern "C-unwind" fn process_utility(
     // Where boundaries count, what a utility statement runs is nested in it: a DO block's or a
     // procedure's statements, COPY's triggers and defaults, index expressions.
     let call = AT_BOUNDARY.get().is_some();
+    let client = boundary(query_string) == Boundary::Statement;
     // SAFETY: pstrdup copies into the current memory context, which outlives the call.
     let query_string = hidden.map_or(query_string, |h| unsafe { pg_sys::pstrdup(h.as_ptr()) });
     // SAFETY: the hook chain as PostgreSQL defines it.
@@ -526,19 +551,23 @@ unsafe extern "C-unwind" fn process_utility(
         }
     };
     if call {
-        nested(next)
+        nested(next);
+        if client {
+            after_statement();
+        }
     } else {
         next()
     }
 }
 
-static ON_TOKEN_SET: std::sync::OnceLock<fn(bool, Boundary) -> bool> = std::sync::OnceLock::new();
+static ON_TOKEN_SET: std::sync::OnceLock<fn(pg_sys::VariableSetKind::Type, bool, Boundary) -> bool> =
+    std::sync::OnceLock::new();
 
-/// `f(is_local, where)` runs before a `SET`, `SET LOCAL` or `RESET` of `auth_jwt.token` or
-/// `request.headers`; it may raise, and says whether another library will send the statement on
+/// `f(kind, is_local, where)` runs before a `SET`, `SET LOCAL` or `RESET` of `auth_jwt.token` or
+/// `request.headers`, and before `RESET ALL`; it may raise, and says whether another library will send the statement on
 /// by its text and must keep the token in it (only the carry's own `SET LOCAL`, which Citus
 /// propagates so).
-pub fn on_token_set(f: fn(bool, Boundary) -> bool) {
+pub fn on_token_set(f: fn(pg_sys::VariableSetKind::Type, bool, Boundary) -> bool) {
     let _ = ON_TOKEN_SET.set(f);
 }
 
@@ -551,6 +580,12 @@ unsafe fn token_set(
 ) -> Option<std::ffi::CString> {
     // SAFETY: the caller's statement node; ExtractSetVariableArgs returns a palloc'd string or NULL.
     unsafe {
+        if (*stmt).kind == pg_sys::VariableSetKind::VAR_RESET_ALL {
+            if let Some(f) = ON_TOKEN_SET.get() {
+                f((*stmt).kind, (*stmt).is_local, boundary(query_string));
+            }
+            return None;
+        }
         if (*stmt).name.is_null() {
             return None;
         }
@@ -559,7 +594,7 @@ unsafe fn token_set(
         if !token && !name.eq_ignore_ascii_case(b"request.headers") {
             return None;
         }
-        let sent_on = ON_TOKEN_SET.get().is_some_and(|f| f((*stmt).is_local, boundary(query_string)));
+        let sent_on = ON_TOKEN_SET.get().is_some_and(|f| f((*stmt).kind, (*stmt).is_local, boundary(query_string)));
         if !token || sent_on || (*stmt).kind != pg_sys::VariableSetKind::VAR_SET_VALUE || query_string.is_null() {
             return None;
         }

@@ -705,6 +705,72 @@ def test_an_application_name_that_claims_to_be_citus_spares_no_check(app):
             su.execute("DROP FUNCTION tok_scoped(), hdr_scoped()")
 
 
+def test_a_function_run_while_parsing_cannot_fetch_the_clients_cursor_as_another(app, peeks):
+    """A domain's CHECK runs while a statement is parsed, before its boundary: a function there
+    that took bob's token (a PL/pgSQL assignment, no statement of its own) and then fetched the
+    client's cursor read bob's rows through it (an eighth review). A nested run is checked, and a
+    change made before the boundary by anything but the client's previous statements is refused."""
+    with connect(app) as su:
+        su.execute(
+            """CREATE FUNCTION fetch_as_bob(v text) RETURNS bool LANGUAGE plpgsql AS $$
+                 DECLARE r refcursor := 'cur'; u text; seen text := ''; y int;
+                 BEGIN
+                   y := peek_assign();
+                   LOOP FETCH r INTO u; EXIT WHEN NOT FOUND; seen := seen || u || ','; END LOOP;
+                   RAISE NOTICE 'fetched: %', seen;
+                   RETURN true;
+                 END $$;
+               CREATE DOMAIN fetched_as_bob AS text CHECK (fetch_as_bob(VALUE));
+               CREATE FUNCTION reset_token() RETURNS int LANGUAGE plpgsql SECURITY DEFINER
+                 SET auth_jwt.token FROM CURRENT AS $$ BEGIN RESET auth_jwt.token; RETURN 100; END $$;
+               GRANT EXECUTE ON FUNCTION fetch_as_bob(text), reset_token() TO authenticated"""
+        )
+    try:
+        for caller in (None, alice()):
+            c = as_user(app, caller)
+            sent = []
+            c.add_notice_handler(lambda d: sent.append(d.message_primary))
+            assert seen(c) == ({ALICE: 5} if caller else {})
+            c.execute("DECLARE cur CURSOR FOR SELECT user_id::text FROM tasks")
+            e = error_of(c, "SELECT '{x}'::fetched_as_bob[]")
+            assert e.sqlstate == "28000" and CHANGED in e.diag.message_primary, e
+            assert not [m for m in sent if BOB in m], sent
+            c.close()
+        # A RESET that Citus sends on, mid-statement, is a change too (it only took access away).
+        c = as_user(app, alice())
+        c.execute("SET LOCAL citus.propagate_set_commands = 'local'")
+        e = error_of(c, "WITH f AS MATERIALIZED (SELECT reset_token() n) SELECT count(*) FROM tasks t, f")
+        assert e.sqlstate == "28000" and CHANGED in e.diag.message_primary, e
+        c.close()
+    finally:
+        with connect(app) as su:
+            su.execute("DROP DOMAIN fetched_as_bob; DROP FUNCTION fetch_as_bob(text), reset_token()")
+
+
+def test_a_query_string_that_sets_the_token_then_parses_a_checked_literal(app):
+    """The statements of one query string share its text and start time; a domain CHECK that reads
+    a table while the second is parsed follows a change the first made, the client's own."""
+    with connect(app) as su:
+        su.execute(
+            """CREATE TABLE cats (id int PRIMARY KEY); INSERT INTO cats VALUES (5);
+               GRANT SELECT ON cats TO authenticated;
+               CREATE FUNCTION cat_exists(v int) RETURNS bool LANGUAGE plpgsql AS $$
+                 BEGIN RETURN EXISTS (SELECT FROM cats WHERE id = v); END $$;
+               CREATE DOMAIN known_cat AS int CHECK (cat_exists(VALUE))"""
+        )
+    try:
+        c = connect(app, user="authenticator")
+        tok = alice()
+        c.execute(
+            f"BEGIN; SET LOCAL ROLE authenticated; SELECT set_config('auth_jwt.token', '{tok}', true); "
+            "SELECT '{5}'::known_cat[]; SELECT count(*) FROM tasks; COMMIT"
+        )
+        c.close()
+    finally:
+        with connect(app) as su:
+            su.execute("DROP DOMAIN known_cat; DROP FUNCTION cat_exists(int); DROP TABLE cats")
+
+
 def test_a_cursor_fetched_after_a_function_changed_the_token(app, peeks):
     """(The planner runs a STABLE function to estimate a LIMIT, so the DECLARE may be where it
     fails; a VOLATILE one runs at the FETCH.)"""
