@@ -46,7 +46,9 @@
 //! last carry is then the client's own); if it changed since, something run while parsing
 //! changed it, and the point is checked as any nested one. In a backend that loaded auth_jwt
 //! during the statement, such points neither carry nor refuse. Nested runs (a function's FETCH)
-//! are checked as nested starts are.
+//! are checked as nested starts are. The extended protocol binds and executes a portal under
+//! copies of the client's text (`xact::Boundary::SameText`): carried there as at a boundary is
+//! only what the client's previous statements changed.
 //!
 //! The carrying `SET LOCAL` goes straight to ProcessUtility (`citus`), not through SPI, whose
 //! parse analysis prints the statement, token included, under `debug_print_parse`.
@@ -230,14 +232,23 @@ fn at_boundary(b: Boundary) {
     // any of the statement's work, and its boundary, still to come, carries what the token is
     // then. So it carries as a boundary does, instead of refusing a change the client made in
     // its previous statement.
-    let b = if b == Boundary::Nested && PASSED.with(|p| p.get()) != Some(client_statement()) {
+    let unchanged_since_client = || LEFT.with(|l| l.borrow().as_ref().is_some_and(Versions::current));
+    // The client's text at another address (the extended protocol's Bind and Execute): carried
+    // as at a boundary only what the client's previous statements changed.
+    let b = if b == Boundary::SameText {
+        if unchanged_since_client() {
+            Boundary::Statement
+        } else {
+            Boundary::Nested
+        }
+    } else if b == Boundary::Nested && PASSED.with(|p| p.get()) != Some(client_statement()) {
         if HOOKED_IN.with(|h| h.get()) == Some(client_statement()) {
             // Loaded during this statement: what changed before cannot be told apart; nothing is
             // carried or refused until its boundary (what runs here runs with the token the
             // workers already hold, one the transaction had).
             return;
         }
-        if LEFT.with(|l| l.borrow().as_ref().is_some_and(Versions::current)) {
+        if unchanged_since_client() {
             // The token is as the client's previous statement left it: a change since the last
             // carry is the client's own, carried here as at a boundary.
             Boundary::Statement
@@ -277,7 +288,7 @@ fn at_boundary(b: Boundary) {
         CARRIED.with(|c| c.borrow().as_ref().filter(|c| current(c)).map(|c| c.token.clone()));
     let maybe_held = carried_a_token_in_this_transaction();
     match b {
-        Boundary::Nested => {
+        Boundary::Nested | Boundary::SameText => {
             // Never carried mid-statement: the workers must already hold this token.
             if before.as_ref().map_or(token.is_some() || maybe_held, |held| *held != token) {
                 changed_within_statement();

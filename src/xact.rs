@@ -236,6 +236,9 @@ pub enum Boundary {
     /// Anything inside one: a function's statement, a procedure's or DO block's, a trigger's
     /// (deferred ones fire at COMMIT, outside any statement), Citus's subplans.
     Nested,
+    /// Outside any planning, execution or utility statement, with the client's text at another
+    /// address (see `boundary`).
+    SameText,
 }
 
 static AT_BOUNDARY: std::sync::OnceLock<fn(Boundary)> = std::sync::OnceLock::new();
@@ -285,21 +288,35 @@ pub fn at_each_statement_boundary(f: fn(Boundary), after: fn()) {
 /// this point, and the statement's text is the one the client sent (`debug_query_string`, the
 /// same pointer: a function's statements, a domain CHECK's while a statement is parsed or bound,
 /// a trigger's at COMMIT, each carry a text of their own, whoever calls them).
+///
+/// The extended protocol's Execute runs a portal under a copy of its text (PostgreSQL 17 and 18),
+/// and Bind starts it under the prepared statement's: the same text at another address is
+/// `Boundary::SameText`, the client's by every sign but one that anything else could also show
+/// (a cursor declared with the text of the statement running).
 fn boundary(text: *const std::ffi::c_char) -> Boundary {
-    // SAFETY: a plain read of the global the traffic cop sets for each client statement.
-    let client = !text.is_null() && std::ptr::eq(text, unsafe { pg_sys::debug_query_string });
-    if client && DEPTH.with(Cell::get) == 0 {
-        Boundary::Statement
-    } else {
-        Boundary::Nested
+    if text.is_null() || DEPTH.with(Cell::get) != 0 {
+        return Boundary::Nested;
+    }
+    // SAFETY: the global the traffic cop sets for each client statement: NULL or a NUL-terminated
+    // string, as `text` is.
+    unsafe {
+        let client = pg_sys::debug_query_string;
+        if std::ptr::eq(text, client) {
+            Boundary::Statement
+        } else if !client.is_null() && std::ffi::CStr::from_ptr(text) == std::ffi::CStr::from_ptr(client) {
+            Boundary::SameText
+        } else {
+            Boundary::Nested
+        }
     }
 }
 
 /// A boundary only where no planning, execution or procedure encloses this point (planning a
 /// client's statement, running a portal).
 fn at_statement_boundary(text: *const std::ffi::c_char) {
-    if boundary(text) == Boundary::Statement {
-        at_boundary(Boundary::Statement);
+    let b = boundary(text);
+    if b != Boundary::Nested {
+        at_boundary(b);
     }
 }
 
@@ -402,7 +419,7 @@ unsafe extern "C-unwind" fn executor_run(
             None => pg_sys::standard_ExecutorRun(query, direction, count, execute_once),
         }
     });
-    if b == Boundary::Statement {
+    if b != Boundary::Nested {
         after_statement();
     }
 }
@@ -424,7 +441,7 @@ unsafe extern "C-unwind" fn executor_run(
             None => pg_sys::standard_ExecutorRun(query, direction, count),
         }
     });
-    if b == Boundary::Statement {
+    if b != Boundary::Nested {
         after_statement();
     }
 }
@@ -451,7 +468,7 @@ unsafe extern "C-unwind" fn executor_end(query: *mut pg_sys::QueryDesc) {
             None => pg_sys::standard_ExecutorEnd(query),
         }
     });
-    if b == Boundary::Statement {
+    if b != Boundary::Nested {
         after_statement();
     }
 }
@@ -531,7 +548,7 @@ unsafe extern "C-unwind" fn process_utility(
     // Where boundaries count, what a utility statement runs is nested in it: a DO block's or a
     // procedure's statements, COPY's triggers and defaults, index expressions.
     let call = AT_BOUNDARY.get().is_some();
-    let client = boundary(query_string) == Boundary::Statement;
+    let client = boundary(query_string) != Boundary::Nested;
     // SAFETY: pstrdup copies into the current memory context, which outlives the call.
     let query_string = hidden.map_or(query_string, |h| unsafe { pg_sys::pstrdup(h.as_ptr()) });
     // SAFETY: the hook chain as PostgreSQL defines it.

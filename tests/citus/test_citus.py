@@ -771,6 +771,41 @@ def test_a_query_string_that_sets_the_token_then_parses_a_checked_literal(app):
             su.execute("DROP DOMAIN known_cat; DROP FUNCTION cat_exists(int); DROP TABLE cats")
 
 
+def test_prepared_statements_and_generic_plans_carry_the_clients_token(app):
+    """The extended protocol runs a portal under a copy of its text, and a generic plan is not
+    planned again at Bind: every request after the plan cache chose one was refused (a ninth
+    review; asyncpg, pgjdbc and PostgREST keep their statements prepared). And a COMMIT sent so,
+    after a savepoint that carried the token was released, lost the transaction's write."""
+    c = connect(app, user="authenticator", autocommit=False)
+    for i in range(8):
+        tok, mine = (alice(), ALICE) if i % 2 == 0 else (bob(), BOB)
+        c.execute("SET LOCAL ROLE authenticated", prepare=True)
+        c.execute("SET LOCAL plan_cache_mode = force_generic_plan", prepare=True)
+        c.execute("SELECT set_config('auth_jwt.token', %s, true)", (tok,), prepare=True)
+        other = BOB if mine == ALICE else ALICE
+        for user, expected in ((mine, 5), (other, 0)):
+            n = c.execute("SELECT count(*) FROM tasks WHERE user_id = %s", (user,), prepare=True).fetchone()[0]
+            assert n == expected, (i, user, n)
+        c.rollback()
+    for step in (
+        "SAVEPOINT s",
+        ("SELECT set_config('auth_jwt.token', %s, true)", (alice(),)),
+        "RELEASE SAVEPOINT s",
+        "SAVEPOINT s",
+        ("INSERT INTO tasks (user_id, title) VALUES (%s, 'saved')", (ALICE,)),
+        "RELEASE SAVEPOINT s",
+        "COMMIT",
+    ):
+        if step == "SAVEPOINT s" and not c.info.transaction_status:
+            c.execute("SET LOCAL ROLE authenticated", prepare=True)
+        query, params = step if isinstance(step, tuple) else (step, None)
+        c.execute(query, params, prepare=True)
+    with connect(app) as su:
+        assert one(su, "SELECT count(*) FROM tasks WHERE title = 'saved'") == 1
+        su.execute("DELETE FROM tasks WHERE title = 'saved'")
+    c.close()
+
+
 def test_a_cursor_fetched_after_a_function_changed_the_token(app, peeks):
     """(The planner runs a STABLE function to estimate a LIMIT, so the DECLARE may be where it
     fails; a VOLATILE one runs at the FETCH.)"""
