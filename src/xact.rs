@@ -290,9 +290,9 @@ pub fn at_each_statement_boundary(f: fn(Boundary), after: fn()) {
 /// a trigger's at COMMIT, each carry a text of their own, whoever calls them).
 ///
 /// The extended protocol's Execute runs a portal under a copy of its text (PostgreSQL 17 and 18),
-/// and Bind starts it under the prepared statement's: the same text at another address is
-/// `Boundary::SameText`, the client's by every sign but one that anything else could also show
-/// (a cursor declared with the text of the statement running).
+/// and Bind starts it under the prepared statement's: the portal being started or run with the
+/// client's text, at another address, is `Boundary::SameText`, the client's by every sign but one
+/// that a function could also show (a cursor it opens with the running statement's text).
 fn boundary(text: *const std::ffi::c_char) -> Boundary {
     if text.is_null() || DEPTH.with(Cell::get) != 0 {
         return Boundary::Nested;
@@ -301,9 +301,14 @@ fn boundary(text: *const std::ffi::c_char) -> Boundary {
     // string, as `text` is.
     unsafe {
         let client = pg_sys::debug_query_string;
+        let portal = pg_sys::ActivePortal;
         if std::ptr::eq(text, client) {
             Boundary::Statement
-        } else if !client.is_null() && std::ffi::CStr::from_ptr(text) == std::ffi::CStr::from_ptr(client) {
+        } else if !client.is_null()
+            && !portal.is_null()
+            && std::ptr::eq(text, (*portal).sourceText)
+            && std::ffi::CStr::from_ptr(text) == std::ffi::CStr::from_ptr(client)
+        {
             Boundary::SameText
         } else {
             Boundary::Nested
@@ -459,18 +464,16 @@ unsafe extern "C-unwind" fn executor_finish(query: *mut pg_sys::QueryDesc) {
 
 #[pg_guard]
 unsafe extern "C-unwind" fn executor_end(query: *mut pg_sys::QueryDesc) {
-    // SAFETY: the QueryDesc the executor is given.
-    let b = boundary(unsafe { (*query).sourceText });
+    // No "client step returned" here: an end is not checked on the way in (a function can end a
+    // cursor it opened with the client's text), and runs nothing of the client's that could
+    // change the token after its run returned.
     // SAFETY: the hook chain as PostgreSQL defines it.
     nested(|| unsafe {
         match PREV_EXECUTOR_END {
             Some(prev) => prev(query),
             None => pg_sys::standard_ExecutorEnd(query),
         }
-    });
-    if b != Boundary::Nested {
-        after_statement();
-    }
+    })
 }
 
 /// Installed in every backend (from `init`): a client's query string that holds tokens (a

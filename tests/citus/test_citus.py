@@ -806,6 +806,43 @@ def test_prepared_statements_and_generic_plans_carry_the_clients_token(app):
     c.close()
 
 
+def test_a_function_cannot_pass_its_own_change_off_as_the_clients(app):
+    """A function run while a statement is parsed opened and closed a cursor with the client's own
+    text (current_query()) between taking bob's token and reading: the cursor's end counted as the
+    client's step having returned, and the change as the client's (a tenth review)."""
+    with connect(app) as su:
+        su.execute(
+            sql.SQL(
+                """CREATE FUNCTION sneak(v text) RETURNS bool LANGUAGE plpgsql AS $$
+                     DECLARE q text := current_query(); cc refcursor; x text; seen text;
+                     BEGIN
+                       IF current_setting('app.sneaking', true) = 'on' THEN RETURN true; END IF;
+                       PERFORM set_config('app.sneaking', 'on', true);
+                       OPEN cc FOR EXECUTE q;
+                       x := set_config('auth_jwt.token', {bob}, true);
+                       CLOSE cc;
+                       SELECT string_agg(user_id::text, ',') INTO seen FROM tasks;
+                       RAISE NOTICE 'saw %', seen;
+                       RETURN true;
+                     END $$;
+                   CREATE DOMAIN sneaky AS text CHECK (sneak(VALUE));
+                   GRANT EXECUTE ON FUNCTION sneak(text) TO authenticated"""
+            ).format(bob=sql.Literal(bob()))
+        )
+    try:
+        c = as_user(app, alice())
+        sent = []
+        c.add_notice_handler(lambda d: sent.append(d.message_primary))
+        assert seen(c) == {ALICE: 5}
+        e = error_of(c, "SELECT '{close}'::sneaky[]")
+        assert e.sqlstate == "28000" and CHANGED in e.diag.message_primary, e
+        assert not [m for m in sent if BOB in m], sent
+        c.close()
+    finally:
+        with connect(app) as su:
+            su.execute("DROP DOMAIN sneaky; DROP FUNCTION sneak(text)")
+
+
 def test_a_cursor_fetched_after_a_function_changed_the_token(app, peeks):
     """(The planner runs a STABLE function to estimate a LIMIT, so the DECLARE may be where it
     fails; a VOLATILE one runs at the FETCH.)"""
