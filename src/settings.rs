@@ -295,15 +295,16 @@ unsafe extern "C-unwind" fn assign_bool(_new: bool, _extra: *mut c_void) {
 unsafe extern "C-unwind" fn assign_token(new: *const c_char, _extra: *mut c_void) {
     TOKEN_GENERATION.with(|g| g.set(g.get().wrapping_add(1)));
     // SAFETY: guc.c passes the new value, a NUL-terminated string, or NULL.
+    // The statement that set it (`SET LOCAL auth_jwt.token TO 'eyJ...'`, `set_config(...)` with a
+    // literal, the `SET LOCAL` that carries it to a Citus worker) shows in `pg_stat_activity`.
     if !new.is_null() && unsafe { *new } != 0 {
-        hide_from_activity(unsafe { CStr::from_ptr(new) }.to_bytes());
+        show_statement_hidden(Some(unsafe { CStr::from_ptr(new) }.to_bytes()));
     }
 }
 
-/// The statement that set the token (`SET LOCAL auth_jwt.token TO 'eyJ...'`, `set_config(...)`
-/// with a literal, the `SET LOCAL` that carries it to a Citus worker) shows in `pg_stat_activity`
-/// to every backend of the same role, until the next statement: report it with the token hidden.
-fn hide_from_activity(token: &[u8]) {
+/// The client's statement shows in `pg_stat_activity` to every backend of the same role, until
+/// the next one: report it with `token` and every JWT-shaped string in it hidden, if it has any.
+pub fn show_statement_hidden(token: Option<&[u8]>) {
     // SAFETY: debug_query_string is NULL or the NUL-terminated text of the statement running;
     // pgstat_report_activity copies the string, and does nothing outside a regular backend.
     unsafe {
@@ -311,12 +312,14 @@ fn hide_from_activity(token: &[u8]) {
         if q.is_null() {
             return;
         }
-        if let Some(text) = auth_jwt_core::token::hide(CStr::from_ptr(q).to_bytes(), token, false) {
-            // Other tokens in the text stay hidden too (`xact` hid them when it was analysed).
-            let text = auth_jwt_core::token::hide_jwts(&text).unwrap_or(text);
-            if let Ok(text) = CString::new(text) {
-                pg_sys::pgstat_report_activity(pg_sys::BackendState::STATE_RUNNING, text.as_ptr());
-            }
+        let text = CStr::from_ptr(q).to_bytes();
+        let by_value = token.and_then(|t| auth_jwt_core::token::hide(text, t, false));
+        let hidden = match by_value {
+            Some(t) => Some(auth_jwt_core::token::hide_jwts(&t).unwrap_or(t)),
+            None => auth_jwt_core::token::hide_jwts(text),
+        };
+        if let Some(Ok(text)) = hidden.map(CString::new) {
+            pg_sys::pgstat_report_activity(pg_sys::BackendState::STATE_RUNNING, text.as_ptr());
         }
     }
 }

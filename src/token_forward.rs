@@ -62,10 +62,10 @@
 //! before the statement, which `shared_preload_libraries = 'citus,auth_jwt'` guarantees
 //! (PostgREST's `pre_request` loads it too). Citus-internal backends on the workers carry
 //! nothing on (their token came from the coordinator), and are checked like any other: any role
-//! can claim to be one through `application_name`. Workers preload auth_jwt too, so that the `SET LOCAL` that carries the token shows in
-//! their `pg_stat_activity` with the token hidden (`settings`, `xact`): every backend of the role
-//! could read it there otherwise, and Citus connects to the workers as the request's role, shared
-//! by all users.
+//! can claim to be one through `application_name`. Workers preload auth_jwt too, so that the
+//! `SET LOCAL` that carries the token shows in their `pg_stat_activity` with the token hidden
+//! (`settings`, `xact`): every backend of the role could read it there otherwise, and Citus
+//! connects to the workers as the request's role, shared by all users.
 
 use crate::citus;
 use crate::errors;
@@ -77,14 +77,11 @@ use std::cell::RefCell;
 
 /// What was carried last, and the state it was carried in.
 struct Carried {
-    lxid: u32,
+    /// The token's sources when it was carried (after the carrying SET LOCAL, which assigns it).
+    sources: Versions,
     /// The (sub)transaction it was carried in: Citus keeps it for new connections while that
     /// has not ended.
     subxact: u32,
-    /// `auth_jwt.token`'s assignments, counted after the carrying SET LOCAL (which is one).
-    token_generation: u64,
-    /// The `request.headers` value it was read from; None when there was none.
-    headers: Option<HeadersVersion>,
     /// The token carried; None when nothing (or an empty value) was.
     token: Option<String>,
 }
@@ -210,13 +207,13 @@ fn headers_same(version: &Option<HeadersVersion>) -> bool {
 
 /// The carried state holds for this transaction: its subtransaction has not ended.
 fn current(c: &Carried) -> bool {
-    c.lxid == xact::local_xid() && xact::subxact_active(c.subxact)
+    c.sources.lxid == xact::local_xid() && xact::subxact_active(c.subxact)
 }
 
 /// Still carried, in O(1): the same transaction, no subtransaction it was carried in has ended,
 /// and the token's sources have not been assigned since.
 fn still_carried(c: &Carried) -> bool {
-    current(c) && c.token_generation == settings::token_generation() && headers_same(&c.headers)
+    current(c) && c.sources.current()
 }
 
 /// The client statement now running (its text and start time: a multi-statement string's
@@ -295,11 +292,10 @@ fn at_boundary(b: Boundary) {
             }
             // The same value assigned again: note its sources' versions, for O(1) next time (the
             // carry's transaction and subtransaction stay those it was made in).
-            let headers = token_source::request_headers_bytes().map(token_source::headers_version);
+            let sources = Versions::now();
             CARRIED.with(|c| {
                 if let Some(c) = c.borrow_mut().as_mut().filter(|c| current(c)) {
-                    c.token_generation = settings::token_generation();
-                    c.headers = headers;
+                    c.sources = sources;
                 }
             });
         }
@@ -312,7 +308,7 @@ fn at_boundary(b: Boundary) {
                     "Set the token with set_config('auth_jwt.token', ..., true) or SET LOCAL, before the call.",
                 );
             }
-            if (token.is_some() || carried_a_token_in_this_transaction()) && citus::logs_remote_commands() {
+            if token.is_some() && citus::logs_remote_commands() {
                 remote_command_log();
             }
             if !internal && (token.is_some() || held.is_some() || maybe_held) {
@@ -327,16 +323,8 @@ fn at_boundary(b: Boundary) {
 }
 
 fn remember(token: Option<String>) {
-    let headers = token_source::request_headers_bytes().map(token_source::headers_version);
-    CARRIED.with(|c| {
-        *c.borrow_mut() = Some(Carried {
-            lxid: xact::local_xid(),
-            subxact: xact::subxact(),
-            token_generation: settings::token_generation(),
-            headers,
-            token,
-        })
-    });
+    let carried = Carried { sources: Versions::now(), subxact: xact::subxact(), token };
+    CARRIED.with(|c| *c.borrow_mut() = Some(carried));
 }
 
 fn remote_command_log() -> ! {

@@ -493,18 +493,9 @@ unsafe extern "C-unwind" fn post_parse_analyze(
             prev(pstate, query, jstate);
         }
     }
-    // SAFETY: debug_query_string is NULL or the NUL-terminated text the client sent; only a
-    // statement of that text (not a function's) is looked at; pgstat_report_activity copies.
-    unsafe {
-        let text = pg_sys::debug_query_string;
-        if text.is_null() || pstate.is_null() || (*pstate).p_sourcetext != text {
-            return;
-        }
-        if let Some(hidden) = auth_jwt_core::token::hide_jwts(std::ffi::CStr::from_ptr(text).to_bytes()) {
-            if let Ok(hidden) = std::ffi::CString::new(hidden) {
-                pg_sys::pgstat_report_activity(pg_sys::BackendState::STATE_RUNNING, hidden.as_ptr());
-            }
-        }
+    // SAFETY: only a statement of the client's own text (not a function's) is looked at.
+    if !pstate.is_null() && std::ptr::eq(unsafe { (*pstate).p_sourcetext }, unsafe { pg_sys::debug_query_string }) {
+        settings::show_statement_hidden(None);
     }
 }
 
