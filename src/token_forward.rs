@@ -48,7 +48,9 @@
 //! during the statement, such points neither carry nor refuse. Nested runs (a function's FETCH)
 //! are checked as nested starts are. The extended protocol binds and executes a portal under
 //! copies of the client's text (`xact::Boundary::SameText`): carried there as at a boundary is
-//! only what the client's previous statements changed.
+//! only what the client's previous statements changed. A client's `ROLLBACK TO SAVEPOINT` is such a
+//! statement, though it changes the token after it has returned, as its transaction command ends
+//! (`xact` notes its end once the savepoint has begun again).
 //!
 //! The carrying `SET LOCAL` goes straight to ProcessUtility (`citus`), not through SPI, whose
 //! parse analysis prints the statement, token included, under `debug_print_parse`.

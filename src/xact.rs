@@ -44,6 +44,10 @@ thread_local! {
     /// This transaction read a watched relation after it had written: what it read may include
     /// its own uncommitted rows, which an abort (of it or a subtransaction) takes back.
     static READ_OWN_WRITES: [Cell<bool>; 2] = const { [Cell::new(false), Cell::new(false)] };
+    /// The transaction (local id) whose client has just sent a `ROLLBACK TO SAVEPOINT` that
+    /// returned: its transaction command, ending, rolls the settings back and begins the
+    /// savepoint again.
+    static ROLLED_BACK_TO: Cell<Option<u32>> = const { Cell::new(None) };
 }
 
 pub fn init() {
@@ -105,6 +109,7 @@ unsafe extern "C-unwind" fn on_xact_event(event: pg_sys::XactEvent::Type, _arg: 
     if matches!(event, XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT) {
         drop_reads_of_own_writes();
     }
+    ROLLED_BACK_TO.with(|r| r.set(None));
     if matches!(
         event,
         XACT_EVENT_ABORT
@@ -127,6 +132,15 @@ unsafe extern "C-unwind" fn on_subxact_event(
     if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
         ABORTS.with(|a| a.set(a.get().wrapping_add(1)));
         drop_reads_of_own_writes();
+    }
+    // The savepoint a client's ROLLBACK TO named begins again, its settings rolled back to what
+    // they were when it began (the client's, as its earlier statements left them): that is where
+    // the client's step ends. Nothing runs between the statement's return and this.
+    if event == pg_sys::SubXactEvent::SUBXACT_EVENT_START_SUB
+        && ROLLED_BACK_TO.with(Cell::take) == Some(local_xid())
+        && DEPTH.with(Cell::get) == 0
+    {
+        after_statement();
     }
 }
 
@@ -517,6 +531,12 @@ unsafe extern "C-unwind" fn process_utility(
 ) {
     use pg_sys::NodeTag::*;
     // SAFETY: a planned utility statement, as ProcessUtility receives it; nodes read only.
+    let rollback_to = unsafe {
+        let stmt = (*pstmt).utilityStmt;
+        (*stmt).type_ == T_TransactionStmt
+            && (*(stmt as *mut pg_sys::TransactionStmt)).kind == pg_sys::TransactionStmtKind::TRANS_STMT_ROLLBACK_TO
+    };
+    // SAFETY: as above.
     let hidden = unsafe {
         let stmt = (*pstmt).utilityStmt;
         match (*stmt).type_ {
@@ -565,6 +585,9 @@ unsafe extern "C-unwind" fn process_utility(
         nested(next);
         if client {
             after_statement();
+            if rollback_to {
+                ROLLED_BACK_TO.with(|r| r.set(Some(local_xid())));
+            }
         }
     } else {
         next()

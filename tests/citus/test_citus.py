@@ -806,6 +806,37 @@ def test_prepared_statements_and_generic_plans_carry_the_clients_token(app):
     c.close()
 
 
+@pytest.mark.parametrize("how", ["rolled back", "failed, then rolled back"])
+def test_a_pipeline_rolls_back_to_a_savepoint_then_runs_a_prepared_statement(app, how):
+    """ROLLBACK TO SAVEPOINT restores the token the savepoint began with after the statement has
+    returned, as its transaction command ends. In a pipeline the next statement, prepared with a
+    generic plan, is started and run under copies of its text, where only what the client's
+    previous statements changed is carried: the restore counted as a change no client statement
+    made, and the request was refused (28000; the README listed it as a known false refusal)."""
+    c = connect(app, user="authenticator", autocommit=False)
+    c.execute("SET LOCAL ROLE authenticated")
+    c.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+    c.execute("SELECT set_config('auth_jwt.token', %s, true)", (alice(),))
+    query = "SELECT user_id::text, count(*) FROM tasks GROUP BY 1"
+    assert dict(c.execute(query, prepare=True).fetchall()) == {ALICE: 5}, "planned once: generic from now on"
+    c.execute("SAVEPOINT s")
+    c.execute("SELECT set_config('auth_jwt.token', %s, true)", (bob(),))
+    assert dict(c.execute(query, prepare=True).fetchall()) == {BOB: 5}, "bob's token carried in the savepoint"
+    if how != "rolled back":
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            c.execute("SELECT 1/0")
+    with c.pipeline():
+        c.execute("ROLLBACK TO SAVEPOINT s")
+        cur = c.execute(query, prepare=True)
+    assert dict(cur.fetchall()) == {ALICE: 5}, "alice's token in force again, on every node"
+    c.execute("SELECT set_config('auth_jwt.token', %s, true)", (bob(),))
+    with c.pipeline():
+        cur = c.execute(query, prepare=True)
+    assert dict(cur.fetchall()) == {BOB: 5}, "a token the client set after the rollback still carries"
+    c.rollback()
+    c.close()
+
+
 def test_a_function_cannot_pass_its_own_change_off_as_the_clients(app):
     """A function run while a statement is parsed opened and closed a cursor with the client's own
     text (current_query()) between taking bob's token and reading: the cursor's end counted as the
