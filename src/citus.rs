@@ -129,14 +129,26 @@ pub fn propagates_set(kind: pg_sys::VariableSetKind::Type, is_local: bool) -> bo
         }
 }
 
-/// `citus.log_remote_commands` is on: Citus shows the client (as NOTICEs) every command it sends
-/// to a worker.
-pub fn logs_remote_commands() -> bool {
-    // SAFETY: GetConfigOption returns the current value or NULL (missing_ok).
-    unsafe {
-        let p = pg_sys::GetConfigOption(c"citus.log_remote_commands".as_ptr(), true, false);
-        !p.is_null() && CStr::from_ptr(p).to_bytes() == b"on"
+/// The setting by which Citus would show the client what it sends a worker, if one does now:
+/// `citus.log_remote_commands` on shows every command (as NOTICEs); `citus.worker_min_messages`
+/// below `notice` passes on what a worker logs at LOG or DEBUG levels, where the worker prints the
+/// parse tree of each statement it runs under `debug_print_parse` (which any role may set, and
+/// Citus sends on with `citus.propagate_set_commands`). Only the levels that pass on nothing a
+/// worker logs are allowed.
+pub fn shows_client_what_workers_get() -> Option<&'static str> {
+    let value = |name: &CStr| {
+        // SAFETY: GetConfigOption returns the current value or NULL (missing_ok).
+        unsafe {
+            let p = pg_sys::GetConfigOption(name.as_ptr(), true, false);
+            (!p.is_null()).then(|| CStr::from_ptr(p).to_bytes().to_ascii_lowercase())
+        }
+    };
+    if value(c"citus.log_remote_commands").is_some_and(|v| v == b"on") {
+        return Some("citus.log_remote_commands");
     }
+    let relayed = value(c"citus.worker_min_messages")
+        .is_some_and(|v| !matches!(v.as_slice(), b"notice" | b"warning" | b"error" | b"off"));
+    relayed.then_some("citus.worker_min_messages")
 }
 
 /// Run `SET LOCAL <name> TO <value>` so that Citus sends it to every worker this transaction

@@ -34,11 +34,13 @@
 //! session is never carried, so a worker never sees it as set for its transaction. An empty value
 //! is carried when the request drops a token carried earlier in the transaction.
 //!
-//! Citus shows the client every command it sends when `citus.log_remote_commands` is on, and
-//! begins each worker connection it opens later in the transaction with the transaction's
-//! `SET LOCAL`s: once a token was carried in the transaction, every statement boundary, nested or
-//! not, refuses while it is on (28000), and a check hook on it refuses to turn it on (22023; a
-//! RESET to a connection's own value skips check hooks, the boundaries do not).
+//! Citus shows the client every command it sends when `citus.log_remote_commands` is on, and what
+//! the workers log (a worker prints the carrying statement's parse tree under `debug_print_parse`,
+//! which Citus sends on too) when `citus.worker_min_messages` is below `notice`; and it begins each
+//! worker connection it opens later in the transaction with the transaction's `SET LOCAL`s: once
+//! a token was carried in the transaction, every statement boundary, nested or not, refuses while
+//! either is so (28000), and check hooks on both refuse to set them so (22023; a RESET to a
+//! connection's own value skips check hooks, the boundaries do not).
 //!
 //! Before the client's statement has reached its own boundary (while it is parsed or its
 //! parameters bound, when a domain's CHECK may run a function), a nested point carries as a
@@ -106,7 +108,7 @@ pub fn init() {
         HOOKED_IN.with(|h| h.set(Some(client_statement())));
         xact::at_each_statement_boundary(at_boundary, after_client_statement);
         xact::on_token_set(token_set);
-        guard_remote_command_log();
+        guard_what_the_client_is_shown();
     }
 }
 
@@ -131,11 +133,12 @@ fn carried_a_token_in_this_transaction() -> bool {
     TOKEN_CARRIED_IN.with(|t| t.get() == Some(xact::local_xid()))
 }
 
-/// No remote command log while a token has been carried in the transaction: Citus shows the
-/// client (NOTICE) every command it sends, and each connection it opens later begins with the
-/// transaction's `SET LOCAL`s, tokens included. A check hook on `citus.log_remote_commands`
-/// (which has none of its own) refuses to turn it on then, however it is set.
-fn guard_remote_command_log() {
+/// Nothing of what the workers get shown to the client while a token has been carried in the
+/// transaction (see `citus::shows_client_what_workers_get`): each connection Citus opens later
+/// begins with the transaction's `SET LOCAL`s, tokens included. Check hooks on
+/// `citus.log_remote_commands` and `citus.worker_min_messages` (which have none of their own)
+/// refuse to set them so then, however they are set.
+fn guard_what_the_client_is_shown() {
     if let Some(r) = settings::GucRecord::find(c"citus.log_remote_commands") {
         // SAFETY: a live GUC record of a bool setting (checked); guc.c reads check_hook before
         // each assignment and nothing else writes it; Citus defines it without a check hook.
@@ -148,6 +151,39 @@ fn guard_remote_command_log() {
             }
         }
     }
+    if let Some(r) = settings::GucRecord::find(c"citus.worker_min_messages") {
+        // SAFETY: as above, for an enum setting.
+        unsafe {
+            if (*r.record).vartype == pg_sys::config_type::PGC_ENUM {
+                let conf = r.record as *mut pg_sys::config_enum;
+                if (*conf).check_hook.is_none() {
+                    (*conf).check_hook = Some(check_worker_min_messages);
+                }
+            }
+        }
+    }
+}
+
+/// Citus's `CITUS_LOG_LEVEL_OFF`: no worker message is passed on.
+const CITUS_LOG_LEVEL_OFF: i32 = 0;
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn check_worker_min_messages(
+    newval: *mut i32,
+    _extra: *mut *mut std::ffi::c_void,
+    _source: pg_sys::GucSource::Type,
+) -> bool {
+    // SAFETY: guc.c passes the proposed value; the detail string is palloc'd, as guc.c frees it.
+    unsafe {
+        let relays_logs = *newval != CITUS_LOG_LEVEL_OFF && *newval < pg_sys::NOTICE as i32;
+        if relays_logs && carried_a_token_in_this_transaction() {
+            pg_sys::GUC_check_errdetail_string = pg_sys::pstrdup(
+                c"auth_jwt carried the request's token to the Citus workers in this transaction; Citus would pass on to the client what the workers log of it.".as_ptr(),
+            );
+            return false;
+        }
+    }
+    true
 }
 
 #[pgrx::pg_guard]
@@ -268,10 +304,13 @@ fn at_boundary(b: Boundary) {
     // A backend running what Citus sent it (on a worker) is given its token by the coordinator:
     // it carries nothing on, and checks all the same (any role may claim to be one).
     let internal = citus::internal_backend();
-    // Before anything that may open a worker connection: the log shows the transaction's SET
-    // LOCALs, however it was turned on (a RESET to a connection option skips the check hook).
-    if carried_a_token_in_this_transaction() && citus::logs_remote_commands() {
-        remote_command_log();
+    // Before anything that may open a worker connection: the client would be shown the
+    // transaction's SET LOCALs, however that was turned on (a RESET to a connection option skips
+    // the check hooks).
+    if carried_a_token_in_this_transaction() {
+        if let Some(setting) = citus::shows_client_what_workers_get() {
+            shown_to_the_client(setting);
+        }
     }
     if CARRIED.with(|c| c.borrow().as_ref().is_some_and(still_carried)) {
         return;
@@ -310,8 +349,8 @@ fn at_boundary(b: Boundary) {
                     "Set the token with set_config('auth_jwt.token', ..., true) or SET LOCAL, before the call.",
                 );
             }
-            if token.is_some() && citus::logs_remote_commands() {
-                remote_command_log();
+            if let (true, Some(setting)) = (token.is_some(), citus::shows_client_what_workers_get()) {
+                shown_to_the_client(setting);
             }
             if !internal && (token.is_some() || held.is_some() || maybe_held) {
                 citus::set_local_on_workers(c"auth_jwt.token", token.as_deref().unwrap_or(""));
@@ -329,11 +368,18 @@ fn remember(token: Option<String>) {
     CARRIED.with(|c| *c.borrow_mut() = Some(carried));
 }
 
-fn remote_command_log() -> ! {
+fn shown_to_the_client(setting: &str) -> ! {
+    if setting == "citus.log_remote_commands" {
+        errors::unauthorized(
+            "the request's token cannot be carried to the Citus workers while citus.log_remote_commands is on",
+            "Citus would show the client every command it sends to the workers, the token's SET LOCAL included, and replays it to each worker it opens later in the transaction.",
+            "Turn citus.log_remote_commands off for requests that carry a token.",
+        )
+    }
     errors::unauthorized(
-        "the request's token cannot be carried to the Citus workers while citus.log_remote_commands is on",
-        "Citus would show the client every command it sends to the workers, the token's SET LOCAL included, and replays it to each worker it opens later in the transaction.",
-        "Turn citus.log_remote_commands off for requests that carry a token.",
+        "the request's token cannot be carried to the Citus workers while citus.worker_min_messages is below notice",
+        "Citus would pass on to the client what the workers log, and a worker logs the statement that carries the token (its parse tree, under debug_print_parse, which Citus sends on).",
+        "Set citus.worker_min_messages to notice, its default, for requests that carry a token.",
     )
 }
 

@@ -914,6 +914,50 @@ def test_no_token_is_carried_while_citus_shows_remote_commands(app):
     c.rollback()
 
 
+def test_no_token_is_carried_while_citus_passes_on_what_the_workers_log(app):
+    """A thirteenth review: the client sends debug_print_parse and client_min_messages on to the
+    workers (citus.propagate_set_commands), and lowers citus.worker_min_messages; each worker
+    logs the parse tree of the carrying SET LOCAL, and Citus passed it on to the client, with a
+    token only a SECURITY DEFINER function had set (SHOW hides it from the client)."""
+    b = bob()
+    with connect(app) as su:
+        su.execute(sql.SQL("""CREATE FUNCTION become_bob() RETURNS void LANGUAGE plpgsql SECURITY DEFINER AS $f$
+            BEGIN PERFORM set_config('auth_jwt.token', {b}, true); END $f$;
+            GRANT EXECUTE ON FUNCTION become_bob() TO authenticated""").format(b=sql.Literal(b)))
+    signature = b.rsplit(".", 1)[1][:20]
+    try:
+        c = as_user(app, None)
+        sent = []
+        c.add_notice_handler(lambda d: sent.append(f"{d.message_primary} {d.message_detail}"))
+        for s in ("SET LOCAL citus.propagate_set_commands = 'local'", "SET LOCAL debug_print_parse = on",
+                  "SET LOCAL client_min_messages = debug1", "SET LOCAL citus.worker_min_messages = debug5"):
+            c.execute(s)
+        c.execute("SELECT become_bob()")
+        e = error_of(c, "SELECT count(*) FROM tasks")
+        assert e.sqlstate == "28000" and "citus.worker_min_messages" in e.diag.message_primary, e
+        assert sent and not [m for m in sent if signature in m.replace(" ", "").replace("\n", "")], "never shown"
+        # Once a token was carried, it cannot be lowered, however it is set.
+        for attempt in ("SET LOCAL citus.worker_min_messages = log",
+                        "SELECT set_config('citus.worker_min_messages', 'debug1', true)"):
+            begin(c, alice())
+            assert seen(c) == {ALICE: 5}
+            assert error_of(c, attempt).sqlstate == "22023", attempt
+        # Set for the connection: refused at the statement that would carry, and bob's rows unseen.
+        c.close()
+        c = as_user(app, None, options="-c citus.worker_min_messages=log")
+        c.execute("SELECT become_bob()")
+        assert error_of(c, "SELECT count(*) FROM tasks").sqlstate == "28000"
+        # The levels that pass on nothing a worker logs are fine, and the request runs as alice.
+        begin(c, alice())
+        c.execute("SET LOCAL citus.worker_min_messages = warning")
+        assert seen(c) == {ALICE: 5}
+        c.rollback()
+        c.close()
+    finally:
+        with connect(app) as su:
+            su.execute("DROP FUNCTION become_bob()")
+
+
 def test_errors_pass_the_statement_hooks_whole(app):
     """The hooks that count statement nesting catch an ERROR only to keep the count, and throw it
     on untouched: a client still gets the constraint and table of a unique violation, and a
