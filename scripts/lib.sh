@@ -104,6 +104,7 @@ max_connections = 200
 wal_level = logical
 max_wal_senders = 10
 max_replication_slots = 10
+max_prepared_transactions = 10
 $extra
 CONF
     echo "host replication all 127.0.0.1/32 trust" >>"$PGDATA_DIR/pg_hba.conf"

@@ -53,20 +53,42 @@ $$;
 COMMENT ON FUNCTION auth_jwt.pre_request() IS
     'For PostgREST db-pre-request: raises PT401 (HTTP 401) when the request carries an invalid token; switches a verified request to auth_jwt.authenticated_role when set';
 
--- Citus (issue 29): each node watches the placement of a reference key table, where writes land,
--- instead of its empty shell table. Idempotent elsewhere: an already watched key table is left
--- as it is. Citus runs this update on each worker too.
+-- require_session keeps live sessions between transactions (issue 30): the session table's
+-- trigger, and the function that attaches it (also on each Citus worker's placement).
+CREATE FUNCTION auth_jwt.on_session_change() RETURNS trigger
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'auth_jwt_on_session_change';
+COMMENT ON FUNCTION auth_jwt.on_session_change() IS
+    'Row trigger on the session table: tells every backend to drop the sessions it keeps when a change can end one (not a sign-in, not a refresh)';
+CREATE FUNCTION auth_jwt."watch_session_table"() RETURNS TABLE (
+	"relation" TEXT,
+	"action" TEXT
+)
+STRICT VOLATILE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'watch_session_table_wrapper';
+REVOKE ALL ON FUNCTION auth_jwt.watch_session_table() FROM PUBLIC;
+REVOKE ALL ON FUNCTION auth_jwt.on_session_change() FROM PUBLIC;
+-- Each table watched: the key table's placement on Citus (issue 29; each node watches the
+-- placement of a reference key table, where writes land, instead of its empty shell table), and
+-- the session table (issue 30). Idempotent: an already watched table is left as it is. Citus runs
+-- this update on each worker too.
 DO $$
+DECLARE
+    kind text;
+    msg text;
+    hint text;
 BEGIN
-    PERFORM auth_jwt.watch_key_table();
-EXCEPTION
-    WHEN undefined_table OR object_not_in_prerequisite_state THEN
-        NULL;
-    WHEN duplicate_object THEN
-        DECLARE msg text; hint text;
+    FOREACH kind IN ARRAY ARRAY['key', 'session'] LOOP
         BEGIN
-            GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, hint = PG_EXCEPTION_DETAIL;
-            RAISE WARNING 'auth_jwt: %', msg USING HINT = hint;
+            EXECUTE pg_catalog.format('SELECT auth_jwt.watch_%s_table()', kind);
+        EXCEPTION
+            WHEN undefined_table OR object_not_in_prerequisite_state THEN
+                NULL;
+            WHEN duplicate_object THEN
+                GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, hint = PG_EXCEPTION_DETAIL;
+                RAISE WARNING 'auth_jwt: %', msg USING HINT = hint;
         END;
+    END LOOP;
 END
 $$;

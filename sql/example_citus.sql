@@ -6,15 +6,18 @@
 -- needs Better Auth's keys (and, with auth_jwt.require_session, its sessions): they become
 -- reference tables, a full copy on every node.
 
--- 1. Better Auth's tables as reference tables. auth_jwt's key-change trigger is dropped first
---    (Citus distributes no table that has triggers) and put back on every node's copy after.
+-- 1. Better Auth's tables as reference tables. auth_jwt's key-change and session-change triggers
+--    are dropped first (Citus distributes no table that has triggers) and put back on every
+--    node's copy after.
 drop trigger if exists auth_jwt_key_change on public.jwks;
+drop trigger if exists auth_jwt_session_change on public.session;
 select create_reference_table('public.user');
 select create_reference_table('public.session');
 select create_reference_table('public.account');
 select create_reference_table('public.verification');
 select create_reference_table('public.jwks');
 select * from auth_jwt.watch_key_table();
+select * from auth_jwt.watch_session_table();
 
 -- 2. tasks distributed by user_id: its primary key must include the distribution column. The
 --    policies of example_app.sql go with it: they call auth_jwt.jwt_claim_uuid() unwrapped (Citus

@@ -88,6 +88,12 @@ CREATE FUNCTION auth_jwt.on_key_change() RETURNS trigger
 COMMENT ON FUNCTION auth_jwt.on_key_change() IS
     'Row trigger on the tables under the key table: tells every backend''s key cache to reload';
 
+CREATE FUNCTION auth_jwt.on_session_change() RETURNS trigger
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'auth_jwt_on_session_change';
+COMMENT ON FUNCTION auth_jwt.on_session_change() IS
+    'Row trigger on the session table: tells every backend to drop the sessions it keeps when a change can end one (not a sign-in, not a refresh)';
+
 -- Push mode, for databases that may not open outbound connections: a JWKS document handed to
 -- import_jwks() (e.g. fetched from Better Auth's /api/auth/jwks by a deploy job) is stored here,
 -- and the key loader reads this table like Better Auth's own, with the same trigger:
@@ -187,6 +193,8 @@ REVOKE ALL ON FUNCTION auth_jwt.import_jwks(jsonb) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION auth_jwt.watch_key_table() FROM PUBLIC;
 REVOKE ALL ON FUNCTION auth_jwt.on_key_change() FROM PUBLIC;
+REVOKE ALL ON FUNCTION auth_jwt.watch_session_table() FROM PUBLIC;
+REVOKE ALL ON FUNCTION auth_jwt.on_session_change() FROM PUBLIC;
 -- Diagnostics are for operators: key ids, dates and which rows hold private material, a
 -- backend's counters (behind a transaction pooler, other clients' requests: cached tokens, sign-
 -- outs refused, fetches), or resetting them, are nobody else's business. Grant them to an
@@ -197,27 +205,35 @@ REVOKE ALL ON FUNCTION auth_jwt.jwt_explain(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION auth_jwt.stats() FROM PUBLIC;
 REVOKE ALL ON FUNCTION auth_jwt.stats_reset() FROM PUBLIC;
 
--- Watch the configured key table now if it exists; otherwise say how to do it later
--- (a WARNING: extension scripts run with client_min_messages at warning).
+-- Watch the configured key and session tables now if they exist; otherwise say how to do it
+-- later for the key table (a WARNING: extension scripts run with client_min_messages at
+-- warning). The session table is skipped quietly: nothing reads it until
+-- auth_jwt.require_session is on, and a WARNING then says what to run.
 DO $$
+DECLARE
+    kind text;
+    msg text;
+    hint text;
 BEGIN
-    PERFORM auth_jwt.watch_key_table();
-EXCEPTION
-    WHEN undefined_table THEN
-        RAISE WARNING 'auth_jwt: key table % does not exist yet', pg_catalog.current_setting('auth_jwt.jwks_table')
-            USING HINT = 'After Better Auth''s migrations create it, run SELECT auth_jwt.watch_key_table(); as a superuser.';
-    WHEN object_not_in_prerequisite_state THEN
-        -- On a Citus worker: the key table is a Citus table this node holds no copy of.
-        DECLARE msg text; hint text;
+    FOREACH kind IN ARRAY ARRAY['key', 'session'] LOOP
         BEGIN
-            GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, hint = PG_EXCEPTION_HINT;
-            RAISE WARNING '%', msg USING HINT = hint;
+            EXECUTE pg_catalog.format('SELECT auth_jwt.watch_%s_table()', kind);
+        EXCEPTION
+            WHEN undefined_table THEN
+                IF kind = 'key' THEN
+                    RAISE WARNING 'auth_jwt: key table % does not exist yet', pg_catalog.current_setting('auth_jwt.jwks_table')
+                        USING HINT = 'After Better Auth''s migrations create it, run SELECT auth_jwt.watch_key_table(); as a superuser.';
+                END IF;
+            WHEN object_not_in_prerequisite_state THEN
+                -- On a Citus worker: the table is a Citus table this node holds no copy of.
+                IF kind = 'key' THEN
+                    GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, hint = PG_EXCEPTION_HINT;
+                    RAISE WARNING '%', msg USING HINT = hint;
+                END IF;
+            WHEN duplicate_object THEN
+                GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, hint = PG_EXCEPTION_DETAIL;
+                RAISE WARNING 'auth_jwt: %', msg USING HINT = hint;
         END;
-    WHEN duplicate_object THEN
-        DECLARE msg text; hint text;
-        BEGIN
-            GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, hint = PG_EXCEPTION_DETAIL;
-            RAISE WARNING 'auth_jwt: %', msg USING HINT = hint;
-        END;
+    END LOOP;
 END
 $$;

@@ -247,7 +247,7 @@ fn load(table: &str) {
             let rel = KEY_TABLE.resolve(table);
             let snapshot = Snapshot::latest();
             relation::with_pinned_settings(|| {
-                let watch = key_watch::status(&rel, &snapshot);
+                let watch = key_watch::status(&key_watch::KEYS, &rel, &snapshot);
                 let rows = read_rows(&rel, &snapshot)?;
                 Ok((rel, watch, rows))
             })

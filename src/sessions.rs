@@ -2,16 +2,30 @@
 //! it names is live in `auth_jwt.session_table`, so sign-out, revocation and bans take effect in
 //! the database at the next transaction instead of at the token's `exp`.
 //!
-//! Cost. At most one lookup per session id per transaction: an index probe through a plan prepared
-//! once per backend and kept (the plan cache replans it by itself when the relation changes). The
-//! answer is remembered for the rest of the transaction and never longer, so a sign-out that
-//! commits is seen by every backend's next transaction. The per-row path does not come here at
-//! all: the request memo in `functions` already holds a token that passed in this transaction.
+//! Cost. A live session is kept between transactions (`LIVE`), like the keys: the session table
+//! carries a trigger (`auth_jwt.on_session_change()`, attached by `watch_session_table()`, see
+//! `key_watch::SESSIONS`) that sends every backend a relcache invalidation when a change can end
+//! a session: a DELETE (sign-out, revocation, ban), an UPDATE that moves a session's end earlier
+//! or gives it another user or id. TRUNCATE and DDL invalidate by themselves. A sign-in's INSERT
+//! and Better Auth's refresh (a later `"expiresAt"`) invalidate nothing: a kept session that a
+//! refresh extended ends sooner in the cache, and is looked up again when that end has passed.
+//! `"expiresAt"` is compared with the clock at every use. Only live sessions are kept; an id that
+//! names none is looked up again each time. A transaction's first check of a kept session costs
+//! a hash probe and the clock; a lookup is an index probe through a plan prepared once per backend
+//! and kept (the plan cache replans it by itself when the relation changes). Each answer is also
+//! remembered for the rest of the transaction. The per-row path does not come here at all: the
+//! request memo in `functions` already holds a token that passed in this transaction.
 //!
-//! Freshness. Each lookup reads the latest committed state (`Snapshot::latest`), not the
-//! transaction's snapshot: a REPEATABLE READ transaction that began before a sign-out committed
-//! sees the sign-out at its first lookup. Nothing is written, so this works on a hot standby
-//! (which sees a sign-out once it has replayed it) and in parallel workers.
+//! Freshness, as for the keys (see `key_table`): kept sessions are valid while the invalidation
+//! count is what it was before the lookups that found them, which read the latest committed state
+//! (`Snapshot::latest`), not the transaction's snapshot; invalidations already sent are taken in
+//! before a kept session is used, so a REPEATABLE READ transaction that began before a sign-out
+//! committed sees the sign-out at its first check. A lookup that fails part-way keeps nothing;
+//! one that read this transaction's own uncommitted rows is dropped if the transaction (or a
+//! savepoint) rolls back or is prepared. Nothing is written, so this works on a hot standby (which
+//! replays the invalidation with the sign-out) and in parallel workers. Where the session
+//! relation is not watched (a view, no trigger, a trigger not ENABLE ALWAYS), nothing is kept
+//! between transactions, and a WARNING says why and how to fix it.
 //!
 //! The lookup is by `id` alone, as the relation's owner with pinned settings (see `relation`):
 //! the caller needs no privilege on the table, and the session's `token` column, a bearer
@@ -19,13 +33,14 @@
 //! nothing.
 
 use crate::errors;
+use crate::key_watch;
 use crate::relation::{self, Locked, Name, Relation, SESSION_TABLE};
 use crate::settings;
 use crate::snapshot_query::{Moved, Plan, Snapshot};
 use crate::stats;
 use crate::token_cache::VerifiedToken;
 use crate::xact::{self, Stamp, Watched};
-use auth_jwt_core::{check_session, session_id, sub_claim, Error, Object, Session};
+use auth_jwt_core::{check_session, session_id, sub_claim, Error, Object, Session, SessionRow};
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys;
 use pgrx::PgSqlErrorCode;
@@ -36,6 +51,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Sessions remembered per transaction; a transaction that verifies more distinct sessions than
 /// this (jwt_verify over a table of tokens) starts over, looking them up again.
 const CAPACITY: usize = 1024;
+
+/// Live sessions kept per backend between transactions; when full, it starts over.
+const LIVE_CAPACITY: usize = 16_384;
 
 /// How a session id from a token is compared with the `id` column.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -78,6 +96,18 @@ struct Prepared {
     plan: Plan,
     /// `xact::invalidations(SessionTable)` read before resolving.
     seen: u64,
+    /// Why a change that can end a session may reach no backend as an invalidation; None: the
+    /// relation is watched, and live sessions may be kept between transactions.
+    unwatched: Option<String>,
+}
+
+/// Live sessions found by lookups, kept between transactions (see the module's doc).
+struct Live {
+    /// The `auth_jwt.session_table` value they were read from.
+    table: String,
+    /// `xact::invalidations(SessionTable)` read before each of the lookups that found them.
+    seen: u64,
+    sessions: FxHashMap<String, Session>,
 }
 
 /// The sessions looked up in this transaction (see `xact::Stamp`), by id.
@@ -89,6 +119,9 @@ struct SessionAnswers {
 thread_local! {
     static PREPARED: RefCell<Option<Prepared>> = const { RefCell::new(None) };
     static ANSWERS: RefCell<Option<SessionAnswers>> = const { RefCell::new(None) };
+    static LIVE: RefCell<Option<Live>> = const { RefCell::new(None) };
+    /// The reason last warned about, so the WARNING appears once per backend and cause.
+    static WARNED: RefCell<Option<String>> = const { RefCell::new(None) };
     /// The session table's name, parsed, for the setting value it was parsed from.
     static NAME: RefCell<Option<(String, Name)>> = const { RefCell::new(None) };
 }
@@ -111,8 +144,9 @@ pub fn check(token: &VerifiedToken) {
         a.found.get(sid).map(|s| check_session(token.sub(), s.as_ref(), now()))
     });
     let verdict = remembered.unwrap_or_else(|| {
-        let found = lookup(sid);
-        let verdict = check_session(token.sub(), found.as_ref(), now());
+        let now = now();
+        let found = kept(sid, now).map_or_else(|| lookup_and_keep(sid, now), Some);
+        let verdict = check_session(token.sub(), found.as_ref(), now);
         remember(sid, found);
         verdict
     });
@@ -149,13 +183,61 @@ pub fn explain(claims: Object<'_>) -> Result<String, Error> {
     Ok(format!("the session is live{until} and belongs to the token's sub"))
 }
 
-/// The session with id `sid`, read under the latest snapshot; None if there is none.
-fn lookup(sid: &str) -> Option<Session> {
+/// The live session `sid` kept from an earlier transaction, if nothing that can end a session has
+/// been invalidated since it was read and it has not ended by `now`. No SPI, no lock.
+fn kept(sid: &str, now: f64) -> Option<Session> {
+    // Take in the invalidations already sent (a transaction that began before a sign-out, or one
+    // that holds every lock it needs). Nothing to do is one unlocked read.
+    xact::accept_invalidations();
+    let n = xact::invalidations(Watched::SessionTable);
     let table = settings::session_table();
-    relation::retrying(table, || lookup_once(table, sid))
+    LIVE.with(|l| {
+        let l = l.borrow();
+        let l = l.as_ref().filter(|l| l.seen == n && l.table == table)?;
+        l.sessions.get(sid).filter(|s| s.expires_at.is_some_and(|at| now < at)).cloned()
+    })
 }
 
-fn lookup_once(table: &str, sid: &str) -> Result<Option<Session>, Moved> {
+/// Look `sid` up, and keep the session if it is live, the relation is watched, and no
+/// invalidation arrived since the count read before the lookup's snapshot.
+fn lookup_and_keep(sid: &str, now: f64) -> Option<Session> {
+    let (found, seen) = lookup_counted(sid);
+    let live = found.as_ref().is_some_and(|s| s.user_id.is_some() && s.expires_at.is_some_and(|at| now < at));
+    if let (true, Some(seen)) = (live, seen) {
+        if seen == xact::invalidations(Watched::SessionTable) {
+            let table = settings::session_table();
+            LIVE.with(|l| {
+                let mut l = l.borrow_mut();
+                let live = match l.as_mut() {
+                    Some(live) if live.seen == seen && live.table == table => live,
+                    _ => l.insert(Live { table: table.to_owned(), seen, sessions: FxHashMap::default() }),
+                };
+                if live.sessions.len() >= LIVE_CAPACITY {
+                    live.sessions.clear();
+                }
+                live.sessions.insert(sid.to_owned(), found.clone().expect("live"));
+            });
+        }
+    }
+    found
+}
+
+/// The session with id `sid`, read under the latest snapshot; None if there is none.
+fn lookup(sid: &str) -> Option<Session> {
+    lookup_counted(sid).0
+}
+
+/// The session with id `sid`, and, if the relation is watched, `xact::invalidations(SessionTable)`
+/// read before the snapshot the lookup read under.
+fn lookup_counted(sid: &str) -> (Option<Session>, Option<u64>) {
+    let table = settings::session_table();
+    let _reading = xact::Reading::start(Watched::SessionTable);
+    let found = relation::retrying(table, || lookup_once(table, sid));
+    xact::note_read(Watched::SessionTable);
+    found
+}
+
+fn lookup_once(table: &str, sid: &str) -> Result<(Option<Session>, Option<u64>), Moved> {
     // Locked first (see `relation`): until this transaction ends, the relation cannot be dropped,
     // replaced or given to another owner, and the kept plan runs only while its name means it.
     let locked = lock(table);
@@ -168,14 +250,17 @@ fn lookup_once(table: &str, sid: &str) -> Result<Option<Session>, Moved> {
             // A session id that is not a canonical value of the column's type names no session.
             IdType::Uuid => match canonical_uuid(sid) {
                 Some(u) => pgrx::datum::Uuid::from_bytes(u).into(),
-                None => return Ok(None),
+                None => return Ok((None, None)),
             },
             IdType::Integer => match sid.parse::<i64>() {
                 Ok(n) if n.to_string() == sid => n.into(),
-                _ => return Ok(None),
+                _ => return Ok((None, None)),
             },
         };
         stats::session_lookup();
+        // The count before the snapshot: every invalidation it includes is for a commit the
+        // snapshot shows, and a later one moves it.
+        let seen = p.unwatched.is_none().then(|| xact::invalidations(Watched::SessionTable));
         let snapshot = Snapshot::latest();
         let mut rows = relation::as_owner(p.owner, || {
             p.plan.select_from(
@@ -193,7 +278,7 @@ fn lookup_once(table: &str, sid: &str) -> Result<Option<Session>, Moved> {
                 "Give the relation a unique id, as Better Auth's session table has (its primary key).",
             );
         }
-        Ok(rows.pop())
+        Ok((rows.pop(), seen))
     })
 }
 
@@ -229,11 +314,16 @@ fn prepare_if_stale(table: &str, locked: Locked) {
     if let Some(old) = PREPARED.with(|p| p.borrow_mut().take()) {
         old.plan.free();
     }
+    // What was kept was watched through the relations the old preparation named (another table,
+    // if the setting changed since): nothing of it is trusted past this one.
+    LIVE.with(|l| *l.borrow_mut() = None);
     let prepared = {
         let _reading = xact::Reading::start(Watched::SessionTable);
         let rel = relation::describe(locked).unwrap_or_else(|e| SESSION_TABLE.unresolved(table, e));
         let snapshot = Snapshot::latest();
-        let id = relation::with_pinned_settings(|| id_type(&rel, &snapshot));
+        let (id, watch) = relation::with_pinned_settings(|| {
+            (id_type(&rel, &snapshot), key_watch::status(&key_watch::SESSIONS, &rel, &snapshot))
+        });
         drop(snapshot);
         let sql = format!(
             "SELECT \"userId\"::pg_catalog.text, {} FROM {} WHERE id OPERATOR(pg_catalog.=) $1 LIMIT 2",
@@ -241,10 +331,64 @@ fn prepare_if_stale(table: &str, locked: Locked) {
             rel.qualified
         );
         let plan = relation::as_owner(rel.owner, || Plan::new(&sql, &[id.param()]));
-        xact::watch(Watched::SessionTable, rel.watched());
-        Prepared { table: table.to_owned(), oid: locked.oid, shown: rel.shown, owner: rel.owner, id, plan, seen: n }
+        xact::watch(Watched::SessionTable, watch.relids.into_iter().chain(rel.watched()).collect());
+        let unwatched = watch.problems.first().cloned();
+        Prepared {
+            table: table.to_owned(),
+            oid: locked.oid,
+            shown: rel.shown,
+            owner: rel.owner,
+            id,
+            plan,
+            seen: n,
+            unwatched,
+        }
     };
+    let warn = prepared.unwatched.clone().filter(|why| WARNED.with(|w| w.borrow().as_ref() != Some(why)));
+    if let Some(why) = warn {
+        pgrx::warning!(
+            "auth_jwt: session table {} is not watched for changes ({why}), so sessions are looked up in every transaction; run SELECT auth_jwt.watch_session_table(); as a superuser, with auth_jwt.session_table naming the table itself",
+            prepared.shown
+        );
+        WARNED.with(|w| *w.borrow_mut() = Some(why));
+    }
     PREPARED.with(|p| *p.borrow_mut() = Some(prepared));
+}
+
+/// For the session table's trigger: whether an UPDATE can end a session that a backend keeps
+/// (`auth_jwt_core::update_can_end_session`), comparing the columns the lookup reads by name (a
+/// partition's or inheritance child's may sit at other positions). A relation without them,
+/// or an `"expiresAt"` of a type without an order here, always can.
+///
+/// # Safety
+/// `td` is the TriggerData of a row-level UPDATE trigger call.
+pub unsafe fn update_can_end_session(td: *mut pg_sys::TriggerData) -> bool {
+    // SAFETY: the caller's trigger data: the relation's descriptor and both tuples are valid for
+    // the call; SPI_getvalue returns NULL or a palloc'd string, in the trigger call's context.
+    unsafe {
+        let desc = (*(*td).tg_relation).rd_att;
+        let cols = [c"id", c"userId", c"expiresAt"].map(|name| pg_sys::SPI_fnumber(desc, name.as_ptr()));
+        if cols.iter().any(|&c| c <= 0) {
+            return true;
+        }
+        let text = |tuple: pg_sys::HeapTuple, col: i32| {
+            let v = pg_sys::SPI_getvalue(tuple, desc, col);
+            (!v.is_null()).then(|| std::ffi::CStr::from_ptr(v).to_bytes())
+        };
+        let end = |tuple: pg_sys::HeapTuple| {
+            let mut isnull = false;
+            let d = pg_sys::SPI_getbinval(tuple, desc, cols[2], &mut isnull);
+            match pg_sys::SPI_gettypeid(desc, cols[2]) {
+                _ if isnull => None,
+                pg_sys::TIMESTAMPTZOID | pg_sys::TIMESTAMPOID => Some(d.value() as i64),
+                pg_sys::DATEOID => Some(i64::from(d.value() as i32)),
+                _ => None,
+            }
+        };
+        let row =
+            |tuple| SessionRow { id: text(tuple, cols[0]), user_id: text(tuple, cols[1]), expires_at: end(tuple) };
+        auth_jwt_core::update_can_end_session(&row((*td).tg_trigtuple), &row((*td).tg_newtuple))
+    }
 }
 
 /// Check the columns the lookup reads, and say how the id is compared.

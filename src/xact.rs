@@ -106,7 +106,9 @@ fn drop_reads_of_own_writes() {
 #[pg_guard]
 unsafe extern "C-unwind" fn on_xact_event(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
     use pg_sys::XactEvent::*;
-    if matches!(event, XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT) {
+    // A prepared transaction may yet be rolled back, by another backend, and that sends no
+    // invalidation: what it read of its own writes goes now.
+    if matches!(event, XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT | XACT_EVENT_PREPARE) {
         drop_reads_of_own_writes();
     }
     ROLLED_BACK_TO.with(|r| r.set(None));
@@ -156,19 +158,18 @@ pub fn watch(w: Watched, relids: Vec<pg_sys::Oid>) {
 }
 
 /// While it lives, every relcache invalidation counts for `w` (see `READING`). Reset however the
-/// read ends: an ERROR unwinds through here as a Rust panic.
-pub struct Reading(Watched);
+/// read ends (an ERROR unwinds through here as a Rust panic), to what it was: readings nest.
+pub struct Reading(Watched, bool);
 
 impl Reading {
     pub fn start(w: Watched) -> Reading {
-        READING.with(|r| r[w as usize].set(true));
-        Reading(w)
+        Reading(w, READING.with(|r| r[w as usize].replace(true)))
     }
 }
 
 impl Drop for Reading {
     fn drop(&mut self) {
-        READING.with(|r| r[self.0 as usize].set(false));
+        READING.with(|r| r[self.0 as usize].set(self.1));
     }
 }
 

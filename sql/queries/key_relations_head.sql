@@ -1,25 +1,29 @@
--- Every relation a read of the key relation $1 reads, and why each is not watched (NULL: it is):
--- $1 and, recursively, every relation its view rules or row-level security policies read, and
--- every partition or inheritance child (whose rows a read of the parent returns). Partitioned
--- parents come first (their trigger is cloned to their partitions). Columns: oid, name, whether it
--- is a base table (can carry the trigger), the reason. (src/key_watch.rs; the trigger rule between
--- the two halves of this query is sql/queries/our_trigger.sql.)
+-- Every relation a read of the key or session relation $1 reads, and why each is not watched
+-- (NULL: it is) by a trigger calling $2 (auth_jwt.on_key_change() or on_session_change()): $1
+-- and, recursively, every relation its view rules or row-level security policies read, and every
+-- partition or inheritance child (whose rows a read of the parent returns). Partitioned parents
+-- come first (their trigger is cloned to their partitions). Columns: oid, name, whether it is a
+-- base table (can carry the trigger), the reason, whether its rows are the rows of $1 (itself, a
+-- partition or an inheritance child, not read through a view or a policy), whether row-level
+-- security applies to its owner. (src/key_watch.rs; the trigger rule between the two halves of
+-- this query is sql/queries/our_trigger.sql.)
 WITH RECURSIVE
-   reads(parent, child) AS (
-     SELECT r.ev_class, d.refobjid FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_depend d
+   reads(parent, child, own_rows) AS (
+     SELECT r.ev_class, d.refobjid, false FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_depend d
          ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid OPERATOR(pg_catalog.=) r.oid
         AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid OPERATOR(pg_catalog.<>) r.ev_class
      UNION ALL
-     SELECT p.polrelid, d.refobjid FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_depend d
+     SELECT p.polrelid, d.refobjid, false FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_depend d
          ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_policy'::pg_catalog.regclass AND d.objid OPERATOR(pg_catalog.=) p.oid
         AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid OPERATOR(pg_catalog.<>) p.polrelid
      UNION ALL
-     SELECT i.inhparent, i.inhrelid FROM pg_catalog.pg_inherits i),
-   deps(oid) AS (
-     SELECT $1::pg_catalog.oid
+     SELECT i.inhparent, i.inhrelid, true FROM pg_catalog.pg_inherits i),
+   deps(oid, own_rows) AS (
+     SELECT $1::pg_catalog.oid, true
      UNION
-     SELECT reads.child FROM deps JOIN reads ON reads.parent OPERATOR(pg_catalog.=) deps.oid)
-SELECT c.oid, c.oid::pg_catalog.regclass::pg_catalog.text, c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p}'::pg_catalog."char"[]),
+     SELECT reads.child, deps.own_rows AND reads.own_rows FROM deps JOIN reads ON reads.parent OPERATOR(pg_catalog.=) deps.oid)
+SELECT DISTINCT ON (c.relispartition, c.oid)
+       c.oid, c.oid::pg_catalog.regclass::pg_catalog.text, c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p}'::pg_catalog."char"[]),
        CASE
          WHEN calls.list IS NOT NULL THEN
            CASE c.relkind WHEN 'v' THEN 'its view definition calls ' ELSE 'its row-level security policies call ' END
@@ -32,12 +36,13 @@ SELECT c.oid, c.oid::pg_catalog.regclass::pg_catalog.text, c.relkind OPERATOR(pg
            OPERATOR(pg_catalog.||) catalogs.list OPERATOR(pg_catalog.||) ', system catalogs whose changes no trigger can watch'
          WHEN c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p}'::pg_catalog."char"[]) THEN CASE
            WHEN ours.always THEN NULL
-           WHEN ours.present THEN 'its key-change trigger is not ENABLE ALWAYS, so it does not fire for logical replication apply'
-           ELSE 'it has no key-change trigger' END
+           WHEN ours.present THEN 'its ' OPERATOR(pg_catalog.||) $3 OPERATOR(pg_catalog.||) ' trigger is not ENABLE ALWAYS, so it does not fire for logical replication apply'
+           ELSE 'it has no ' OPERATOR(pg_catalog.||) $3 OPERATOR(pg_catalog.||) ' trigger' END
          WHEN c.relkind OPERATOR(pg_catalog.=) 'v' THEN NULL
          WHEN c.relkind OPERATOR(pg_catalog.=) 'm' THEN 'it is a materialized view, whose REFRESH ... CONCURRENTLY sends no invalidation'
          WHEN c.relkind OPERATOR(pg_catalog.=) 'f' THEN 'it is a foreign table, whose rows change elsewhere'
-         ELSE 'it cannot carry a trigger' END
+         ELSE 'it cannot carry a trigger' END,
+       deps.own_rows, c.relrowsecurity AND c.relforcerowsecurity
   FROM deps JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) deps.oid
   -- The stored expression trees of its view rules and row-level security policies.
   CROSS JOIN LATERAL (
@@ -70,7 +75,7 @@ SELECT c.oid, c.oid::pg_catalog.regclass::pg_catalog.text, c.relkind OPERATOR(pg
       FROM pg_catalog.unnest(trees.list) AS tree(t),
            pg_catalog.regexp_matches(tree.t, ':relid ([0-9]+)', 'g') AS m
      WHERE m[1]::pg_catalog.oid OPERATOR(pg_catalog.<) 16384 AND m[1]::pg_catalog.oid OPERATOR(pg_catalog.<>) 0) AS catalogs(list)
-  -- Its key-change triggers: one in ENABLE ALWAYS state, any at all.
+  -- Its triggers calling $2: one in ENABLE ALWAYS state, any at all.
   CROSS JOIN LATERAL (
     SELECT pg_catalog.bool_or(t.tgenabled OPERATOR(pg_catalog.=) 'A'), pg_catalog.count(*) OPERATOR(pg_catalog.>) 0
       FROM pg_catalog.pg_trigger t

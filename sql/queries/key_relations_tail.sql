@@ -1,2 +1,2 @@
   ) AS ours(always, present)
- ORDER BY c.relispartition, c.oid
+ ORDER BY c.relispartition, c.oid, deps.own_rows

@@ -1,5 +1,5 @@
        ) AS ours,
-       t.tgfoid OPERATOR(pg_catalog.=) pg_catalog.to_regprocedure('auth_jwt.on_key_change()'),
+       t.tgfoid OPERATOR(pg_catalog.=) pg_catalog.to_regprocedure($2),
        t.tgfoid::pg_catalog.regprocedure::pg_catalog.text, t.tgenabled::pg_catalog.text,
        t.tgparentid OPERATOR(pg_catalog.<>) 0
   FROM pg_catalog.pg_trigger t WHERE t.tgrelid OPERATOR(pg_catalog.=) $1

@@ -37,15 +37,18 @@ def seen(c: psycopg.Connection, where: str = "true", *params) -> dict:
     return dict(rows)
 
 
-def watched_placements(db: str, port: int) -> int:
-    """How many placements of jwks on that node carry auth_jwt's key-change trigger, ENABLE ALWAYS."""
+def watched_placements(db: str, port: int, table: str = "jwks", function: str = "auth_jwt.on_key_change()") -> int:
+    """How many placements of `table` on that node carry auth_jwt's trigger calling `function`
+    (the key-change trigger, or the session-change one), ENABLE ALWAYS."""
     with connect(db, port) as c:
         c.execute("SET citus.override_table_visibility = off")
         return one(
             c,
             """SELECT count(*) FROM pg_trigger t JOIN pg_class r ON r.oid = t.tgrelid
-                WHERE r.relname ~ '^jwks_[0-9]+$' AND t.tgenabled = 'A'
-                  AND t.tgfoid = 'auth_jwt.on_key_change()'::regprocedure""",
+                WHERE r.relname ~ ('^' || %s || '_[0-9]+$') AND t.tgenabled = 'A'
+                  AND t.tgfoid = %s::regprocedure""",
+            table,
+            function,
         )
 
 
@@ -132,6 +135,7 @@ def test_a_local_key_table_on_the_coordinator(fresh):
 def test_the_example_watches_every_nodes_copy_of_the_keys(app):
     for port in NODES:
         assert watched_placements(app, port) == 1, port
+        assert watched_placements(app, port, "session", "auth_jwt.on_session_change()") == 1, port
 
 
 # --- isolation ---------------------------------------------------------------------------------
@@ -1108,6 +1112,22 @@ def test_sign_out_reaches_every_node(app):
         assert seen(c) == {ALICE: 5}, "a live session"
         assert seen(c, "user_id = %s", ALICE) == {ALICE: 5}
         c.commit()
+        # The worker backends (cached connections) keep the session; a change that can end it
+        # reaches them through their own placement's trigger.
+        for change, expected in (
+            ("UPDATE session SET \"expiresAt\" = now() - interval '1 second' WHERE id = 's-alice'", None),
+            ("UPDATE session SET \"expiresAt\" = now() + interval '1 day' WHERE id = 's-alice'", {ALICE: 5}),
+        ):
+            with connect(app) as su:
+                su.execute(change)
+            for where in (("user_id = %s", ALICE), ("true",)):
+                begin(c, alice(sid="s-alice"))
+                if expected is None:
+                    e = error_of(c, f"SELECT count(*) FROM tasks WHERE {where[0]}", *where[1:])
+                    assert e.sqlstate == "28000" and "session has expired" in e.diag.message_primary, e
+                else:
+                    assert seen(c, *where) == expected
+                    c.commit()
         with connect(app) as su:
             su.execute("DELETE FROM session WHERE id = 's-alice'")
         for where in (("user_id = %s", ALICE), ("true",)):

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 import uuid
 
 import psycopg
@@ -187,3 +188,50 @@ def notices_of(conn) -> list[str]:
     seen: list[str] = []
     conn.add_notice_handler(lambda d: seen.append(d.message_primary))
     return seen
+
+
+def wait_for(conn, query):
+    for _ in range(300):
+        if one(conn, query):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for: {query}")
+
+
+@contextlib.contextmanager
+def subscribed(db: str, table: str, ddl: str, rows: list[str], count: int):
+    """Better Auth's database, a publication of its `table` (created by `ddl`, filled by the
+    statements `rows`), and a subscription into `db`'s own `table`, emptied first, in the test
+    cluster. Yields (publisher, subscriber) connections once the `count` rows have arrived."""
+    pub = "pub_" + uuid.uuid4().hex[:8]
+    slot = "slot_" + uuid.uuid4().hex[:8]
+    with connect("postgres") as admin:
+        admin.execute(f"CREATE DATABASE {pub}")
+    p = connect(pub)
+    p.execute(ddl)
+    for statement in rows:
+        p.execute(statement)
+    p.execute(f"CREATE PUBLICATION {pub} FOR TABLE {table}")
+    p.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
+    s = connect(db)
+    s.execute(f"TRUNCATE {table}")
+    s.execute(
+        f"CREATE SUBSCRIPTION {pub} CONNECTION 'host={os.environ['PGHOST']} port={os.environ['PGPORT']} "
+        f"dbname={pub} user=postgres' PUBLICATION {pub} WITH (create_slot = false, slot_name = '{slot}')"
+    )
+    wait_for(s, f"SELECT count(*) = {count} FROM {table}")
+    try:
+        yield p, s
+    finally:
+        s.execute(f"ALTER SUBSCRIPTION {pub} DISABLE")
+        s.execute(f"ALTER SUBSCRIPTION {pub} SET (slot_name = NONE)")
+        s.execute(f"DROP SUBSCRIPTION {pub}")
+        for _ in range(50):
+            try:
+                p.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+                break
+            except psycopg.errors.ObjectInUse:
+                time.sleep(0.1)
+        p.close()
+        with connect("postgres") as admin:
+            admin.execute(f"DROP DATABASE {pub} WITH (FORCE)")

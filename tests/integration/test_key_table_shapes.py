@@ -5,14 +5,10 @@ including ones created later; views over functions; triggers left in ENABLE (ori
 triggers that only look like ours; and a key table fed by logical replication, whose apply
 worker fires row triggers only, with session_replication_role = replica."""
 
-import os
-import time
-import uuid
-
 import psycopg
 import pytest
 
-from conftest import ISS, JWKS_DDL, connect, jwk, one, sqlstate_of, token
+from conftest import JWKS_DDL, connect, jwk, one, sqlstate_of, subscribed, token, wait_for
 
 NOT_FOUND = ("28000", "unable to find matching signing key")
 COLUMNS = """("id" text not null, "publicKey" text not null, "privateKey" text not null,
@@ -166,43 +162,9 @@ def test_the_statement_level_trigger_of_0_2_0_is_replaced(db):
 def replicated(db):
     """Better Auth's database (a publication of its jwks) and the app's database `db` (a
     subscription into its own jwks, with auth_jwt), in the test cluster."""
-    pub = "pub_" + uuid.uuid4().hex[:8]
-    slot = "slot_" + uuid.uuid4().hex[:8]
-    with connect("postgres") as admin:
-        admin.execute(f"CREATE DATABASE {pub}")
-    p = connect(pub)
-    p.execute(JWKS_DDL)
-    p.execute(f"INSERT INTO jwks VALUES {key_row(1)}, {key_row(2)}, {key_row(4)}")
-    p.execute("CREATE PUBLICATION keys FOR TABLE jwks")
-    p.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
-    s = connect(db)
-    s.execute("TRUNCATE jwks")
-    s.execute(
-        f"CREATE SUBSCRIPTION keys CONNECTION 'host={os.environ['PGHOST']} port={os.environ['PGPORT']} "
-        f"dbname={pub} user=postgres' PUBLICATION keys WITH (create_slot = false, slot_name = '{slot}')"
-    )
-    wait_for(s, "SELECT count(*) = 3 FROM jwks")
-    yield p, s
-    s.execute("ALTER SUBSCRIPTION keys DISABLE")
-    s.execute("ALTER SUBSCRIPTION keys SET (slot_name = NONE)")
-    s.execute("DROP SUBSCRIPTION keys")
-    for _ in range(50):
-        try:
-            p.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
-            break
-        except psycopg.errors.ObjectInUse:
-            time.sleep(0.1)
-    p.close()
-    with connect("postgres") as admin:
-        admin.execute(f"DROP DATABASE {pub} WITH (FORCE)")
-
-
-def wait_for(conn, query):
-    for _ in range(300):
-        if one(conn, query):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for: {query}")
+    rows = [f"INSERT INTO jwks VALUES {key_row(1)}, {key_row(2)}, {key_row(4)}"]
+    with subscribed(db, "jwks", JWKS_DDL, rows, 3) as both:
+        yield both
 
 
 def test_logical_replication_apply_invalidates_every_backend(replicated, db):

@@ -116,20 +116,26 @@ def test_hot_standby_verifies_and_enforces_policies(standby):
 
 
 def test_hot_standby_sees_a_sign_out_once_replayed(standby):
-    """auth_jwt.require_session on a replica: the lookup writes nothing; a session deleted on the
-    primary is refused on the standby once the deletion is replayed."""
+    """auth_jwt.require_session on a replica: the lookup writes nothing, the live session is kept
+    between transactions, and a session deleted on the primary is refused on the standby once the
+    deletion (and the invalidation its trigger sent) is replayed."""
     db, port = standby
     primary = connect(db)
     primary.execute("INSERT INTO session (id, \"expiresAt\", token, \"updatedAt\", \"userId\") "
                     "VALUES ('s1', now() + interval '1 day', 'secret', now(), 'user1')")
     primary.execute(f"ALTER DATABASE {db} SET auth_jwt.require_session = on")
+    primary.execute("GRANT EXECUTE ON FUNCTION auth_jwt.stats() TO authenticated")
     t1 = token(1, claims='{"sid":"s1"}')
     r = replica(db, port)
     caught_up(primary, r)
     app = replica(db, port, "authenticator")
-    as_request(app, t1)
-    assert [x[0] for x in app.execute("SELECT title FROM tasks").fetchall()] == ["task of user1"]
-    app.execute("COMMIT")
+    lookups = []
+    for _ in range(3):
+        as_request(app, t1)
+        assert [x[0] for x in app.execute("SELECT title FROM tasks").fetchall()] == ["task of user1"]
+        lookups.append(one(app, "SELECT session_lookups FROM auth_jwt.stats()"))
+        app.execute("COMMIT")
+    assert lookups == [1, 1, 1], "the live session is kept between transactions on the standby too"
     primary.execute("DELETE FROM session WHERE id = 's1'")
     caught_up(primary, r)
     as_request(app, t1)

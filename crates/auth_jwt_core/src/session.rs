@@ -90,6 +90,28 @@ pub fn check_session(sub: Option<&str>, found: Option<&Session>, now: f64) -> Re
     }
 }
 
+/// A session row as its table's trigger sees it before or after an UPDATE: the columns the check
+/// reads. Ids and users are compared as stored (equal bytes, or both NULL); `expires_at` is
+/// `"expiresAt"` in its type's own order (microseconds for a timestamp, days for a date), None
+/// when NULL or of a type without one.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SessionRow<'a> {
+    pub id: Option<&'a [u8]>,
+    pub user_id: Option<&'a [u8]>,
+    pub expires_at: Option<i64>,
+}
+
+/// Whether an UPDATE from `old` to `new` can end a session that a cache holds as live, and must
+/// invalidate it. Better Auth's refresh (same id, same user, `"expiresAt"` moved later) cannot: a
+/// cache that still holds the earlier end only refuses sooner, and looks the session up again
+/// when that end has passed. Anything else can: an earlier or NULL end, another user, another id.
+/// (A DELETE or TRUNCATE always can; an INSERT never can, since only live sessions are cached
+/// and an id names one session.)
+pub fn update_can_end_session(old: &SessionRow<'_>, new: &SessionRow<'_>) -> bool {
+    let later = matches!((old.expires_at, new.expires_at), (Some(o), Some(n)) if n >= o);
+    !(old.id == new.id && old.user_id == new.user_id && later)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,6 +124,26 @@ mod tests {
 
     fn live(user: &str) -> Session {
         Session { user_id: Some(user.into()), expires_at: Some(2_000_000_000.0) }
+    }
+
+    #[test]
+    fn only_a_refresh_leaves_cached_sessions_alone() {
+        let row = |id: &'static str, user: &'static str, at: Option<i64>| SessionRow {
+            id: Some(id.as_bytes()),
+            user_id: Some(user.as_bytes()),
+            expires_at: at,
+        };
+        let old = row("s1", "u1", Some(100));
+        assert!(!update_can_end_session(&old, &row("s1", "u1", Some(200))), "refreshed");
+        assert!(!update_can_end_session(&old, &old), "untouched columns (updatedAt, ipAddress)");
+        assert!(update_can_end_session(&old, &row("s1", "u1", Some(99))), "ended sooner");
+        assert!(update_can_end_session(&old, &row("s1", "u1", None)), "expiresAt NULL");
+        assert!(update_can_end_session(&row("s1", "u1", None), &row("s1", "u1", Some(200))), "type without order");
+        assert!(update_can_end_session(&old, &row("s1", "u2", Some(200))), "another user");
+        assert!(update_can_end_session(&old, &row("s2", "u1", Some(200))), "another id");
+        let no_user = SessionRow { user_id: None, ..old };
+        assert!(update_can_end_session(&old, &no_user), "userId NULL");
+        assert!(!update_can_end_session(&no_user, &no_user), "NULL stays NULL");
     }
 
     #[test]
