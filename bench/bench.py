@@ -472,9 +472,10 @@ def call_depth():
         )
 
 
-def pgbench(script, before_each=None, port=PORT, pgbin=PGBIN, runs=3, weights=None, writes=None):
+def pgbench(script, before_each=None, port=PORT, pgbin=PGBIN, runs=3, weights=None, writes=None, counts=None):
     """TPS of `script` per run; with `weights` ({"request": w, other script name: w}), the
-    requests' own TPS in a mix with the scripts of `writes`."""
+    requests' own TPS in a mix with the scripts of `writes`, and into `counts` (if given) the
+    transactions of each script, summed over the runs."""
     files = {"request": script, **(writes or {})}
     paths = {}
     for name, text in files.items():
@@ -495,8 +496,12 @@ def pgbench(script, before_each=None, port=PORT, pgbin=PGBIN, runs=3, weights=No
         total = float(re.search(r"tps = ([\d.]+) \(without initial connection time\)", out).group(1))
         if weights:
             # "SQL script 1: <path>\n - weight: w (targets x% of total)\n - N transactions (y% of total, tps = t)"
-            m = re.search(re.escape(paths["request"]) + r"\n - weight: \d+ .*\n - \d+ transactions \([\d.]+% of total, tps = ([\d.]+)\)", out)
-            total = float(m.group(1))
+            for name in chosen:
+                m = re.search(re.escape(paths[name]) + r"\n - weight: \d+ .*\n - (\d+) transactions \([\d.]+% of total, tps = ([\d.]+)\)", out)
+                if counts is not None:
+                    counts[name] = counts.get(name, 0) + int(m.group(1))
+                if name == "request":
+                    total = float(m.group(2))
         tps.append(total)
     return tps
 
@@ -549,7 +554,7 @@ def throughput():
         "sign_in": "INSERT INTO session (id, \"expiresAt\", token, \"updatedAt\", \"userId\") SELECT 'new' || n, "
                    "now() + interval '7 days', 'tok' || n, now(), 'ba' || lpad((n % 1000)::text, 30, '0') "
                    "FROM (SELECT nextval('signins') AS n) s;\n",
-        "sign_out": "DELETE FROM session WHERE id = (SELECT id FROM session WHERE id LIKE 'old%' LIMIT 1);\n",
+        "sign_out": "\\set r random(1000, 199999)\nDELETE FROM session WHERE id = 'old' || :r;\n",
     }
     with conn() as c:
         c.execute("DROP SEQUENCE IF EXISTS signins; CREATE SEQUENCE signins")
@@ -569,16 +574,35 @@ def throughput():
     for shape in ("reuse", "fresh"):
         for suffix, weights in mix.items():
             samples = {"off": [], "on": []}
-            for _ in range(3):  # off and on interleaved, one run each per round
-                for value in ("off", "on"):
+            # Session index scans and transactions per script, to count the lookups: with the
+            # setting off only the writes scan the index (refresh and sign-out, by id).
+            scanned = {"off": [0, {}], "on": [0, {}]}
+            for n in range(4):  # off and on interleaved, one run each per round, in turn first
+                for value in (("off", "on") if n % 2 == 0 else ("on", "off")):
                     def before(value=value):
                         session_setting(value)()
                         if shape == "fresh":
                             reset_fresh()
-                    scans = index_scans()
-                    samples[value] += pgbench(scripts[shape], before, runs=1, weights=weights, writes=writes)
+                    scans, counts = index_scans(), {}
+                    samples[value] += pgbench(scripts[shape], before, runs=1, weights=weights, writes=writes, counts=counts)
+                    time.sleep(0.5)  # the backends' statistics, reported as they exit
+                    scanned[value][0] += index_scans() - scans
+                    for k, v in counts.items():
+                        scanned[value][1][k] = scanned[value][1].get(k, 0) + v
                     if value == "on" and not weights:
                         assert index_scans() > scans, "the session index was never used"
+            if weights:
+                off_scans, off_txns = scanned["off"]
+                on_scans, on_txns = scanned["on"]
+                per_write = off_scans / max(1, off_txns["refresh"] + off_txns["sign_out"])
+                lookups = max(0.0, on_scans - per_write * (on_txns["refresh"] + on_txns["sign_out"]))
+                hit = 1 - lookups / on_txns["request"]
+                record("pgbench", f"session cache hit rate, {shape} tokens, with Better Auth's session writes (%)", [100 * hit], "%")
+                notes.append(
+                    f"Session writes beside the {shape} requests, require_session on: {on_txns['request']} requests, "
+                    f"{on_txns['refresh']} refreshes, {on_txns['sign_in']} sign-ins, {on_txns['sign_out']} sign-outs; "
+                    f"about {lookups:.0f} session lookups (index scans {on_scans}, less {per_write:.2f} per refresh or "
+                    f"sign-out as measured with the setting off): {100 * hit:.1f}% of requests found their session kept.")
             what = ("tokens reused" if shape == "reuse" else "a never-seen token every transaction") + (
                 ", with Better Auth's session writes" if weights else "")
             tps[f"{shape}{suffix}_off"] = record("pgbench", f"auth_jwt, {what}, require_session = off (TPS)", samples["off"], "tps")

@@ -50,6 +50,7 @@ pub extern "C-unwind" fn _PG_init() {
     settings::init();
     xact::init();
     token_forward::init();
+    sessions::init();
 }
 
 /// Required by `cargo pgrx test`.

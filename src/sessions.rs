@@ -4,9 +4,12 @@
 //!
 //! Cost. A live session is kept between transactions (`LIVE`), like the keys: the session table
 //! carries a trigger (`auth_jwt.on_session_change()`, attached by `watch_session_table()`, see
-//! `key_watch::SESSIONS`) that sends every backend a relcache invalidation when a change can end
-//! a session: a DELETE (sign-out, revocation, ban), an UPDATE that moves a session's end earlier
-//! or gives it another user or id. TRUNCATE and DDL invalidate by themselves. A sign-in's INSERT
+//! `key_watch::SESSIONS`) that tells every backend to forget a session when a change can end it:
+//! a DELETE (sign-out, revocation, ban), an UPDATE that moves its end earlier or gives it another
+//! user or id. The message is a relcache invalidation of the number `session_marker` gives the
+//! session's id (`announce_end`, `xact::send_marker`), so each backend drops that session only;
+//! past `MARKERS_PER_TRANSACTION` in one transaction, the relation's own invalidation drops them
+//! all, as TRUNCATE and DDL do by themselves. A sign-in's INSERT
 //! and Better Auth's refresh (a later `"expiresAt"`) invalidate nothing: a kept session that a
 //! refresh extended ends sooner in the cache, and is looked up again when that end has passed.
 //! `"expiresAt"` is compared with the clock at every use. Only live sessions are kept; an id that
@@ -107,7 +110,9 @@ struct Live {
     table: String,
     /// `xact::invalidations(SessionTable)` read before each of the lookups that found them.
     seen: u64,
-    sessions: FxHashMap<String, Session>,
+    /// By `session_marker` of their id (the key a sign-out's invalidation names), then by id.
+    sessions: FxHashMap<u32, Vec<(String, Session)>>,
+    len: usize,
 }
 
 /// The sessions looked up in this transaction (see `xact::Stamp`), by id.
@@ -120,6 +125,10 @@ thread_local! {
     static PREPARED: RefCell<Option<Prepared>> = const { RefCell::new(None) };
     static ANSWERS: RefCell<Option<SessionAnswers>> = const { RefCell::new(None) };
     static LIVE: RefCell<Option<Live>> = const { RefCell::new(None) };
+    /// An invalidation arrived while `LIVE` was borrowed: drop it all at its next use.
+    static LIVE_STALE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Per-session invalidations this transaction has sent (local xid, count).
+    static MARKERS_SENT: std::cell::Cell<(u32, u32)> = const { std::cell::Cell::new((0, 0)) };
     /// The reason last warned about, so the WARNING appears once per backend and cause.
     static WARNED: RefCell<Option<String>> = const { RefCell::new(None) };
     /// The session table's name, parsed, for the setting value it was parsed from.
@@ -189,13 +198,75 @@ fn kept(sid: &str, now: f64) -> Option<Session> {
     // Take in the invalidations already sent (a transaction that began before a sign-out, or one
     // that holds every lock it needs). Nothing to do is one unlocked read.
     xact::accept_invalidations();
+    if LIVE_STALE.with(|s| s.replace(false)) {
+        LIVE.with(|l| *l.borrow_mut() = None);
+    }
     let n = xact::invalidations(Watched::SessionTable);
     let table = settings::session_table();
+    let marker = auth_jwt_core::session_marker(sid.as_bytes());
     LIVE.with(|l| {
         let l = l.borrow();
         let l = l.as_ref().filter(|l| l.seen == n && l.table == table)?;
-        l.sessions.get(sid).filter(|s| s.expires_at.is_some_and(|at| now < at)).cloned()
+        let (_, s) = l.sessions.get(&marker)?.iter().find(|(id, _)| id == sid)?;
+        s.expires_at.is_some_and(|at| now < at).then(|| s.clone())
     })
+}
+
+/// A relcache invalidation arrived (`xact::on_marker`): if it names kept sessions by their
+/// marker (`announce_end`), they go. Never raises.
+fn forget(relid: pg_sys::Oid) {
+    let marker = u32::from(relid);
+    let forgotten = LIVE.with(|l| match l.try_borrow_mut() {
+        Ok(mut l) => {
+            if let Some(live) = l.as_mut() {
+                if let Some(gone) = live.sessions.remove(&marker) {
+                    live.len -= gone.len();
+                }
+            }
+            true
+        }
+        Err(_) => false,
+    });
+    if !forgotten {
+        LIVE_STALE.with(|s| s.set(true));
+    }
+}
+
+/// At most this many sessions ended by one transaction are announced one by one; past that (a
+/// bulk revocation) every backend drops what it keeps, with one invalidation of the relation.
+const MARKERS_PER_TRANSACTION: u32 = 64;
+
+/// For the session table's trigger: a row change that can end the session `old` holds (a DELETE,
+/// or an UPDATE that `update_can_end_session` says can): every backend forgets it when this
+/// transaction commits (`xact::send_marker` with its id's `session_marker`), and only it. Without
+/// an id to name it by, or past `MARKERS_PER_TRANSACTION`, the whole relation is invalidated.
+///
+/// # Safety
+/// `td` is the TriggerData of a row-level trigger call; `old` its old tuple.
+pub unsafe fn announce_end(td: *mut pg_sys::TriggerData, old: pg_sys::HeapTuple) {
+    // SAFETY: as the caller guarantees; SPI_getvalue returns NULL or a palloc'd string.
+    unsafe {
+        let rel = (*(*td).tg_relation).rd_id;
+        let desc = (*(*td).tg_relation).rd_att;
+        let col = pg_sys::SPI_fnumber(desc, c"id".as_ptr());
+        let id = if col > 0 { pg_sys::SPI_getvalue(old, desc, col) } else { std::ptr::null_mut() };
+        let lxid = xact::local_xid();
+        let (sent_in, n) = MARKERS_SENT.with(std::cell::Cell::get);
+        let n = if sent_in == lxid { n } else { 0 };
+        MARKERS_SENT.with(|m| m.set((lxid, n.saturating_add(1))));
+        if id.is_null() || n >= MARKERS_PER_TRANSACTION {
+            // For every such row (inval.c keeps one message per (sub)transaction): one sent in a
+            // savepoint that rolls back is gone with it.
+            pg_sys::CacheInvalidateRelcacheByRelid(rel);
+            return;
+        }
+        xact::send_marker(rel, auth_jwt_core::session_marker(std::ffi::CStr::from_ptr(id).to_bytes()));
+    }
+}
+
+/// Receive the per-session invalidations (from `_PG_init`).
+pub fn init() {
+    xact::on_marker(forget);
 }
 
 /// Look `sid` up, and keep the session if it is live, the relation is watched, and no
@@ -210,12 +281,17 @@ fn lookup_and_keep(sid: &str, now: f64) -> Option<Session> {
                 let mut l = l.borrow_mut();
                 let live = match l.as_mut() {
                     Some(live) if live.seen == seen && live.table == table => live,
-                    _ => l.insert(Live { table: table.to_owned(), seen, sessions: FxHashMap::default() }),
+                    _ => l.insert(Live { table: table.to_owned(), seen, sessions: FxHashMap::default(), len: 0 }),
                 };
-                if live.sessions.len() >= LIVE_CAPACITY {
+                if live.len >= LIVE_CAPACITY {
                     live.sessions.clear();
+                    live.len = 0;
                 }
-                live.sessions.insert(sid.to_owned(), found.clone().expect("live"));
+                let same = live.sessions.entry(auth_jwt_core::session_marker(sid.as_bytes())).or_default();
+                let before = same.len();
+                same.retain(|(id, _)| id != sid);
+                live.len = live.len - (before - same.len()) + 1;
+                same.push((sid.to_owned(), found.clone().expect("live")));
             });
         }
     }

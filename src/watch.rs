@@ -44,8 +44,9 @@ pub unsafe extern "C-unwind" fn auth_jwt_on_key_change(fcinfo: pg_sys::FunctionC
 crate::fmgr::v1!(pg_finfo_auth_jwt_on_session_change);
 /// `auth_jwt.on_session_change()`: AFTER ... FOR EACH ROW trigger on the session table's base
 /// tables. Only a change that can end a session invalidates (a DELETE, or an UPDATE that is not
-/// a refresh, see `sessions::update_can_end_session`); a sign-in's INSERT and Better Auth's daily
-/// refresh leave every backend's cached sessions alone. TRUNCATE invalidates by itself.
+/// a refresh, see `sessions::update_can_end_session`), and only that session in each backend
+/// (`sessions::announce_end`); a sign-in's INSERT and Better Auth's daily refresh leave every
+/// backend's cached sessions alone. TRUNCATE invalidates the relation by itself.
 #[no_mangle]
 #[pg_guard]
 pub unsafe extern "C-unwind" fn auth_jwt_on_session_change(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
@@ -58,7 +59,9 @@ pub unsafe extern "C-unwind" fn auth_jwt_on_session_change(fcinfo: pg_sys::Funct
             pg_sys::TRIGGER_EVENT_UPDATE => sessions::update_can_end_session(td),
             _ => true,
         };
-        if can_end {
+        if can_end && !(*td).tg_trigtuple.is_null() {
+            sessions::announce_end(td, (*td).tg_trigtuple);
+        } else if can_end {
             invalidate(td);
         }
     }

@@ -83,6 +83,44 @@ unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid:
             bump(w);
         }
     }
+    if let Some(f) = ON_MARKER.get() {
+        f(relid);
+    }
+}
+
+static ON_MARKER: std::sync::OnceLock<fn(pg_sys::Oid)> = std::sync::OnceLock::new();
+
+/// `f(relid)` runs for every relcache invalidation this backend processes, after the counts have
+/// moved: the receiving side of `send_marker`. It must not raise.
+pub fn on_marker(f: fn(pg_sys::Oid)) {
+    let _ = ON_MARKER.set(f);
+}
+
+/// Tell every backend of this database, when this transaction commits (a hot standby when it
+/// replays the commit; this backend at its next command), that `marker` changed: a relcache
+/// invalidation of a number in the relation-oid space, which names one entry of a cache rather
+/// than a relation (see `on_marker`). For PostgreSQL it is the invalidation of a relation that
+/// does not exist, or, if a relation has that oid, one more rebuild of its cache entry. Built
+/// from a copy of `template`'s pg_class row, whose oid is all `CacheInvalidateRelcacheByTuple`
+/// reads (with `relisshared`, cleared).
+pub fn send_marker(template: pg_sys::Oid, marker: u32) {
+    // SAFETY: a palloc'd copy of a pg_class row from the syscache, checked non-NULL; GETSTRUCT of
+    // a pg_class row is a FormData_pg_class at t_hoff; the copy is freed after the call, which
+    // only reads it.
+    unsafe {
+        let key = pg_sys::Datum::from(template);
+        let zero = pg_sys::Datum::from(0usize);
+        let row = pg_sys::SearchSysCacheCopy(pg_sys::SysCacheIdentifier::RELOID as i32, key, zero, zero, zero);
+        if row.is_null() {
+            pgrx::error!("cache lookup failed for relation {template:?}");
+        }
+        let header = (*row).t_data;
+        let class = (header as *mut u8).add(usize::from((*header).t_hoff)) as *mut pg_sys::FormData_pg_class;
+        (*class).oid = pg_sys::Oid::from(marker);
+        (*class).relisshared = false;
+        pg_sys::CacheInvalidateRelcacheByTuple(row);
+        pg_sys::heap_freetuple(row);
+    }
 }
 
 /// A schema was renamed, dropped or created: a configured name may now mean another relation.

@@ -26,7 +26,9 @@ pub use error::{Error, ErrorKind, Part};
 pub use explain::{explain, explanation, Explanation, Step};
 pub use keys::{Key, KeyRow, KeySet, KeyStatus, PublicKey};
 pub use role::{role_claim, RoleMap};
-pub use session::{check_session, session_id, sub_claim, update_can_end_session, Session, SessionIdError, SessionRow};
+pub use session::{
+    check_session, session_id, session_marker, sub_claim, update_can_end_session, Session, SessionIdError, SessionRow,
+};
 pub use token::{Compact, Header};
 
 pub use json::{Doc, Json, Object};

@@ -112,6 +112,20 @@ pub fn update_can_end_session(old: &SessionRow<'_>, new: &SessionRow<'_>) -> boo
     !(old.id == new.id && old.user_id == new.user_id && later)
 }
 
+/// The number that stands for session `id` in the relation-oid space, for the invalidation that
+/// ends it in every backend's cache (`FNV-1a`, 64 bits, folded into 16384..2^32, past the oids of
+/// built-in relations). Fixed forever: a hot standby or a Citus node running another build must
+/// compute the same one. Two ids may share one; that only drops both.
+pub fn session_marker(id: &[u8]) -> u32 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in id {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    const FIRST: u64 = 16_384;
+    (FIRST + h % (u64::from(u32::MAX) - FIRST + 1)) as u32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +138,17 @@ mod tests {
 
     fn live(user: &str) -> Session {
         Session { user_id: Some(user.into()), expires_at: Some(2_000_000_000.0) }
+    }
+
+    #[test]
+    fn session_markers_are_fixed_and_past_the_built_in_relations() {
+        // Known FNV-1a 64 values, folded: a change here strands every standby on another build.
+        assert_eq!(session_marker(b""), (16_384 + 0xcbf2_9ce4_8422_2325u64 % (u32::MAX as u64 - 16_383)) as u32);
+        assert_eq!(session_marker(b"a"), (16_384 + 0xaf63_dc4c_8601_ec8cu64 % (u32::MAX as u64 - 16_383)) as u32);
+        for id in [&b"s1"[..], b"1b6c1a8e-4d3f-4a5b-9c7d-1e2f3a4b5c6d", b"42", &[0xff; 300]] {
+            assert!(session_marker(id) >= 16_384);
+        }
+        assert_ne!(session_marker(b"s1"), session_marker(b"s2"));
     }
 
     #[test]
