@@ -87,6 +87,28 @@ def test_kept_sessions_cost_no_lookup_and_only_a_change_that_can_end_one_drops_t
     assert verdict(a, "s4") == ENDED
 
 
+def test_a_bulk_revocation_reaches_every_backend(sdb):
+    """Past 64 sessions ended in one transaction the relation's own invalidation goes instead of
+    one per session; one sent in a savepoint that rolls back is gone with it, and the next end
+    must still be announced."""
+    a, writer = connect(sdb), connect(sdb, autocommit=False)
+    sids = [f"bulk{i}" for i in range(80)]
+    with connect(sdb) as su:
+        for sid in sids:
+            insert(su, sid)
+    assert [verdict(a, sid) for sid in sids + ["s1"]] == ["user1"] * 81
+    writer.execute("SAVEPOINT sp")
+    writer.execute("DELETE FROM session WHERE id LIKE 'bulk%'")
+    writer.execute("ROLLBACK TO SAVEPOINT sp")
+    writer.execute("DELETE FROM session WHERE id = 's1'")
+    writer.commit()
+    assert verdict(a, "s1") == ENDED
+    assert verdict(a, "bulk0") == "user1"
+    writer.execute("DELETE FROM session WHERE id LIKE 'bulk%'")
+    writer.commit()
+    assert [verdict(a, sid) for sid in sids] == [ENDED] * 80
+
+
 def test_a_kept_session_ends_by_the_clock(sdb):
     a, writer = connect(sdb), connect(sdb)
     insert(writer, "brief", lasts="1.5 seconds")
