@@ -291,6 +291,8 @@ pub fn retrying<R>(name: &str, mut read: impl FnMut() -> Result<R, Moved>) -> R 
 pub struct Column {
     pub name: String,
     pub type_name: String,
+    /// A virtual generated column (PostgreSQL 18).
+    pub virtual_generated: bool,
 }
 
 /// The relation's columns, in order.
@@ -298,6 +300,7 @@ pub fn columns(rel: &Relation, snapshot: &Snapshot) -> Vec<Column> {
     snapshot_query::select(snapshot, include_str!("../sql/queries/columns.sql"), &[rel.oid.into()], |r| Column {
         name: r.get::<String>(1).unwrap_or_default(),
         type_name: r.get::<String>(2).unwrap_or_default(),
+        virtual_generated: r.get::<bool>(3).unwrap_or(false),
     })
 }
 

@@ -343,7 +343,7 @@ fn lookup_once(table: &str, sid: &str) -> Result<(Option<Session>, Option<u64>),
                 || locked.still_named(),
                 &snapshot,
                 &[arg],
-                |r| Session { user_id: r.get(1), expires_at: r.get(2) },
+                |r| (Session { user_id: r.get(1), expires_at: r.get(2) }, r.get::<String>(3)),
             )
         })?;
         if rows.len() > 1 {
@@ -354,7 +354,12 @@ fn lookup_once(table: &str, sid: &str) -> Result<(Option<Session>, Option<u64>),
                 "Give the relation a unique id, as Better Auth's session table has (its primary key).",
             );
         }
-        Ok((rows.pop(), seen))
+        // Kept only under the id exactly as the row prints it, which is what a sign-out's
+        // invalidation names (`announce_end`): not an upper-case uuid, not an id a
+        // nondeterministic collation finds equal.
+        let row = rows.pop();
+        let seen = seen.filter(|_| row.as_ref().is_some_and(|(_, id)| id.as_deref() == Some(sid)));
+        Ok((row.map(|(session, _)| session), seen))
     })
 }
 
@@ -397,18 +402,18 @@ fn prepare_if_stale(table: &str, locked: Locked) {
         let _reading = xact::Reading::start(Watched::SessionTable);
         let rel = relation::describe(locked).unwrap_or_else(|e| SESSION_TABLE.unresolved(table, e));
         let snapshot = Snapshot::latest();
-        let (id, watch) = relation::with_pinned_settings(|| {
+        let ((id, unkeepable), watch) = relation::with_pinned_settings(|| {
             (id_type(&rel, &snapshot), key_watch::status(&key_watch::SESSIONS, &rel, &snapshot))
         });
         drop(snapshot);
         let sql = format!(
-            "SELECT \"userId\"::pg_catalog.text, {} FROM {} WHERE id OPERATOR(pg_catalog.=) $1 LIMIT 2",
+            "SELECT \"userId\"::pg_catalog.text, {}, id::pg_catalog.text FROM {} WHERE id OPERATOR(pg_catalog.=) $1 LIMIT 2",
             relation::epoch_sql("expiresAt"),
             rel.qualified
         );
         let plan = relation::as_owner(rel.owner, || Plan::new(&sql, &[id.param()]));
         xact::watch(Watched::SessionTable, watch.relids.into_iter().chain(rel.watched()).collect());
-        let unwatched = watch.problems.first().cloned();
+        let unwatched = unkeepable.map(|why| format!("{}: {why}", rel.shown)).or(watch.problems.first().cloned());
         Prepared {
             table: table.to_owned(),
             oid: locked.oid,
@@ -467,9 +472,23 @@ pub unsafe fn update_can_end_session(td: *mut pg_sys::TriggerData) -> bool {
     }
 }
 
-/// Check the columns the lookup reads, and say how the id is compared.
-fn id_type(rel: &Relation, snapshot: &Snapshot) -> IdType {
+/// Check the columns the lookup reads, and say how the id is compared, and why a session read
+/// from them may change with no row change the trigger sees (then nothing is kept).
+fn id_type(rel: &Relation, snapshot: &Snapshot) -> (IdType, Option<String>) {
     let cols = relation::columns(rel, snapshot);
+    let read = |name: &str| cols.iter().find(|c| c.name == name);
+    let user_type = read("userId").map(|c| c.type_name.as_str()).unwrap_or_default();
+    let unkeepable =
+        if let Some(c) = ["id", "userId", "expiresAt"].into_iter().filter_map(read).find(|c| c.virtual_generated) {
+            Some(format!(
+                "its column \"{}\" is a virtual generated column, computed when read, which its trigger cannot compare",
+                c.name
+            ))
+        } else if IdType::of(user_type).is_none() {
+            Some(format!("its \"userId\" is of type {user_type}, whose values can change with no row changing"))
+        } else {
+            None
+        };
     SESSION_TABLE.require_columns(rel, &cols);
     let expires = cols.iter().find(|c| c.name == "expiresAt").map(|c| c.type_name.as_str()).unwrap_or_default();
     if !matches!(expires, "timestamp with time zone" | "timestamp without time zone" | "date") {
@@ -481,12 +500,13 @@ fn id_type(rel: &Relation, snapshot: &Snapshot) -> IdType {
         );
     }
     let id = cols.iter().find(|c| c.name == "id").map(|c| c.type_name.as_str()).unwrap_or_default();
-    IdType::of(id).unwrap_or_else(|| {
+    let id = IdType::of(id).unwrap_or_else(|| {
         errors::configured_relation(
             PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
             format!("auth_jwt session table {} has an id column of type {id}", rel.shown),
             "Session ids are compared as text, uuid or integer, the types Better Auth generates.".into(),
             "Point auth_jwt.session_table at a view whose id column is one of these types.",
         )
-    })
+    });
+    (id, unkeepable)
 }

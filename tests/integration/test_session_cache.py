@@ -228,3 +228,62 @@ def test_logical_replication_apply_ends_kept_sessions(replicated_sessions, sdb):
     pub.execute("UPDATE session SET \"expiresAt\" = now() - interval '1 second' WHERE id = 's2'")
     wait_for(s, "SELECT \"expiresAt\" < now() FROM session WHERE id = 's2'")
     assert verdict(a, "s2", "user2") == "session has expired"
+
+
+SHAPES = {
+    # The token's sid is the id in another spelling, which the lookup matches and the row's
+    # printed id (what a sign-out names) is not: looked up every time, never kept.
+    "uuid id, sid in upper case": (
+        'CREATE TABLE ba.session (id uuid PRIMARY KEY, "expiresAt" timestamptz NOT NULL, "userId" text NOT NULL)',
+        "INSERT INTO ba.session VALUES ('1b6c1a8e-4d3f-4a5b-9c7d-1e2f3a4b5c6d', now() + interval '1 day', 'user1')",
+        "1B6C1A8E-4D3F-4A5B-9C7D-1E2F3A4B5C6D",
+        "DELETE FROM ba.session",
+        ENDED,
+    ),
+    "id with a nondeterministic collation": (
+        "CREATE COLLATION ba.ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);"
+        'CREATE TABLE ba.session (id text COLLATE ba.ci PRIMARY KEY, "expiresAt" timestamptz NOT NULL, "userId" text NOT NULL)',
+        "INSERT INTO ba.session VALUES ('abc', now() + interval '1 day', 'user1')",
+        "ABC",
+        "DELETE FROM ba.session",
+        ENDED,
+    ),
+    # A "userId" whose value can change with no row changing: nothing kept, and a WARNING.
+    "userId of an enum type": (
+        "CREATE TYPE ba.uid AS ENUM ('user1', 'user2');"
+        'CREATE TABLE ba.session (id text PRIMARY KEY, "expiresAt" timestamptz NOT NULL, "userId" ba.uid NOT NULL)',
+        "INSERT INTO ba.session VALUES ('s1', now() + interval '1 day', 'user1')",
+        "s1",
+        "ALTER TYPE ba.uid RENAME VALUE 'user1' TO 'userX'",
+        "session belongs to another user",
+    ),
+    # PostgreSQL 18: a virtual generated column is computed when read, NULL in a trigger's tuples.
+    "virtual generated userId": (
+        'CREATE TABLE ba.session (id text PRIMARY KEY, "expiresAt" timestamptz NOT NULL, raw text NOT NULL, '
+        '"userId" text GENERATED ALWAYS AS (raw) VIRTUAL)',
+        "INSERT INTO ba.session (id, \"expiresAt\", raw) VALUES ('s1', now() + interval '1 day', 'user1')",
+        "s1",
+        "UPDATE ba.session SET raw = 'user2'",
+        "session belongs to another user",
+    ),
+}
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_a_session_whose_row_can_change_unseen_is_never_kept(app_db, shape):
+    """A fifteenth review (helper 20) kept a session past its end through each of these shapes."""
+    ddl, row, sid, end, refusal = SHAPES[shape]
+    su = connect(app_db)
+    if "VIRTUAL" in ddl and one(su, "SHOW server_version_num") < "180000":
+        pytest.skip("virtual generated columns are PostgreSQL 18's")
+    su.execute("CREATE SCHEMA ba")
+    su.execute(ddl)
+    su.execute(row)
+    su.execute(f"ALTER DATABASE {app_db} SET auth_jwt.session_table = 'ba.session'")
+    su.execute(f"ALTER DATABASE {app_db} SET auth_jwt.require_session = on")
+    su.execute("SET auth_jwt.session_table = 'ba.session'")
+    su.execute("SELECT * FROM auth_jwt.watch_session_table()")
+    a = connect(app_db)
+    assert [verdict(a, sid) for _ in range(3)] == ["user1"] * 3
+    su.execute(end)
+    assert verdict(a, sid) == refusal
