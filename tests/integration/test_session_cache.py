@@ -271,7 +271,7 @@ SHAPES = {
 
 @pytest.mark.parametrize("shape", SHAPES)
 def test_a_session_whose_row_can_change_unseen_is_never_kept(app_db, shape):
-    """A fifteenth review (helper 20) kept a session past its end through each of these shapes."""
+    """The first review of the session cache kept a session past its end through each of these."""
     ddl, row, sid, end, refusal = SHAPES[shape]
     su = connect(app_db)
     if "VIRTUAL" in ddl and one(su, "SHOW server_version_num") < "180000":
