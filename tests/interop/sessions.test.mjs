@@ -57,6 +57,8 @@ test("signOut refuses the token at the next transaction; the user's other sessio
   const sid = decodePart(t1, 1).sid;
   const { rows } = await db.query('SELECT "userId" FROM session WHERE id = $1', [sid]);
   assert.equal(rows[0].userId, user.id, "sid is the id of the session the token was issued for");
+  const watched = await db.query("SELECT action FROM auth_jwt.watch_session_table()");
+  assert.equal(watched.rows[0].action, "already watched", "CREATE EXTENSION after Better Auth's migrations watched it");
   assert.equal(await whoami(c, t1), user.id);
   assert.equal(await whoami(c, t2), user.id);
   await auth.api.signOut({ headers: new Headers({ cookie }) });

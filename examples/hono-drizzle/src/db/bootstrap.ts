@@ -27,10 +27,15 @@ export async function bootstrap(admin: pg.ClientBase, betterAuthUrl: string): Pr
     -- a token passes only while Better Auth's session row its sid names is live.
     alter database ${admin.escapeIdentifier(db)} set auth_jwt.require_session = on;
   `);
-  const { rows } = await admin.query<{ jwks: boolean }>("select to_regclass('public.jwks') is not null as jwks");
-  // A trigger on the key table tells every backend when Better Auth adds or removes a key.
+  const { rows } = await admin.query<{ jwks: boolean; session: boolean }>(
+    "select to_regclass('public.jwks') is not null as jwks, to_regclass('public.session') is not null as session",
+  );
+  // A trigger on the key table tells every backend when Better Auth adds or removes a key; one on
+  // the session table, when a session ends (sign-out, revocation, ban), so that each backend can
+  // keep live sessions between transactions.
   if (rows[0].jwks) await admin.query("select auth_jwt.watch_key_table()");
-  return rows[0].jwks;
+  if (rows[0].session) await admin.query("select auth_jwt.watch_session_table()");
+  return rows[0].jwks && rows[0].session;
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
@@ -44,8 +49,8 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     );
     console.log(
       watched
-        ? "auth_jwt: watching the jwks table"
-        : "auth_jwt: no jwks table yet: run this again after the migrations",
+        ? "auth_jwt: watching the jwks and session tables"
+        : "auth_jwt: no jwks or session table yet: run this again after the migrations",
     );
   } finally {
     await admin.end();
