@@ -273,8 +273,8 @@ pub fn init() {
 /// invalidation arrived since the count read before the lookup's snapshot.
 fn lookup_and_keep(sid: &str, now: f64) -> Option<Session> {
     let (found, seen) = lookup_counted(sid);
-    let live = found.as_ref().is_some_and(|s| s.user_id.is_some() && s.expires_at.is_some_and(|at| now < at));
-    if let (true, Some(seen)) = (live, seen) {
+    let live = found.as_ref().filter(|s| s.user_id.is_some() && s.expires_at.is_some_and(|at| now < at));
+    if let (Some(session), Some(seen)) = (live, seen) {
         if seen == xact::invalidations(Watched::SessionTable) {
             let table = settings::session_table();
             LIVE.with(|l| {
@@ -291,7 +291,7 @@ fn lookup_and_keep(sid: &str, now: f64) -> Option<Session> {
                 let before = same.len();
                 same.retain(|(id, _)| id != sid);
                 live.len = live.len - (before - same.len()) + 1;
-                same.push((sid.to_owned(), found.clone().expect("live")));
+                same.push((sid.to_owned(), session.clone()));
             });
         }
     }

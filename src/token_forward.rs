@@ -173,17 +173,12 @@ unsafe extern "C-unwind" fn check_worker_min_messages(
     _extra: *mut *mut std::ffi::c_void,
     _source: pg_sys::GucSource::Type,
 ) -> bool {
-    // SAFETY: guc.c passes the proposed value; the detail string is palloc'd, as guc.c frees it.
-    unsafe {
-        let relays_logs = *newval != CITUS_LOG_LEVEL_OFF && *newval < pg_sys::NOTICE as i32;
-        if relays_logs && carried_a_token_in_this_transaction() {
-            pg_sys::GUC_check_errdetail_string = pg_sys::pstrdup(
-                c"auth_jwt carried the request's token to the Citus workers in this transaction; Citus would pass on to the client what the workers log of it.".as_ptr(),
-            );
-            return false;
-        }
-    }
-    true
+    // SAFETY: guc.c passes the proposed value.
+    let relays_logs = unsafe { *newval != CITUS_LOG_LEVEL_OFF && *newval < pg_sys::NOTICE as i32 };
+    allowed_after_carry(
+        relays_logs,
+        c"auth_jwt carried the request's token to the Citus workers in this transaction; Citus would pass on to the client what the workers log of it.",
+    )
 }
 
 #[pgrx::pg_guard]
@@ -192,14 +187,21 @@ unsafe extern "C-unwind" fn check_remote_command_log(
     _extra: *mut *mut std::ffi::c_void,
     _source: pg_sys::GucSource::Type,
 ) -> bool {
-    // SAFETY: guc.c passes the proposed value; the detail string is palloc'd, as guc.c frees it.
-    unsafe {
-        if *newval && carried_a_token_in_this_transaction() {
-            pg_sys::GUC_check_errdetail_string = pg_sys::pstrdup(
-                c"auth_jwt carried the request's token to the Citus workers in this transaction; Citus would show it to the client.".as_ptr(),
-            );
-            return false;
-        }
+    // SAFETY: guc.c passes the proposed value.
+    let logs = unsafe { *newval };
+    allowed_after_carry(
+        logs,
+        c"auth_jwt carried the request's token to the Citus workers in this transaction; Citus would show it to the client.",
+    )
+}
+
+/// For the check hooks above: a value that would show the client what the workers get is refused
+/// once a token was carried in the transaction, with `why` as the detail.
+fn allowed_after_carry(shows: bool, why: &std::ffi::CStr) -> bool {
+    if shows && carried_a_token_in_this_transaction() {
+        // SAFETY: the detail string is palloc'd, as guc.c frees it.
+        unsafe { pg_sys::GUC_check_errdetail_string = pg_sys::pstrdup(why.as_ptr()) };
+        return false;
     }
     true
 }
