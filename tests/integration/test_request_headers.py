@@ -57,6 +57,7 @@ def test_a_change_inside_one_statement_is_seen(app_db):
 
 def test_savepoints_and_function_set_clauses(app_db):
     su = connect(app_db)
+    t1 = token(1)  # one token: the savepoint check compares the restored value with it
     su.execute(
         "CREATE FUNCTION public.as_user2() RETURNS text LANGUAGE sql STABLE "
         f"SET request.headers = '{headers(token(2))}' AS $$ SELECT auth_jwt.jwt_claim_sub() $$"
@@ -65,7 +66,7 @@ def test_savepoints_and_function_set_clauses(app_db):
     c = client_of(app_db)
     c.execute("BEGIN")
     c.execute("SET LOCAL ROLE authenticated")
-    request(c, headers(token(1)))
+    request(c, headers(t1))
     assert one(c, "SELECT auth_jwt.jwt_claim_sub()") == "user1"
     # The function's SET clause applies inside it, and its exit restores the caller's value.
     assert c.execute("SELECT auth_jwt.jwt_claim_sub(), public.as_user2(), auth_jwt.jwt_claim_sub()").fetchone() == (
@@ -75,7 +76,7 @@ def test_savepoints_and_function_set_clauses(app_db):
     request(c, headers(token(2)))
     assert one(c, "SELECT auth_jwt.jwt_claim_sub()") == "user2"
     c.execute("ROLLBACK TO SAVEPOINT s")
-    assert one(c, "SELECT current_setting('request.headers')") == headers(token(1))
+    assert one(c, "SELECT current_setting('request.headers')") == headers(t1)
     assert one(c, "SELECT auth_jwt.jwt_claim_sub()") == "user1"
     # A savepoint released keeps the value set inside it.
     c.execute("SAVEPOINT t")
