@@ -828,9 +828,11 @@ def write_report():
     lines += ["", "## Measurements", "", "| section | measurement | median | min | max |", "| --- | --- | --- | --- | --- |"]
     for sec, label, s, unit in results:
         lines.append(f"| {sec} | {label} | {statistics.median(s):.2f} {unit} | {min(s):.2f} | {max(s):.2f} |")
-    citus = os.path.join(ROOT, "bench", "CITUS.md")  # bench/citus's section, from its own run
-    if os.path.exists(citus):
-        lines += ["", open(citus).read().strip()]
+    # The sections of bench/jwks-shared and bench/citus, from their own runs.
+    for section in ("JWKS_SHARED.md", "CITUS.md"):
+        path = os.path.join(ROOT, "bench", section)
+        if os.path.exists(path):
+            lines += ["", open(path).read().strip()]
     lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
     extra = os.path.join(ROOT, "bench", "FINDINGS.md")
     if os.path.exists(extra):

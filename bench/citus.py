@@ -250,7 +250,7 @@ def write():
         f.write(text)
     path = os.path.join(ROOT, "BENCHMARKS.md")
     report = open(path).read()
-    report = re.sub(r"## Distributed \(Citus\)\n.*?(?=\n## |\Z)", "", report, flags=re.S).rstrip("\n") + "\n"
+    report = re.sub(r"\n*## Distributed \(Citus\)\n.*?(?=\n## |\Z)", "\n", report, flags=re.S).rstrip("\n") + "\n"
     report = report.replace("\n## Notes\n", "\n" + text + "\n## Notes\n", 1) if "\n## Notes\n" in report else report + "\n" + text
     with open(path, "w") as f:
         f.write(report)

@@ -8,11 +8,14 @@ GRANT USAGE ON SCHEMA auth_jwt TO PUBLIC;
 -- pooler rule needs the GUC stack of the session that set the token, and parallel workers
 -- receive the setting's value but not that stack, so a worker could not tell SET LOCAL from a
 -- token left behind by a previous client (tests/integration/test_parallel.py). Those of an
--- explicit token because, with auth_jwt.jwks_url, every worker of every parallel query would
--- fetch the keys anew (workers start with empty caches). A policy written
+-- explicit token because, with auth_jwt.jwks_url and no shared_preload_libraries, every worker
+-- of every parallel query would fetch the keys anew (workers start with empty caches); the label
+-- is in the catalog, while preloading is a server setting. A policy written
 -- `user_id = (SELECT auth_jwt.jwt_claim_uuid())` is evaluated once, in the leader, and the scan
--- below it can still run in parallel. With keys from the table, a DBA may re-mark the explicit-
--- token functions PARALLEL SAFE for bulk verification (tested); with jwks_url, workers refuse.
+-- below it can still run in parallel. With keys from the table, or from jwks_url on a server
+-- that preloads auth_jwt (workers then read the server's shared document), a DBA may re-mark the
+-- explicit-token functions PARALLEL SAFE for bulk verification (tested); with jwks_url and no
+-- preload, workers refuse to fetch.
 
 CREATE FUNCTION auth_jwt.jwt_verify(token text) RETURNS jsonb
     LANGUAGE c STRICT STABLE PARALLEL RESTRICTED

@@ -3,7 +3,7 @@
 //! document's entries become key rows and every rule for key rows applies (see
 //! `auth_jwt_core::jwks`).
 //!
-//! Mechanism: each backend fetches for itself, on first use and then at most once per max age,
+//! Mechanism (without `shared_preload_libraries`): each backend fetches for itself, on first use and then at most once per max age,
 //! and keeps the document in its memory. Chosen over a shared cache filled by a background worker
 //! because it needs no `shared_preload_libraries`, no shared memory and no locks, works the same
 //! on a hot standby, and fails per backend rather than per cluster; its cost is bounded and
@@ -28,16 +28,16 @@
 //! is not used. So cancelling can neither buy a request per statement nor keep a removed key
 //! alive past max age.
 //!
-//! Safety of the fetch: http or https only, no credentials (the URL may not carry any, no cookies,
-//! no proxy from the environment), no redirects, responses over `auth_jwt.jwks_max_size` refused
-//! while reading, the whole exchange bounded by `auth_jwt.jwks_timeout` (2 s), TLS verified by
-//! rustls against the system's roots or `auth_jwt.jwks_ca_file`. The request runs on a helper
-//! thread that calls nothing in PostgreSQL and blocks every signal, while the backend waits in
-//! short steps and handles interrupts: statement_timeout or pg_cancel_backend cancels the wait at
-//! once (the request goes on; see above). Nothing is written, and no lock is taken beyond those the
-//! query already holds.
+//! The fetch itself and its bounds (size, timeout, TLS, no redirects): `jwks_fetch`. The request
+//! runs on a helper thread while the backend waits in short steps and handles interrupts:
+//! statement_timeout or pg_cancel_backend cancels the wait at once (the request goes on; see
+//! above). Nothing is written, and no lock is taken beyond those the query already holds.
+//!
+//! With `shared_preload_libraries`, `jwks_shared` serves the whole server from one document
+//! instead; this is the fallback without it.
 
 use crate::errors;
+use crate::jwks_fetch::{host_of, Answer, Flight, Refused, Request, MAX_RUNNING};
 use crate::keyring::{self, KeySource, Listed, Listing};
 use crate::settings;
 use crate::stats;
@@ -46,12 +46,13 @@ use auth_jwt_core::jwks::{self, Entry};
 use auth_jwt_core::KeySet;
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant, SystemTime};
 
 /// The document fetched last (successfully) for a URL.
 struct Fetched {
     url: String,
+    /// The response's size, for the budget of parked documents.
+    bytes: usize,
     entries: Rc<Vec<Entry>>,
     keys: Rc<KeySet>,
     /// Wall-clock time of the fetch, for jwks_keys().
@@ -78,30 +79,104 @@ struct Attempt {
 struct InFlight {
     url: String,
     started: Instant,
-    /// The backend never waits past this, whatever the helper thread is stuck on.
-    deadline: Instant,
-    timeout: Duration,
-    rx: mpsc::Receiver<Answer>,
-}
-
-/// What the helper thread sends back, stamped when it arrived: a statement may pick it up much
-/// later (after a cancelled wait), and the document is as old as its answer, not as its pickup.
-struct Answer {
-    result: Result<Response, String>,
-    arrived: Instant,
-    at: SystemTime,
-}
-
-impl Answer {
-    fn now(result: Result<Response, String>) -> Answer {
-        Answer { result, arrived: Instant::now(), at: SystemTime::now() }
-    }
+    flight: Flight,
 }
 
 thread_local! {
     static FETCHED: RefCell<Option<Fetched>> = const { RefCell::new(None) };
     static ATTEMPT: RefCell<Option<Attempt>> = const { RefCell::new(None) };
     static IN_FLIGHT: RefCell<Option<InFlight>> = const { RefCell::new(None) };
+    /// The URL and CA file whose state the three above hold, and the state of others.
+    static HELD_FOR: RefCell<(String, String)> = const { RefCell::new((String::new(), String::new())) };
+    static PARKED: RefCell<Vec<Parked>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Other URLs' state kept besides the configured one's, so that a backend switching URLs (a
+/// function's `SET auth_jwt.jwks_url`, per-role settings behind a pooler) finds each URL's
+/// document and cooldown as it left them instead of a fetch per switch (red-team, round 17: with
+/// five URLs in turn, a request per call): the state of the last `PARKED_MAX` URLs, with their
+/// documents while these add up to at most `PARKED_BYTES` (Better Auth's are a few kB each), and
+/// at least their attempt, so that a URL whose document was dropped is still fetched at most
+/// once per cooldown.
+const PARKED_MAX: usize = 256;
+const PARKED_BYTES: usize = 4 << 20;
+/// Requests in flight are kept for this many parked URLs (a process runs at most
+/// `jwks_fetch::MAX_RUNNING` at once anyway).
+const PARKED_IN_FLIGHT: usize = 32;
+
+/// A URL and its CA file: a document fetched under one CA file is never served under another.
+type Held = (String, String);
+
+struct Parked {
+    held: Held,
+    fetched: Option<Fetched>,
+    attempt: Option<Attempt>,
+    in_flight: Option<InFlight>,
+}
+
+/// This backend holds some state of the configured URL and CA file: a document, an attempt or a
+/// request (with preload, only for URLs it fetches itself for want of a shared slot).
+pub fn knows() -> bool {
+    if held_is_configured() {
+        return FETCHED.with(|f| f.borrow().is_some())
+            || ATTEMPT.with(|a| a.borrow().is_some())
+            || IN_FLIGHT.with(|f| f.borrow().is_some());
+    }
+    let (url, ca) = (settings::jwks_url(), settings::jwks_ca_file());
+    PARKED.with(|p| {
+        p.borrow().iter().any(|x| {
+            x.held.0 == url && x.held.1 == ca && (x.fetched.is_some() || x.attempt.is_some() || x.in_flight.is_some())
+        })
+    })
+}
+
+/// This backend's state is for the configured URL and CA file (O(1) when it is).
+fn held_is_configured() -> bool {
+    HELD_FOR.with(|h| {
+        let h = h.borrow();
+        h.0 == settings::jwks_url() && h.1 == settings::jwks_ca_file()
+    })
+}
+
+/// Make the state above that of the configured URL and CA file: park the one held, take the
+/// configured one's out of the parked ones.
+fn hold() {
+    if held_is_configured() {
+        return;
+    }
+    let now: Held = (settings::jwks_url().to_owned(), settings::jwks_ca_file().to_owned());
+    let held = Parked {
+        held: HELD_FOR.with(|h| h.replace(now.clone())),
+        fetched: FETCHED.with(|f| f.take()),
+        attempt: ATTEMPT.with(|a| a.take()),
+        in_flight: IN_FLIGHT.with(|f| f.take()),
+    };
+    PARKED.with(|p| {
+        let mut p = p.borrow_mut();
+        if let Some(i) = p.iter().position(|x| x.held == now) {
+            let x = p.remove(i);
+            FETCHED.with(|f| *f.borrow_mut() = x.fetched);
+            ATTEMPT.with(|a| *a.borrow_mut() = x.attempt);
+            IN_FLIGHT.with(|f| *f.borrow_mut() = x.in_flight);
+        }
+        // Only what holds some state: an emptied one (after `forget`) would count as known.
+        if !held.held.0.is_empty() && (held.fetched.is_some() || held.attempt.is_some() || held.in_flight.is_some()) {
+            p.insert(0, held);
+            p.truncate(PARKED_MAX);
+            let mut bytes = 0;
+            for (i, x) in p.iter_mut().enumerate() {
+                bytes += x.fetched.as_ref().map_or(0, |f| f.bytes);
+                if bytes > PARKED_BYTES {
+                    x.fetched = None;
+                }
+                if i >= PARKED_IN_FLIGHT {
+                    x.in_flight = None;
+                }
+            }
+        }
+    });
+    // Another document is in force now (the settings' generation moved too, with the URL).
+    keyring::invalidate();
 }
 
 fn url() -> &'static str {
@@ -116,6 +191,7 @@ impl KeySource for JwksUrl {
     fn fresh(&self) -> bool {
         let now = Instant::now();
         FETCHED.with(|f| f.borrow().as_ref().is_some_and(|f| now < f.fresh_until && f.url == url()))
+            && held_is_configured()
     }
 
     /// Nothing but time ends a document: the same as `fresh`.
@@ -127,6 +203,7 @@ impl KeySource for JwksUrl {
     /// in flight, or starting one if the cooldown allows); the last good document only while the
     /// endpoint fails, for `auth_jwt.jwks_stale_if_error`; then an error.
     fn current(&self) -> Rc<KeySet> {
+        hold();
         collect_arrived();
         if !self.fresh() {
             if !in_flight() && cooldown_passed() {
@@ -140,6 +217,7 @@ impl KeySource for JwksUrl {
     /// A token names `kid`, which the document lacks: fetch again if the cooldown allows (or wait
     /// for the request in flight).
     fn reload_for_unknown_kid(&self, kid: &str) -> Option<Rc<KeySet>> {
+        hold();
         collect_arrived();
         if !in_flight() {
             if !cooldown_passed() {
@@ -160,22 +238,38 @@ impl KeySource for JwksUrl {
             let f = f.as_ref().expect("current() returned keys"); // ok: current() raises otherwise
             (f.entries.clone(), f.at)
         });
-        let set = jwks::key_set(&entries);
-        let keys = keyring::listed(
-            &entries,
-            &set,
-            |e| e.kid.is_some(),
-            |e, key| Listed {
-                key,
-                no_kid: "the entry has no kid",
-                alg: e.alg.clone(),
-                crv: e.crv.clone(),
-                created_at: None,
-                expires_at: None,
-            },
-        );
-        Listing { source: host_of(url()), fetched_at: Some(at), keys }
+        listing_of(&entries, at)
     }
+}
+
+/// A JWKS document's entries as `jwks_keys()` lists them.
+pub fn listing_of(entries: &[Entry], at: SystemTime) -> Listing {
+    let set = jwks::key_set(entries);
+    let keys = keyring::listed(
+        entries,
+        &set,
+        |e| e.kid.is_some(),
+        |e, key| Listed {
+            key,
+            no_kid: "the entry has no kid",
+            alg: e.alg.clone(),
+            crv: e.crv.clone(),
+            created_at: None,
+            expires_at: None,
+        },
+    );
+    Listing { source: host_of(url()), fetched_at: Some(at), keys }
+}
+
+/// Drop the document, attempt and request this backend holds for the configured URL, for
+/// `jwks_shared` switching that URL between this backend's own fetches and the server's
+/// document: a document fetched here is then never served (fresh or stale) after one the server
+/// fetched later.
+pub fn forget() {
+    hold();
+    FETCHED.with(|f| *f.borrow_mut() = None);
+    ATTEMPT.with(|a| *a.borrow_mut() = None);
+    IN_FLIGHT.with(|f| *f.borrow_mut() = None);
 }
 
 /// The keys for the configured URL: the document within its max age, or past it only while the
@@ -207,7 +301,7 @@ fn usable() -> Option<Rc<KeySet>> {
 
 /// The least time between two fetches, never longer than max age: a document is due for its
 /// refresh at max age whatever the cooldown says, or a removed key would outlive max age.
-fn cooldown() -> Duration {
+pub fn cooldown() -> Duration {
     settings::jwks_cooldown().min(settings::jwks_max_age())
 }
 
@@ -218,15 +312,20 @@ fn cooldown_passed() -> bool {
 
 /// No usable keys: say why, naming the endpoint's host and the last failure.
 fn failed() -> ! {
-    let why = ATTEMPT
-        .with(|a| a.borrow().as_ref().filter(|a| a.url == url()).and_then(|a| a.failure.clone()))
-        .unwrap_or_else(|| "no successful fetch yet".into());
+    let attempt = ATTEMPT.with(|a| a.borrow().as_ref().filter(|a| a.url == url()).map(|a| a.failure.clone()));
     let stale = FETCHED.with(|f| f.borrow().as_ref().filter(|f| f.url == url()).map(|f| f.fetched.elapsed().as_secs()));
-    let detail = match stale {
-        Some(age) => format!(
-            "The last good document was fetched {age} s ago, longer than auth_jwt.jwks_stale_if_error allows; fetching again fails: {why}."
+    let detail = match (stale, attempt) {
+        (Some(age), why) => format!(
+            "The last good document was fetched {age} s ago, longer than auth_jwt.jwks_stale_if_error allows; fetching again fails: {}.",
+            why.flatten().unwrap_or_else(|| "no successful fetch yet".into())
         ),
-        None => format!("Fetching it failed: {why}."),
+        (None, Some(Some(why))) => format!("Fetching it failed: {why}."),
+        // A document this backend dropped, switching among more URLs than it keeps documents of.
+        (None, Some(None)) => format!(
+            "It was fetched less than auth_jwt.jwks_cooldown ago, and this backend no longer holds it: it switched among JWKS URLs whose documents add up to more than {} MB since.",
+            PARKED_BYTES >> 20
+        ),
+        (None, None) => "Fetching it failed: no successful fetch yet.".into(),
     };
     errors::jwks_unavailable(&host_of(url()), detail)
 }
@@ -254,7 +353,15 @@ fn start_fetch() {
     if xact::is_parallel_worker() {
         errors::jwks_unavailable(
             &host_of(&url),
-            "Parallel workers do not fetch keys: auth_jwt's verifying functions must stay PARALLEL RESTRICTED while auth_jwt.jwks_url is set.".into(),
+            "Parallel workers do not fetch keys: auth_jwt's verifying functions must stay PARALLEL RESTRICTED while auth_jwt.jwks_url is set, unless auth_jwt is in shared_preload_libraries (then workers read the server's shared document).".into(),
+        );
+    }
+    let flight = Request::from_settings(&url).map_err(Refused::Failed).and_then(Flight::start);
+    if let Err(Refused::Busy) = flight {
+        // Nothing was asked of the endpoint: no attempt, no failure (stale-if-error stays shut).
+        errors::jwks_unavailable(
+            &host_of(&url),
+            format!("This backend already waits for {MAX_RUNNING} requests to JWKS endpoints (each ends within auth_jwt.jwks_timeout)."),
         );
     }
     ATTEMPT.with(|a| {
@@ -262,9 +369,10 @@ fn start_fetch() {
         let failure = a.take().filter(|a| a.url == url).and_then(|a| a.failure);
         *a = Some(Attempt { url: url.clone(), started, failure });
     });
-    match spawn_request(&url) {
-        Ok(flight) => IN_FLIGHT.with(|f| *f.borrow_mut() = Some(flight)),
-        Err(e) => complete(&url, started, Answer::now(Err(e))),
+    match flight {
+        Ok(flight) => IN_FLIGHT.with(|f| *f.borrow_mut() = Some(InFlight { url, started, flight })),
+        Err(Refused::Failed(e)) => complete(&url, started, Answer::now(Err(e))),
+        Err(Refused::Busy) => unreachable!("raised above"),
     }
 }
 
@@ -272,11 +380,7 @@ fn start_fetch() {
 fn collect_arrived() {
     let arrived = IN_FLIGHT.with(|f| {
         let mut f = f.borrow_mut();
-        let answer = match f.as_ref()?.rx.try_recv() {
-            Ok(a) => a,
-            Err(mpsc::TryRecvError::Empty) => return None,
-            Err(mpsc::TryRecvError::Disconnected) => Answer::now(Err("the HTTP client failed".into())),
-        };
+        let answer = f.as_ref()?.flight.arrived()?;
         f.take().map(|flight| (flight, answer))
     });
     if let Some((flight, answer)) = arrived {
@@ -306,15 +410,11 @@ fn wait_in_flight() {
     let answer = {
         let flight = waiting.0.as_ref().expect("taken above"); // ok: in_flight() said so
         loop {
-            match flight.rx.recv_timeout(Duration::from_millis(10)) {
-                Ok(a) => break a,
-                Err(mpsc::RecvTimeoutError::Disconnected) => break Answer::now(Err("the HTTP client failed".into())),
+            match flight.flight.wait(Duration::from_millis(10)) {
+                Some(a) => break a,
                 // statement_timeout, pg_cancel_backend, a terminate: raise now, keep the request.
-                Err(mpsc::RecvTimeoutError::Timeout) => {
+                None => {
                     pgrx::check_for_interrupts!();
-                    if Instant::now() > flight.deadline {
-                        break Answer::now(Err(timed_out(flight.timeout)));
-                    }
                 }
             }
         }
@@ -332,7 +432,7 @@ fn complete(url: &str, started: Instant, answer: Answer) {
                 Ok(entries) => {
                     // Max age counts from the answer's arrival (as jose's createRemoteJWKSet
                     // counts it), never from when a statement picked it up.
-                    store(url, entries, r.max_age, answer.arrived, answer.at);
+                    store(url, r.body.len(), entries, r.max_age, answer.arrived, answer.at);
                     None
                 }
                 Err(e) => Some(format!("the response {e}")),
@@ -354,15 +454,22 @@ fn complete(url: &str, started: Instant, answer: Answer) {
     });
 }
 
-fn store(url: &str, entries: Vec<Entry>, max_age: Option<u64>, fetched: Instant, at: SystemTime) {
-    let keys = jwks::key_set(&entries);
+/// How long a document is used without asking again: max age, or a shorter `Cache-Control:
+/// max-age` (never shorter than the cooldown).
+pub fn age(cache_max_age: Option<u64>) -> Duration {
     let max = settings::jwks_max_age();
-    let age = max_age.map_or(max, |a| Duration::from_secs(a).clamp(cooldown(), max));
+    cache_max_age.map_or(max, |a| Duration::from_secs(a).clamp(cooldown(), max))
+}
+
+fn store(url: &str, bytes: usize, entries: Vec<Entry>, max_age: Option<u64>, fetched: Instant, at: SystemTime) {
+    let keys = jwks::key_set(&entries);
+    let age = age(max_age);
     FETCHED.with(|f| {
         let mut f = f.borrow_mut();
         let keys = keyring::serve(f.as_ref().filter(|old| old.url == url).map(|old| &old.keys), keys);
         *f = Some(Fetched {
             url: url.to_owned(),
+            bytes,
             entries: Rc::new(entries),
             keys,
             at,
@@ -371,176 +478,4 @@ fn store(url: &str, entries: Vec<Entry>, max_age: Option<u64>, fetched: Instant,
             stale_logged: false,
         });
     });
-}
-
-/// `https://host:port/...` -> `host:port`, for messages (the path may carry anything).
-pub fn host_of(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    auth_jwt_core::error::printable(host, 128)
-}
-
-/// A successful response.
-struct Response {
-    body: Vec<u8>,
-    max_age: Option<u64>,
-}
-
-/// What the fetch thread needs, copied out of the settings.
-struct Request {
-    url: String,
-    /// Plain HTTP trusts no certificate: the CA file is read only for https.
-    https: bool,
-    timeout: Duration,
-    max_size: u64,
-    ca_file: String,
-}
-
-/// Start the GET on a helper thread; the caller waits for the answer (see `wait_in_flight`).
-fn spawn_request(url: &str) -> Result<InFlight, String> {
-    let lower = url.to_ascii_lowercase();
-    let https = lower.starts_with("https://");
-    if !(https || lower.starts_with("http://")) {
-        return Err("auth_jwt.jwks_url must start with https:// or http://".into());
-    }
-    if url.split_once("://").is_some_and(|(_, r)| r.split(['/', '?', '#']).next().unwrap_or("").contains('@')) {
-        return Err("auth_jwt.jwks_url must not carry credentials".into());
-    }
-    let req = Request {
-        url: url.to_owned(),
-        https,
-        timeout: settings::jwks_timeout(),
-        max_size: settings::jwks_max_size(),
-        ca_file: settings::jwks_ca_file().to_owned(),
-    };
-    let started = Instant::now();
-    // The thread's own timeout covers the exchange; the backend never waits much longer, whatever
-    // the thread is stuck on.
-    let (timeout, deadline) = (req.timeout, started + req.timeout + Duration::from_secs(1));
-    let (tx, rx) = mpsc::channel();
-    spawn_without_signals(move || {
-        let r = std::panic::catch_unwind(|| get(&req)).unwrap_or_else(|_| Err("the HTTP client failed".into()));
-        let _ = tx.send(Answer::now(r));
-    })?;
-    Ok(InFlight { url: url.to_owned(), started, deadline, timeout, rx })
-}
-
-/// Start `f` on a thread that blocks every signal, so PostgreSQL's handlers keep running on the
-/// backend's own thread.
-fn spawn_without_signals(f: impl FnOnce() + Send + 'static) -> Result<(), String> {
-    // SAFETY: pthread_sigmask on the calling thread, restored right after the spawn; the new
-    // thread inherits the blocked mask.
-    unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-        let spawned = std::thread::Builder::new().name("auth_jwt jwks".into()).spawn(f);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
-        spawned.map(drop).map_err(|e| format!("could not start the HTTP client thread: {e}"))
-    }
-}
-
-/// The request itself (on the helper thread: no PostgreSQL calls here).
-fn get(req: &Request) -> Result<Response, String> {
-    use ureq::tls::{TlsConfig, TlsProvider};
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let roots = if req.https { roots(&req.ca_file)? } else { ureq::tls::RootCerts::new_with_certs(&[]) };
-    let tls = TlsConfig::builder()
-        .provider(TlsProvider::Rustls)
-        .root_certs(roots)
-        .unversioned_rustls_crypto_provider(provider)
-        .build();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .tls_config(tls)
-        .proxy(None)
-        .max_redirects(0)
-        .http_status_as_error(false)
-        .timeout_global(Some(req.timeout))
-        .user_agent(concat!("auth_jwt/", env!("CARGO_PKG_VERSION")))
-        .accept("application/json")
-        .build()
-        .into();
-    let mut resp = agent.get(&req.url).call().map_err(|e| describe(&e, req))?;
-    let status = resp.status().as_u16();
-    if (300..400).contains(&status) {
-        return Err(format!("HTTP {status}: redirects are not followed (set auth_jwt.jwks_url to the final URL)"));
-    }
-    if status != 200 {
-        return Err(format!("HTTP {status}"));
-    }
-    let max_age = resp.headers().get("cache-control").and_then(|v| v.to_str().ok()).and_then(jwks::cache_max_age);
-    let body = resp.body_mut().with_config().limit(req.max_size).read_to_vec().map_err(|e| describe(&e, req))?;
-    Ok(Response { body, max_age })
-}
-
-fn timed_out(timeout: Duration) -> String {
-    format!("no complete response within auth_jwt.jwks_timeout ({} ms)", timeout.as_millis())
-}
-
-fn describe(e: &ureq::Error, req: &Request) -> String {
-    match e {
-        ureq::Error::Timeout(_) => timed_out(req.timeout),
-        ureq::Error::BodyExceedsLimit(_) => {
-            format!("the response is larger than auth_jwt.jwks_max_size ({} bytes)", req.max_size)
-        }
-        // rustls reports certificate and handshake failures as InvalidData with the cause inside.
-        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => format!("TLS or protocol error: {io}"),
-        ureq::Error::Io(io) => format!("network error: {}", io.kind()),
-        ureq::Error::Rustls(tls) => format!("TLS error: {tls}"),
-        ureq::Error::HostNotFound => "host not found".into(),
-        ureq::Error::ConnectionFailed => "connection failed".into(),
-        other => format!("HTTP client error: {other}"),
-    }
-}
-
-/// The trusted roots: `auth_jwt.jwks_ca_file`, or the system's bundle.
-fn roots(ca_file: &str) -> Result<ureq::tls::RootCerts, String> {
-    const SYSTEM: [&str; 4] = [
-        "/etc/ssl/certs/ca-certificates.crt",
-        "/etc/pki/tls/certs/ca-bundle.crt",
-        "/etc/ssl/ca-bundle.pem",
-        "/etc/ssl/cert.pem",
-    ];
-    let path = if ca_file.is_empty() {
-        SYSTEM.iter().find(|p| std::path::Path::new(p).exists()).copied().ok_or("no system CA bundle found")?
-    } else {
-        ca_file
-    };
-    let pem = read_ca_file(path)?;
-    let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
-        .filter_map(|item| match item {
-            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
-            _ => None,
-        })
-        .collect();
-    if certs.is_empty() {
-        return Err(format!("no certificate in CA file {path}"));
-    }
-    Ok(ureq::tls::RootCerts::new_with_certs(&certs))
-}
-
-/// A CA bundle is a regular file of at most 16 MiB (Debian's has about 200 kB). Opened without
-/// blocking and checked before reading, so a FIFO, a device or a huge file named by mistake fails
-/// at once with a reason instead of hanging or filling memory.
-fn read_ca_file(path: &str) -> Result<Vec<u8>, String> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    const MAX: u64 = 16 << 20;
-    let cannot = |e: std::io::Error| format!("cannot read CA file {path}: {}", e.kind());
-    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path).map_err(cannot)?;
-    let meta = file.metadata().map_err(cannot)?;
-    if !meta.is_file() {
-        return Err(format!("CA file {path} is not a regular file"));
-    }
-    if meta.len() > MAX {
-        return Err(format!("CA file {path} is larger than {MAX} bytes"));
-    }
-    let mut pem = Vec::with_capacity(meta.len() as usize);
-    file.take(MAX + 1).read_to_end(&mut pem).map_err(cannot)?;
-    if pem.len() as u64 > MAX {
-        return Err(format!("CA file {path} is larger than {MAX} bytes"));
-    }
-    Ok(pem)
 }

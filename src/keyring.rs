@@ -36,6 +36,12 @@ pub fn generation() -> u64 {
     GENERATION.with(Cell::get)
 }
 
+/// The keys in force changed other than through `serve` (a source switched between two stores of
+/// its own): caches filled under the old ones are dropped.
+pub fn invalidate() {
+    GENERATION.with(|g| g.set(g.get().wrapping_add(1)));
+}
+
 /// The set to serve after a load: `old` itself if `new` holds the same keys (caches filled under
 /// it stay valid), otherwise `new`, and the generation moves.
 pub fn serve(old: Option<&Rc<KeySet>>, new: KeySet) -> Rc<KeySet> {

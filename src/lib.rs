@@ -14,6 +14,8 @@ mod errors;
 mod fmgr;
 mod functions;
 mod jsonb;
+mod jwks_fetch;
+mod jwks_shared;
 mod jwks_url;
 mod key_source;
 mod key_table;
@@ -24,6 +26,7 @@ mod request;
 mod request_role;
 mod sessions;
 mod settings;
+mod shmem;
 mod snapshot_query;
 mod stats;
 mod token_cache;
@@ -48,6 +51,11 @@ pub extern "C-unwind" fn _PG_init() {
     std::env::remove_var("RUST_BACKTRACE");
     std::env::remove_var("RUST_LIB_BACKTRACE");
     settings::init();
+    if shmem::preloading() {
+        // Once in the postmaster instead of in every backend's first verification.
+        auth_jwt_core::warm_up();
+    }
+    jwks_shared::init();
     xact::init();
     token_forward::init();
     sessions::init();

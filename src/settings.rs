@@ -175,7 +175,7 @@ static SPECS: [Spec; 25] = [
     trust(
         c"auth_jwt.jwks_url",
         c"Better Auth's JWKS endpoint (http or https); when set, keys come from it instead of auth_jwt.jwks_table.",
-        c"For example https://auth.example.com/api/auth/jwks. Fetched by each backend on first use and after auth_jwt.jwks_max_age.",
+        c"For example https://auth.example.com/api/auth/jwks. With auth_jwt in shared_preload_libraries, fetched once per server (per auth_jwt.jwks_max_age) by the auth_jwt jwks worker; otherwise by each backend.",
         Storage::Str(&JWKS_URL),
     ),
     trust(
@@ -186,7 +186,7 @@ static SPECS: [Spec; 25] = [
     ),
     trust(
         c"auth_jwt.jwks_cooldown",
-        c"Least time between two fetches of the JWKS document by one backend (unknown kids, failures, Cache-Control: no-store).",
+        c"Least time between two fetches of the JWKS document (unknown kids, failures, Cache-Control: no-store), per server with preload, else per backend.",
         c"",
         Storage::Int(&JWKS_COOLDOWN, 1, 3600, GucFlags::UNIT_S),
     ),
@@ -205,7 +205,7 @@ static SPECS: [Spec; 25] = [
     trust(
         c"auth_jwt.jwks_max_size",
         c"Largest JWKS response accepted.",
-        c"",
+        c"With shared_preload_libraries, its value at server start also sizes the shared cache (four documents).",
         Storage::Int(&JWKS_MAX_SIZE, 1024, 64 * 1024 * 1024, GucFlags::UNIT_BYTE),
     ),
     trust(

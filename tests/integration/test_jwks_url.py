@@ -4,7 +4,6 @@ a bounded time, then a clear error), abuse (slow, huge, redirected, not JSON, ba
 a CA made here, cancellation, and the number of requests 50 busy backends make through a rotation.
 (The real Better Auth serving its JWKS: tests/interop/jwks-url.test.mjs.)"""
 
-import contextlib
 import json
 import os
 import re
@@ -564,3 +563,112 @@ def test_fifty_busy_backends_through_a_rotation_make_a_bounded_number_of_request
     assert not wrong, wrong[:5]
     assert requests <= bound, (requests, bound)
     print(f"\n50 backends, {elapsed:.1f} s, {verifications} verifications: {requests} requests to the endpoint (bound {bound:.0f})")
+
+
+def test_a_function_that_sets_another_url_costs_no_request_per_call(db, endpoint):
+    """A SECURITY DEFINER function with SET auth_jwt.jwks_url called on every row beside the
+    session's own URL: each backend keeps a few URLs' documents and cooldowns, so each URL is
+    fetched once (it was one request per call: red-team, round 16)."""
+    other = Endpoint()
+    other.set(doc(entry(5)))
+    c = connect(db)
+    try:
+        c.execute(f"""CREATE FUNCTION public.verify_other(t text) RETURNS text LANGUAGE sql SECURITY DEFINER
+                      SET auth_jwt.jwks_url = '{other.url}' SET auth_jwt.jwks_max_age = '60s'
+                      AS $$ SELECT auth_jwt.jwt_verify(t)->>'sub' $$""")
+        remote(c, endpoint.url)
+        rows = c.execute("SELECT public.verify_other(%s), auth_jwt.jwt_verify(%s)->>'sub' FROM generate_series(1, 30)",
+                         (token(5), token(3))).fetchall()
+        assert rows == [("user5", "user3")] * 30
+        assert (endpoint.count(), other.count()) == (1, 1)
+        assert fetches(c) == 2
+    finally:
+        c.execute("DROP FUNCTION IF EXISTS public.verify_other(text)")
+        c.close()
+        other.close()
+
+
+def test_a_document_fetched_under_one_ca_file_is_not_served_under_another(db, pki):
+    """A backend keys what it fetched by URL and CA file: after SET auth_jwt.jwks_ca_file to a
+    bundle that does not know the endpoint's CA, the document fetched under the first is not
+    served (red-team, round 17: it was, until its max age)."""
+    ep = Endpoint(tls=pki["ctx"])
+    ep.set(doc(entry(3)))
+    try:
+        c = connect(db)
+        remote(c, ep.url, jwks_ca_file=pki["ca"])
+        tok = token(3)
+        assert verify(c, tok) == "user3"
+        c.execute("SET auth_jwt.jwks_ca_file = '/etc/ssl/certs/ca-certificates.crt'")
+        state, _, detail = verify(c, tok)
+        assert state == "58000" and "UnknownIssuer" in detail, detail
+        c.execute(f"SET auth_jwt.jwks_ca_file = '{pki['ca']}'")
+        assert verify(c, tok) == "user3"
+        assert ep.count() == 1, "the first CA file's document was kept, and served under it again"
+    finally:
+        ep.close()
+
+
+def url_functions(c, urls, **settings):
+    """SECURITY DEFINER functions v0(t)... each verifying with its own URL: their names."""
+    sets = "".join(f" SET auth_jwt.{k} = '{v}'" for k, v in settings.items())
+    for i, u in enumerate(urls):
+        c.execute(f"""CREATE FUNCTION public.v{i}(t text) RETURNS text LANGUAGE sql SECURITY DEFINER
+                      SET auth_jwt.jwks_url = '{u}'{sets} AS $$ SELECT auth_jwt.jwt_verify(t)->>'sub' $$""")
+    return [f"public.v{i}" for i in range(len(urls))]
+
+
+def drop_functions(c, names):
+    for n in names:
+        c.execute(f"DROP FUNCTION IF EXISTS {n}(text)")
+
+
+@pytest.mark.parametrize("n", [6, 40])
+def test_many_urls_in_turn_cost_one_request_each(db, endpoint, n):
+    """URLs used in turn by one backend: one request each, every call verified (red-team: beyond
+    four URLs the oldest one's document and cooldown were dropped, a request per call, round 17;
+    beyond 32 the documents were dropped and calls failed until the cooldown passed, round 18)."""
+    c = connect(db)
+    names = url_functions(c, [f"{endpoint.url}?tenant={i}" for i in range(n)], jwks_max_age="300s", jwks_cooldown="30s")
+    try:
+        tok = token(3)
+        for _ in range(3):
+            for name in names:
+                assert one(c, f"SELECT {name}(%s)", tok) == "user3"
+        calls = ", ".join(f"{name}(%s)" for name in names)
+        assert c.execute(f"SELECT {calls} FROM generate_series(1, 10)", [tok] * n).fetchall() == [("user3",) * n] * 10
+        assert endpoint.count() == n
+    finally:
+        drop_functions(c, names)
+        c.close()
+
+def test_requests_left_behind_by_cancelled_waits_are_bounded_per_backend(db):
+    """Requests to a hanging endpoint, each left in flight by a cancelled wait under another URL:
+    at most eight run at once in a backend, then a verification needing a ninth fails at once
+    (red-team, round 17: a thread and a socket per call, a thousand, then no file descriptors)."""
+    import socket
+
+    hang = socket.socket()
+    hang.bind(("127.0.0.1", 0))
+    hang.listen(64)  # never accepted: every request waits for its timeout
+    port = hang.getsockname()[1]
+    c = connect(db)
+    names = url_functions(c, [f"http://127.0.0.1:{port}/jwks/{i}" for i in range(12)], jwks_timeout="60s")
+    try:
+        pid = one(c, "SELECT pg_backend_pid()")
+        c.execute("SET statement_timeout = '100ms'")
+        states = []
+        for n in names:
+            try:
+                one(c, f"SELECT {n}(%s)", token(3))
+            except psycopg.Error as e:
+                states.append((e.sqlstate, e.diag.message_detail or ""))
+        c.execute("RESET statement_timeout")
+        assert [s for s, _ in states[:8]] == ["57014"] * 8, states
+        assert all(s == "58000" and "already waits for 8 requests" in d for s, d in states[8:]), states
+        threads = int(next(line.split()[1] for line in open(f"/proc/{pid}/status") if line.startswith("Threads:")))
+        assert threads <= 1 + 8, threads
+    finally:
+        drop_functions(c, names)
+        c.close()
+        hang.close()
