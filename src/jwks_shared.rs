@@ -200,9 +200,10 @@ const NEWEST_MAX: usize = 256;
 
 thread_local! {
     static LOCAL: RefCell<Option<Local>> = const { RefCell::new(None) };
-    /// The arrival of the newest document of each (url, ca) this backend adopted, from any slot:
-    /// an older one is never served stale (red-team, round 19: switching `jwks_timeout`, hence
-    /// slots, served an older slot's document, with a removed key, after a newer one was seen).
+    /// The arrival of the newest document of each (url, ca) this backend used, from any slot or
+    /// its own fetch: an older one is never served stale (red-team, round 19: switching
+    /// `jwks_timeout`, hence slots, served an older slot's document, with a removed key, after a
+    /// newer one was seen; round 20: the same after the backend's own fetch).
     static NEWEST: RefCell<Vec<(String, String, u64)>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -348,7 +349,11 @@ fn look(kid: Option<&str>) -> Looked {
             return Looked::NoSlot;
         };
         if jwks_url::knows() {
-            jwks_url::forget();
+            // Its own document, if newer than the slot's, still bars the slot's from being served
+            // stale (red-team, round 20: an older slot document served after a newer own one).
+            if let Some(age) = jwks_url::forget() {
+                seen_arrival(url, ca, now_ms().saturating_sub(ms(age)));
+            }
             keyring::invalidate();
         }
         adopt(&seen, url, ca);
@@ -462,21 +467,26 @@ unsafe fn find_or_take(url: &str, ca: &str, timeout_ms: u64, max_size: u64, now:
     }
 }
 
+/// A document of `url` and `ca` that arrived at `fetched_ms` was in force in this backend.
+fn seen_arrival(url: &str, ca: &str, fetched_ms: u64) {
+    NEWEST.with(|n| {
+        let mut n = n.borrow_mut();
+        let newest = match n.iter().position(|(u, c, _)| u == url && c == ca) {
+            Some(i) => n.remove(i).2.max(fetched_ms),
+            None => fetched_ms,
+        };
+        n.insert(0, (url.to_owned(), ca.to_owned(), newest));
+        n.truncate(NEWEST_MAX);
+    });
+}
+
 /// Parse a newer document into this backend's copy (the key set kept if its keys are the same).
 fn adopt(seen: &Seen, url: &str, ca: &str) {
     let Some((gen, bytes, fetched_ms, unix_us, cache_max_age)) = &seen.newer else { return };
     // The worker stored it only after parsing it: an error here would be a bug, and fails closed.
     let Ok(entries) = jwks::parse(bytes) else { return };
     let set = jwks::key_set(&entries);
-    NEWEST.with(|n| {
-        let mut n = n.borrow_mut();
-        let newest = match n.iter().position(|(u, c, _)| u == url && c == ca) {
-            Some(i) => n.remove(i).2.max(*fetched_ms),
-            None => *fetched_ms,
-        };
-        n.insert(0, (url.to_owned(), ca.to_owned(), newest));
-        n.truncate(NEWEST_MAX);
-    });
+    seen_arrival(url, ca, *fetched_ms);
     LOCAL.with(|l| {
         let mut l = l.borrow_mut();
         let old = l.as_ref().filter(|o| o.url == url && o.ca == ca).map(|o| &o.keys);

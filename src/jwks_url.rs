@@ -265,11 +265,13 @@ pub fn listing_of(entries: &[Entry], at: SystemTime) -> Listing {
 /// `jwks_shared` switching that URL between this backend's own fetches and the server's
 /// document: a document fetched here is then never served (fresh or stale) after one the server
 /// fetched later.
-pub fn forget() {
+/// Returns how long ago the forgotten document arrived, if there was one: the server's document
+/// older than it must not be served stale after it (`jwks_shared` records it).
+pub fn forget() -> Option<Duration> {
     hold();
-    FETCHED.with(|f| *f.borrow_mut() = None);
     ATTEMPT.with(|a| *a.borrow_mut() = None);
     IN_FLIGHT.with(|f| *f.borrow_mut() = None);
+    FETCHED.with(|f| f.borrow_mut().take()).map(|f| f.fetched.elapsed())
 }
 
 /// The keys for the configured URL: the document within its max age, or past it only while the

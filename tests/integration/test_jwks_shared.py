@@ -646,3 +646,30 @@ def test_a_url_back_in_a_slot_is_listed_from_it_without_a_request(server, endpoi
         assert verify(x, token(5)) == "user5"  # the slot's document, fresh
         assert x.execute("SELECT kid FROM auth_jwt.jwks_keys()").fetchall() == [("k5",)]
         assert one(x, "SELECT jwks_fetches FROM auth_jwt.stats()") == 2, "its own first fetch, and the other URL's"
+
+
+def test_a_slot_document_older_than_the_backends_own_is_never_served_stale(server, endpoint):
+    """A backend that fetched a URL itself (under other bounds, for want of a slot) and then uses
+    the URL's slot again never serves the slot's older document as stale (red-team, round 20: the
+    key removed between the two verified again, the newer key was refused)."""
+    filling = Endpoint()
+    filling.set(doc(entry(3)))
+    fillers = Fillers(server, filling, 3)
+    use(server, endpoint.url, jwks_max_age="2s", jwks_cooldown="1s", jwks_timeout="5s", jwks_stale_if_error="15min")
+    x = server.connect()
+    try:
+        for i in range(3):
+            fillers.start(i)
+        assert verify(x, token(4)) == "user4"  # the fourth slot: {k3, k4}
+        endpoint.set(doc(entry(3), entry(5)))  # k4 removed, k5 added
+        x.execute("SET auth_jwt.jwks_timeout = '4s'")  # other bounds: no slot, x fetches itself
+        assert verify(x, token(5)) == "user5"
+        assert verify(x, token(4))[0] == "28000"
+        endpoint.set(status=500)
+        x.execute("RESET auth_jwt.jwks_timeout")
+        time.sleep(2.3)
+        assert verify(x, token(4)) != "user4", "the slot's older document, with k4, served as stale"
+    finally:
+        x.close()
+        fillers.close(server)
+        filling.close()
