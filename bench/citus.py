@@ -16,6 +16,8 @@ import time
 import psycopg
 from psycopg import sql
 
+from sections import write_section
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.environ["BENCH"]
 PGBIN = os.environ["PGBIN"]
@@ -246,14 +248,7 @@ def write():
         "| --- | --- | --- |",
         *lines,
     ]) + "\n"
-    with open(os.path.join(ROOT, "bench", "CITUS.md"), "w") as f:
-        f.write(text)
-    path = os.path.join(ROOT, "BENCHMARKS.md")
-    report = open(path).read()
-    report = re.sub(r"\n*## Distributed \(Citus\)\n.*?(?=\n## |\Z)", "\n", report, flags=re.S).rstrip("\n") + "\n"
-    report = report.replace("\n## Notes\n", "\n" + text + "\n## Notes\n", 1) if "\n## Notes\n" in report else report + "\n" + text
-    with open(path, "w") as f:
-        f.write(report)
+    write_section("CITUS.md", "Distributed (Citus)", text)
     say("\nwrote bench/CITUS.md and its section of BENCHMARKS.md")
 
 

@@ -20,6 +20,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psycopg
 
+from sections import write_section
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.environ["BENCH"]
 PGBIN = os.environ["PGBIN"]
@@ -263,14 +265,7 @@ def main():
         "| --- | --- | --- |",
         *lines,
     ]) + "\n"
-    with open(os.path.join(ROOT, "bench", "JWKS_SHARED.md"), "w") as f:
-        f.write(text)
-    path = os.path.join(ROOT, "BENCHMARKS.md")
-    report = open(path).read()
-    report = re.sub(r"\n*## Keys from a JWKS URL, shared by the server\n.*?(?=\n## |\Z)", "\\n", report, flags=re.S).rstrip("\n") + "\n"
-    report = report.replace("\n## Notes\n", "\n" + text + "\n## Notes\n", 1) if "\n## Notes\n" in report else report + "\n" + text
-    with open(path, "w") as f:
-        f.write(report)
+    write_section("JWKS_SHARED.md", "Keys from a JWKS URL, shared by the server", text)
     say("\nwrote bench/JWKS_SHARED.md and its section of BENCHMARKS.md")
 
 

@@ -19,7 +19,7 @@ import psycopg
 import pytest
 
 from conftest import ISS, PGBIN, connect, one, pg, token
-from test_jwks_url import Endpoint, doc, entry
+from test_jwks_url import Endpoint, doc, entry, verify
 
 PORT, STANDBY_PORT = 54342, 54343
 
@@ -103,14 +103,6 @@ def use(server, url, **settings):
     with connect("postgres", port=server.port) as su:
         for k, v in values.items():
             su.execute(f"ALTER DATABASE app SET auth_jwt.{k} = '{v}'")
-
-
-def verify(c, tok):
-    """The token's sub, or (sqlstate, message, detail)."""
-    try:
-        return one(c, "SELECT auth_jwt.jwt_verify(%s)->>'sub'", tok)
-    except psycopg.Error as e:
-        return (e.sqlstate, e.diag.message_primary, e.diag.message_detail)
 
 
 def first_verification(server, tok):
